@@ -1,0 +1,35 @@
+# kata-deploy: `make test` runs every test (unit and end to end, against a real Docker engine).
+GO        ?= go
+BIN       ?= bin
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT    ?= $(shell git rev-parse HEAD 2>/dev/null)
+LDFLAGS   := -s -w -X github.com/kata-deploy/kata-deploy/internal/version.Version=$(VERSION) \
+             -X github.com/kata-deploy/kata-deploy/internal/version.Commit=$(COMMIT)
+
+.PHONY: all build test unit e2e lint engine-up engine-down clean
+
+all: build
+
+build:
+	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/ ./cmd/kata-deploy
+
+# Every test: brings the test engine up (idempotent), then unit and end-to-end tests.
+test:
+	hack/test.sh
+
+# Unit tests only: no root, no engine, no VM.
+unit:
+	$(GO) test -short ./...
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+engine-up:
+	hack/engine.sh up
+
+engine-down:
+	hack/engine.sh down
+
+clean:
+	rm -rf $(BIN)

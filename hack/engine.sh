@@ -1,0 +1,233 @@
+#!/usr/bin/env bash
+# The test engine: a real containerd + dockerd built from the Go module proxy, isolated from any
+# system Docker (own sockets, data-root, exec-root, pidfiles, daemon.json), used by CI, the e2e
+# tests, the benchmarks and `make demo`.
+#
+#   hack/engine.sh up      install packages, build (cached), start, import busybox:latest, write the env file
+#   hack/engine.sh down    stop what `up` started (state and images are kept for the next `up`)
+#   hack/engine.sh purge   down, then remove the engine's state (images, containers)
+#   hack/engine.sh env     print the env file's path (source it: . "$(hack/engine.sh env)")
+#   hack/engine.sh build   only install packages and build the binaries
+#
+# Overridable: KATA_ENGINE_CACHE (binaries, default /var/cache/kata-deploy/engine),
+#              KATA_ENGINE_STATE (state, default /var/lib/kata-deploy-test-engine),
+#              KATA_ENGINE_RUN (sockets and pidfiles, default /run/kata-deploy-test-engine).
+set -euo pipefail
+
+# Pinned versions: Docker Engine 29 with containerd 2.4 and runc 1.5.
+MOBY_VERSION=v2.0.0-beta.24
+# The Docker Engine release that module version is (releases/versions.yaml in the module); stamped
+# into dockerd so `docker version` and `kata-deploy check` see a real version, not "library-import".
+DOCKER_ENGINE_VERSION=29.8.1
+CONTAINERD_VERSION=v2.4.2
+RUNC_VERSION=v1.5.3
+DOCKER_CLI_VERSION=v29.8.0+incompatible
+
+APT_PACKAGES=(qemu-system-x86 qemu-utils iptables libseccomp-dev busybox-static e2fsprogs kmod cpio
+	pkg-config iproute2 procps)
+
+CACHE=${KATA_ENGINE_CACHE:-/var/cache/kata-deploy/engine}
+STATE=${KATA_ENGINE_STATE:-/var/lib/kata-deploy-test-engine}
+RUN=${KATA_ENGINE_RUN:-/run/kata-deploy-test-engine}
+BIN=$CACHE/docker-$DOCKER_ENGINE_VERSION-moby-$MOBY_VERSION-containerd-$CONTAINERD_VERSION-runc-$RUNC_VERSION/bin
+ENV_FILE=$STATE/env
+DAEMON_JSON=$STATE/daemon.json
+DOCKER_SOCK=$RUN/docker.sock
+CONTAINERD_SOCK=$RUN/containerd.sock
+DOCKERD_PID=$RUN/dockerd.pid
+CONTAINERD_PID=$RUN/containerd.pid
+
+log() { printf 'engine: %s\n' "$*" >&2; }
+die() {
+	printf 'engine: error: %s\n' "$*" >&2
+	exit 1
+}
+
+install_packages() {
+	local missing=()
+	for p in "${APT_PACKAGES[@]}"; do
+		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+	done
+	[ ${#missing[@]} -eq 0 ] && return 0
+	log "installing Debian packages: ${missing[*]}"
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# build installs the pinned engine into $BIN; a second call finds the binaries and returns at once.
+build() {
+	install_packages
+	local want=(dockerd docker-proxy containerd containerd-shim-runc-v2 runc)
+	local have=1
+	for b in "${want[@]}"; do [ -x "$BIN/$b" ] || have=0; done
+	if [ $have = 1 ]; then return 0; fi
+	log "building the engine into $BIN (about 5 minutes on 2 cores; cached afterwards)"
+	mkdir -p "$BIN"
+	local tmp
+	tmp=$(mktemp -d)
+	# A throwaway module directory keeps the build out of the project's go.mod.
+	(
+		cd "$tmp"
+		export GOBIN=$BIN GOFLAGS=-mod=mod
+		go install -ldflags "-X github.com/moby/moby/v2/dockerversion.Version=$DOCKER_ENGINE_VERSION -X github.com/moby/moby/v2/dockerversion.GitCommit=moby-$MOBY_VERSION" \
+			"github.com/moby/moby/v2/cmd/dockerd@$MOBY_VERSION"
+		go install "github.com/moby/moby/v2/cmd/docker-proxy@$MOBY_VERSION"
+		go install "github.com/containerd/containerd/v2/cmd/containerd@$CONTAINERD_VERSION" \
+			"github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2@$CONTAINERD_VERSION"
+		go install -tags seccomp "github.com/opencontainers/runc@$RUNC_VERSION"
+	) || {
+		rm -rf "$tmp"
+		die "building the engine failed (see above); is the Go module proxy reachable?"
+	}
+	rm -rf "$tmp"
+	if ! command -v docker >/dev/null 2>&1; then
+		log "no docker CLI on this machine: building github.com/docker/cli $DOCKER_CLI_VERSION"
+		(cd "$(mktemp -d)" && GOBIN=$BIN go install "github.com/docker/cli/cmd/docker@$DOCKER_CLI_VERSION") ||
+			die "no docker CLI and building one failed; install Debian's docker.io or docker-ce-cli"
+	fi
+}
+
+pid_alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+
+wait_for() { # wait_for SECONDS DESCRIPTION COMMAND...
+	local secs=$1 what=$2
+	shift 2
+	for _ in $(seq $((secs * 10))); do
+		"$@" >/dev/null 2>&1 && return 0
+		sleep 0.1
+	done
+	die "$what did not come up within ${secs}s; see $STATE/*.log"
+}
+
+start_containerd() {
+	pid_alive "$CONTAINERD_PID" && return 0
+	mkdir -p "$STATE/containerd" "$RUN/containerd"
+	# Only what Docker needs: the CRI plugin and friends are disabled so startup is quick and quiet.
+	cat >"$STATE/containerd.toml" <<EOF
+version = 3
+root = "$STATE/containerd"
+state = "$RUN/containerd"
+disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.cri.v1.images", "io.containerd.cri.v1.runtime", "io.containerd.podsandbox.controller.v1.podsandbox"]
+[grpc]
+  address = "$CONTAINERD_SOCK"
+[ttrpc]
+  address = "$CONTAINERD_SOCK.ttrpc"
+[debug]
+  address = "$RUN/containerd-debug.sock"
+EOF
+	log "starting containerd ($CONTAINERD_SOCK)"
+	PATH=$BIN:$PATH setsid "$BIN/containerd" --config "$STATE/containerd.toml" \
+		>>"$STATE/containerd.log" 2>&1 </dev/null &
+	echo $! >"$CONTAINERD_PID"
+	wait_for 30 containerd test -S "$CONTAINERD_SOCK"
+}
+
+start_dockerd() {
+	pid_alive "$DOCKERD_PID" && return 0
+	mkdir -p "$STATE/docker" "$RUN/exec"
+	[ -f "$DAEMON_JSON" ] || echo '{}' >"$DAEMON_JSON"
+	log "starting dockerd ($DOCKER_SOCK)"
+	PATH=$BIN:$PATH setsid "$BIN/dockerd" \
+		--host "unix://$DOCKER_SOCK" \
+		--containerd "$CONTAINERD_SOCK" \
+		--data-root "$STATE/docker" \
+		--exec-root "$RUN/exec" \
+		--pidfile "$DOCKERD_PID" \
+		--config-file "$DAEMON_JSON" \
+		>>"$STATE/dockerd.log" 2>&1 </dev/null &
+	wait_for 60 dockerd docker -H "unix://$DOCKER_SOCK" version
+}
+
+# import_busybox builds busybox:latest from Debian's busybox-static with every applet linked
+# (there is no registry to pull from), plus the passwd/group files that `--user` needs.
+import_busybox() {
+	docker -H "unix://$DOCKER_SOCK" image inspect busybox:latest >/dev/null 2>&1 && return 0
+	log "importing busybox:latest from Debian's busybox-static"
+	local root
+	root=$(mktemp -d)
+	mkdir -p "$root"/{bin,sbin,usr/bin,usr/sbin,etc,tmp,root,home,var,proc,sys,dev}
+	chmod 1777 "$root/tmp"
+	cp /bin/busybox "$root/bin/busybox"
+	local applet
+	for applet in $(/bin/busybox --list-full); do
+		[ "$applet" = bin/busybox ] && continue
+		ln -sf /bin/busybox "$root/$applet"
+	done
+	printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n' >"$root/etc/passwd"
+	printf 'root:x:0:\nnogroup:x:65534:\n' >"$root/etc/group"
+	tar -C "$root" -c . | docker -H "unix://$DOCKER_SOCK" import --change 'CMD ["sh"]' - busybox:latest >/dev/null
+	rm -rf "$root"
+}
+
+write_env() {
+	cat >"$ENV_FILE" <<EOF
+# Written by hack/engine.sh up: source this file to talk to the test engine.
+export DOCKER_HOST=unix://$DOCKER_SOCK
+export KATA_TEST_ENGINE=1
+export KATA_TEST_DAEMON_JSON=$DAEMON_JSON
+export KATA_TEST_DOCKERD_PIDFILE=$DOCKERD_PID
+export KATA_TEST_CONTAINERD_ADDRESS=$CONTAINERD_SOCK
+export KATA_TEST_ENGINE_BIN=$BIN
+export KATA_TEST_ENGINE_LOGS=$STATE
+EOF
+}
+
+up() {
+	[ "$(id -u)" = 0 ] || die "the test engine needs root (it runs dockerd and containerd)"
+	build
+	mkdir -p "$STATE" "$RUN"
+	start_containerd
+	start_dockerd
+	import_busybox
+	write_env
+	log "up: $(docker -H "unix://$DOCKER_SOCK" version --format 'Docker {{.Server.Version}}, API {{.Server.APIVersion}}')"
+	echo "$ENV_FILE"
+}
+
+stop_pidfile() { # stop_pidfile PIDFILE NAME
+	local pidfile=$1 name=$2 pid
+	pid_alive "$pidfile" || {
+		rm -f "$pidfile"
+		return 0
+	}
+	pid=$(cat "$pidfile")
+	log "stopping $name (pid $pid)"
+	kill -TERM "$pid" 2>/dev/null || true
+	for _ in $(seq 300); do
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null || true
+	rm -f "$pidfile"
+}
+
+down() {
+	stop_pidfile "$DOCKERD_PID" dockerd
+	stop_pidfile "$CONTAINERD_PID" containerd
+	# Shims outlive containerd by design; ours are the ones whose socket lives under our state dir.
+	pkill -f "containerd-shim-runc-v2 .*-address $CONTAINERD_SOCK" 2>/dev/null || true
+	rm -f "$ENV_FILE"
+}
+
+purge() {
+	down
+	# Leftover overlay mounts under the data-root would make rm fail.
+	grep -o " $STATE[^ ]*" /proc/mounts | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
+	grep -o " $RUN[^ ]*" /proc/mounts | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
+	rm -rf "$STATE" "$RUN"
+}
+
+case "${1:-}" in
+up) up ;;
+down) down ;;
+purge) purge ;;
+build) build ;;
+env)
+	[ -f "$ENV_FILE" ] || die "the engine is not up: run hack/engine.sh up"
+	echo "$ENV_FILE"
+	;;
+*)
+	sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'
+	exit 2
+	;;
+esac

@@ -1,0 +1,133 @@
+package check
+
+import (
+	"context"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/docker/docker/client"
+
+	"github.com/kata-deploy/kata-deploy/installer/dockerd"
+	"github.com/kata-deploy/kata-deploy/installer/hostinfo"
+)
+
+// Options say where to look. The zero value means this host and DOCKER_HOST (or Docker's default
+// socket).
+type Options struct {
+	// DockerHost overrides DOCKER_HOST, e.g. "unix:///run/docker.sock".
+	DockerHost string
+	// DockerTimeout bounds every Engine API call (default 5 s).
+	DockerTimeout time.Duration
+}
+
+// Devices are the host device nodes the runtime uses.
+var devicePaths = []string{"/dev/net/tun", "/dev/vhost-net", "/dev/vhost-vsock"}
+
+// Gather collects the facts of this host. It never fails: what cannot be found is recorded as such.
+func Gather(ctx context.Context, opts Options) Facts {
+	var f Facts
+	var err error
+	if f.Distro, err = hostinfo.ReadDistro("/"); err != nil {
+		f.DistroErr = err.Error()
+	}
+	f.KernelRelease, _ = hostinfo.KernelRelease()
+	f.CgroupVersion, _ = hostinfo.CgroupVersion("/sys/fs/cgroup")
+	f.Root = hostinfo.IsRoot()
+	if f.CPU, err = readCPU(); err != nil {
+		f.CPUErr = err.Error()
+	}
+	f.KVM = hostinfo.ProbeKVM("/dev/kvm", "/proc/modules", f.CPU)
+	for _, p := range devicePaths {
+		f.Devices = append(f.Devices, hostinfo.ProbeDevice(p))
+	}
+	if f.QEMU, err = hostinfo.FindQEMU(nil); err != nil {
+		f.QEMUErr = err.Error()
+	}
+	f.Docker = GatherDocker(ctx, opts)
+	f.Existing = hostinfo.FindExistingInstalls("/")
+	return f
+}
+
+func readCPU() (hostinfo.CPU, error) {
+	file, err := os.Open("/proc/cpuinfo")
+	if err != nil {
+		return hostinfo.CPU{}, err
+	}
+	defer file.Close()
+	return hostinfo.ParseCPUInfo(file)
+}
+
+// GatherDocker asks the daemon behind opts.DockerHost about itself, and finds the dockerd process
+// serving it (through the socket's peer credentials) to learn which daemon.json it really reads.
+func GatherDocker(ctx context.Context, opts Options) Docker {
+	host := opts.DockerHost
+	if host == "" {
+		host = os.Getenv("DOCKER_HOST")
+	}
+	if host == "" {
+		host = client.DefaultDockerHost
+	}
+	timeout := opts.DockerTimeout
+	if timeout == 0 {
+		timeout = 5 * time.Second
+	}
+	d := Docker{Host: host}
+	cli, err := client.NewClientWithOpts(client.WithHost(host), client.WithAPIVersionNegotiation())
+	if err != nil {
+		d.Error = err.Error()
+		return d
+	}
+	defer cli.Close()
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	v, err := cli.ServerVersion(ctx)
+	if err != nil {
+		d.Error = err.Error()
+		return d
+	}
+	d.Reachable = true
+	d.Version, d.APIVersion, d.MinAPIVersion = v.Version, v.APIVersion, v.MinAPIVersion
+	d.ShimV2Runtimes = ShimV2Supported(v.Version)
+	if info, err := cli.Info(ctx); err == nil {
+		for name := range info.Runtimes {
+			d.Runtimes = append(d.Runtimes, name)
+		}
+		sort.Strings(d.Runtimes)
+		d.DefaultRuntime, d.CgroupDriver, d.CgroupVersion = info.DefaultRuntime, info.CgroupDriver, info.CgroupVersion
+	}
+	locateDaemonConfig(host, &d)
+	return d
+}
+
+// locateDaemonConfig fills in the dockerd pid and its daemon.json, when the daemon is local.
+func locateDaemonConfig(host string, d *Docker) {
+	sock, ok := unixSocketPath(host)
+	if !ok {
+		return
+	}
+	// Not the socket's peer pid alone: under systemd socket activation that is systemd's.
+	server, err := dockerd.FindServer("/proc", sock)
+	if err != nil {
+		return
+	}
+	d.PID = server.Process.PID
+	loc := dockerd.ResolveConfigFile(server.Process)
+	d.ConfigFile, d.ConfigFileSource, d.ConfigReadOnly = loc.Path, loc.Source, loc.ReadOnly
+}
+
+// unixSocketPath returns the socket path of a unix:// Docker host.
+func unixSocketPath(host string) (string, bool) {
+	u, err := url.Parse(host)
+	if err != nil || u.Scheme != "unix" {
+		return "", false
+	}
+	p := u.Path
+	if p == "" {
+		p = strings.TrimPrefix(host, "unix://")
+	}
+	return filepath.Clean(p), true
+}
