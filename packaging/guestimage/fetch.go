@@ -1,0 +1,204 @@
+package guestimage
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// debianKernelMeta is the metapackage that always depends on the current
+// generic kernel of the release.
+const debianKernelMeta = "linux-image-amd64"
+
+// runFunc runs a command with an argument list (never a shell) in dir and
+// returns its combined output.
+type runFunc func(ctx context.Context, dir, name string, args ...string) ([]byte, error)
+
+// FetchDebianKernel downloads the generic Debian kernel package into
+// destDir with `apt-get download` and returns the .deb's path. It picks the
+// package linux-image-amd64 depends on, or else the package of the running
+// kernel if apt knows it. A package already present in destDir is reused.
+func FetchDebianKernel(ctx context.Context, destDir string) (string, error) {
+	return aptFetcher{run: execRun, release: unameRelease}.fetch(ctx, destDir)
+}
+
+type aptFetcher struct {
+	run     runFunc
+	release func() (string, error)
+}
+
+func (a aptFetcher) fetch(ctx context.Context, destDir string) (string, error) {
+	if runtime.GOARCH != "amd64" {
+		return "", fmt.Errorf("guest kernels are built for x86-64 only, this host is %s", runtime.GOARCH)
+	}
+	pkg, err := a.pickPackage(ctx)
+	if err != nil {
+		return "", err
+	}
+	version, err := a.candidateVersion(ctx, pkg)
+	if err != nil {
+		return "", err
+	}
+	if err := os.MkdirAll(destDir, 0o755); err != nil {
+		return "", fmt.Errorf("create kernel cache directory: %w", err)
+	}
+	// apt-get download names the file <pkg>_<version>_<arch>.deb with the
+	// epoch's ':' escaped as %3a.
+	want := filepath.Join(destDir, fmt.Sprintf("%s_%s_amd64.deb", pkg, strings.ReplaceAll(version, ":", "%3a")))
+	if fi, err := os.Stat(want); err == nil && fi.Mode().IsRegular() && fi.Size() > 0 {
+		return want, nil
+	}
+	if out, err := a.run(ctx, destDir, "apt-get", "download", pkg+"="+version); err != nil {
+		return "", fmt.Errorf("apt-get download %s=%s failed: %w (%s): check the apt sources and network, or pass a kernel package with --kernel-deb", pkg, version, err, lastLine(out))
+	}
+	if _, err := os.Stat(want); err != nil {
+		return "", fmt.Errorf("apt-get download reported success but %s is missing: %w", want, err)
+	}
+	return want, nil
+}
+
+// pickPackage chooses linux-image-amd64's dependency, falling back to the
+// running kernel's package.
+func (a aptFetcher) pickPackage(ctx context.Context) (string, error) {
+	out, err := a.run(ctx, "", "apt-cache", "depends", debianKernelMeta)
+	if err == nil {
+		if pkg := kernelDependency(out); pkg != "" {
+			return checkKernelPackage(pkg)
+		}
+	}
+	rel, rerr := a.release()
+	if rerr != nil {
+		return "", fmt.Errorf("apt knows no %s (%v) and the running kernel is unknown: %w", debianKernelMeta, err, rerr)
+	}
+	pkg := "linux-image-" + rel
+	if _, cerr := a.candidateVersion(ctx, pkg); cerr != nil {
+		return "", fmt.Errorf("apt knows neither %s nor %s: run apt-get update, or pass a kernel package with --kernel-deb", debianKernelMeta, pkg)
+	}
+	return checkKernelPackage(pkg)
+}
+
+// kernelDependency finds "Depends: linux-image-<version>-..." in the
+// output of apt-cache depends.
+func kernelDependency(out []byte) string {
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) == 2 && strings.TrimPrefix(f[0], "|") == "Depends:" && strings.HasPrefix(f[1], "linux-image-") {
+			rest := strings.TrimPrefix(f[1], "linux-image-")
+			if rest != "" && rest[0] >= '0' && rest[0] <= '9' {
+				return f[1]
+			}
+		}
+	}
+	return ""
+}
+
+// checkKernelPackage refuses names apt could misread and kernels that
+// cannot serve as a guest.
+func checkKernelPackage(pkg string) (string, error) {
+	if !validDebianName(pkg) {
+		return "", fmt.Errorf("refusing odd kernel package name %q", pkg)
+	}
+	if strings.Contains(pkg, "-cloud-") || strings.HasSuffix(pkg, "-cloud") {
+		return "", fmt.Errorf("%s is a -cloud kernel, which has no 9p support: install or pass the generic linux-image-amd64 kernel", pkg)
+	}
+	return pkg, nil
+}
+
+// validDebianName follows Debian policy 5.6.1: lowercase letters, digits,
+// '+', '-', '.'; at least two characters; starting alphanumeric (so never
+// an option to apt).
+func validDebianName(s string) bool {
+	if len(s) < 2 || !isLowerAlnum(rune(s[0])) {
+		return false
+	}
+	for _, c := range s {
+		if !isLowerAlnum(c) && c != '+' && c != '-' && c != '.' {
+			return false
+		}
+	}
+	return true
+}
+
+func isLowerAlnum(c rune) bool { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') }
+
+// candidateVersion asks apt which version of pkg it would install.
+func (a aptFetcher) candidateVersion(ctx context.Context, pkg string) (string, error) {
+	out, err := a.run(ctx, "", "apt-cache", "policy", pkg)
+	if err != nil {
+		return "", fmt.Errorf("apt-cache policy %s: %w", pkg, err)
+	}
+	v := candidateFromPolicy(out)
+	if v == "" {
+		return "", fmt.Errorf("apt has no installable candidate for %s: run apt-get update", pkg)
+	}
+	if !validDebianVersion(v) {
+		return "", fmt.Errorf("apt reported an odd version %q for %s", v, pkg)
+	}
+	return v, nil
+}
+
+func candidateFromPolicy(out []byte) string {
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(sc.Text()), "Candidate:"); ok {
+			v = strings.TrimSpace(v)
+			if v == "(none)" {
+				return ""
+			}
+			return v
+		}
+	}
+	return ""
+}
+
+func validDebianVersion(v string) bool {
+	if v == "" || !(v[0] >= '0' && v[0] <= '9') {
+		return false
+	}
+	for _, c := range v {
+		ok := isLowerAlnum(c) || (c >= 'A' && c <= 'Z') || strings.ContainsRune(".+-~:", c)
+		if !ok {
+			return false
+		}
+	}
+	return true
+}
+
+func lastLine(out []byte) string {
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	return lines[len(lines)-1]
+}
+
+// execRun runs name with args in dir; LC_ALL=C keeps apt's output parseable
+// (apt's warnings, on stderr, do not disturb the line-based parsers).
+func execRun(ctx context.Context, dir, name string, args ...string) ([]byte, error) {
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "LC_ALL=C")
+	var out bytes.Buffer
+	cmd.Stdout = &out
+	cmd.Stderr = &out
+	err := cmd.Run()
+	if errors.Is(err, exec.ErrNotFound) {
+		return out.Bytes(), fmt.Errorf("%s not found: this needs a Debian-based host with apt", name)
+	}
+	return out.Bytes(), err
+}
+
+func unameRelease() (string, error) {
+	var u unix.Utsname
+	if err := unix.Uname(&u); err != nil {
+		return "", err
+	}
+	return unix.ByteSliceToString(u.Release[:]), nil
+}
