@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/spf13/cobra"
 )
@@ -52,6 +53,11 @@ func Execute(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return ee.code
 	}
 	fmt.Fprintf(stderr, "kata-deploy: %v\n", err)
+	// cobra reports an unknown subcommand as a plain error: it is a usage error all the same.
+	if strings.HasPrefix(err.Error(), "unknown command") {
+		fmt.Fprintln(stderr, "Run 'kata-deploy --help' for usage.")
+		return ExitUsage
+	}
 	return ExitFailure
 }
 
