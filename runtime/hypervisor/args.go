@@ -1,0 +1,151 @@
+package hypervisor
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/kata-containers/govmm/qemu"
+)
+
+// fastBootParams are the guest kernel parameters every VM gets before the
+// caller's: serial console (kept short by "quiet"), no reboot on panic,
+// and the Kata/Firecracker set that skips probing and self-tests a VM does
+// not need.
+func fastBootParams() []string {
+	return []string{
+		"console=ttyS0", "panic=-1", "quiet", "tsc=reliable", "no_timer_check",
+		"rcupdate.rcu_expedited=1", "i8042.direct=1", "i8042.dumbkbd=1", "i8042.nopnp=1",
+		"i8042.noaux=1", "noreplace-smp", "reboot=k", "cryptomgr.notests",
+		"pci=lastbus=0", "nomodeset",
+	}
+}
+
+// kernelCmdline joins the built-in parameters with the caller's; Debug
+// drops "quiet" so the console log shows the whole boot.
+func kernelCmdline(extra []string, debug bool) (string, error) {
+	var params []string
+	for _, p := range fastBootParams() {
+		if debug && p == "quiet" {
+			continue
+		}
+		params = append(params, p)
+	}
+	for _, p := range extra {
+		if p = strings.TrimSpace(p); p != "" {
+			params = append(params, p)
+		}
+	}
+	line := strings.Join(params, " ")
+	if len(line) > maxCmdline {
+		return "", fmt.Errorf("guest kernel command line is %d bytes, over the %d-byte limit: shorten hypervisor.kernel_params", len(line), maxCmdline)
+	}
+	return line, nil
+}
+
+// rawArgs is a qemu.Device carrying options this govmm version cannot
+// express (memfd-backed shared memory). QEMU is still launched by govmm.
+type rawArgs []string
+
+func (r rawArgs) Valid() bool                        { return len(r) > 0 }
+func (r rawArgs) QemuParams(_ *qemu.Config) []string { return append([]string(nil), r...) }
+
+func hasVirtiofs(shares []Share) bool {
+	return slices.ContainsFunc(shares, func(s Share) bool { return s.Type == ShareVirtiofs })
+}
+
+// qemuConfig translates a VM description into govmm's configuration.
+func qemuConfig(ctx context.Context, c *Config, l layout) (qemu.Config, error) {
+	cmdline, err := kernelCmdline(c.KernelParams, c.Debug)
+	if err != nil {
+		return qemu.Config{}, err
+	}
+	q := qemu.Config{
+		Path:    c.QEMUPath,
+		Ctx:     ctx,
+		Name:    "kata-" + c.ID,
+		Machine: qemu.Machine{Type: c.MachineType, Acceleration: c.Accelerator},
+		Kernel:  qemu.Kernel{Path: c.Kernel, InitrdPath: c.Initrd, Params: cmdline},
+		SMP:     qemu.SMP{CPUs: uint32(c.VCPUs)},
+		Bios:    c.Firmware,
+		QMPSockets: []qemu.QMPSocket{
+			{Type: qemu.Unix, Name: l.qmp, Server: true, NoWait: true},
+		},
+		Knobs: qemu.Knobs{
+			NoUserConfig: true,
+			NoDefaults:   true,
+			NoGraphic:    true,
+			NoReboot:     true,
+			// Daemonized with a pid file, QEMU outlives the shim as in
+			// upstream Kata; Cleanup finds it through the pid file.
+			Daemonize: true,
+			// With Mlock unset this govmm emits "-realtime mlock=off",
+			// which QEMU 7.2 rejects; Mlock without Realtime emits
+			// nothing and leaves guest memory unlocked.
+			Mlock: true,
+		},
+		PidFile: l.pid,
+	}
+	// Under emulation the default CPU model (qemu64) boots faster than
+	// "max" (measured: about 0.6 s less); "host" needs KVM.
+	if c.Accelerator == AccelKVM {
+		q.CPUModel = "host"
+	}
+	q.Devices = devices(c, l)
+	// virtio-fs needs guest RAM that virtiofsd can map: memfd with
+	// share=on, which govmm cannot express. Leaving Memory.Size empty keeps
+	// govmm from adding its own memory backend.
+	if hasVirtiofs(c.Shares) {
+		q.Devices = append(q.Devices, sharedMemory(c.MemoryMiB))
+	} else {
+		q.Memory = qemu.Memory{Size: strconv.Itoa(c.MemoryMiB) + "M"}
+	}
+	return q, nil
+}
+
+// sharedMemory is guest RAM in a shared memfd, bound to the VM's only NUMA
+// node, so that vhost-user daemons can map it.
+func sharedMemory(mib int) rawArgs {
+	size := strconv.Itoa(mib) + "M"
+	return rawArgs{
+		"-m", size,
+		"-object", "memory-backend-memfd,id=mem0,size=" + size + ",share=on",
+		"-numa", "node,memdev=mem0",
+	}
+}
+
+// devices lists the VM's devices: the serial console, the agent channel and
+// the shares.
+func devices(c *Config, l layout) []qemu.Device {
+	devs := []qemu.Device{
+		// ttyS0, written to console.log so a failed boot can be diagnosed.
+		qemu.CharDevice{Driver: "isa-serial", Backend: "file", ID: "console0", DeviceID: "serial0", Path: l.console},
+		qemu.SerialDevice{Driver: qemu.VirtioSerial, ID: "vserial0"},
+		// govmm emits "server=on,wait=off" for socket chardevs: QEMU
+		// listens and the guest's writes wait until the shim connects.
+		qemu.CharDevice{
+			Driver: qemu.VirtioSerialPort, Backend: qemu.Socket, Bus: "vserial0.0",
+			ID: "agentchr0", DeviceID: "agent0", Path: l.agent, Name: AgentPortName,
+		},
+	}
+	for i, s := range c.Shares {
+		switch s.Type {
+		case Share9P:
+			devs = append(devs, qemu.FSDevice{
+				Driver: qemu.Virtio9P, FSDriver: qemu.Local, ID: "fs" + strconv.Itoa(i),
+				Path: s.HostPath, MountTag: s.Tag, SecurityModel: qemu.None,
+				// Container rootfs spans overlay and bind mounts:
+				// remap keeps inode numbers unique across devices.
+				Multidev: qemu.Remap,
+			})
+		case ShareVirtiofs:
+			devs = append(devs, qemu.VhostUserDevice{
+				SocketPath: l.vfsSocket(i), CharDevID: "vfschr" + strconv.Itoa(i),
+				Tag: s.Tag, VhostUserType: qemu.VhostUserFS,
+			})
+		}
+	}
+	return devs
+}

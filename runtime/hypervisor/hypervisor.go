@@ -1,0 +1,118 @@
+// Package hypervisor runs one QEMU virtual machine per container through
+// govmm: it builds the command line (fast-boot kernel, virtio-serial agent
+// channel, 9p or virtio-fs shares), starts QEMU daemonized inside a network
+// namespace, watches it through a pidfd, drives it over QMP, and tears down
+// everything it started, also on behalf of a shim that died.
+package hypervisor
+
+import (
+	"fmt"
+	"path/filepath"
+	"strconv"
+)
+
+// Share types.
+const (
+	Share9P       = "9p"
+	ShareVirtiofs = "virtiofs"
+)
+
+// Accelerators, as the caller resolved them.
+const (
+	AccelKVM = "kvm"
+	AccelTCG = "tcg"
+)
+
+// AgentPortName is the virtio-serial port name the guest agent looks for
+// under /sys/class/virtio-ports/*/name.
+const AgentPortName = "agent.0"
+
+// Share is a host directory exported to the guest under a mount tag.
+type Share struct {
+	Tag      string // mount tag the guest mounts by (mount -t 9p <tag> / mount -t virtiofs <tag>)
+	HostPath string // absolute host directory
+	Type     string // Share9P or ShareVirtiofs
+}
+
+// Config describes one VM.
+type Config struct {
+	ID           string // container id: names the VM in QEMU's -name
+	QEMUPath     string
+	Kernel       string
+	Initrd       string
+	Firmware     string // -bios; "" means QEMU's default firmware
+	MachineType  string // "q35"
+	Accelerator  string // AccelKVM or AccelTCG, already resolved by the caller
+	KernelParams []string
+	VCPUs        int
+	MemoryMiB    int
+	// StateDir is the VM's own directory, created 0700 by Start and removed
+	// by Stop/Cleanup. It must be absent or empty when Start is called.
+	StateDir       string
+	Shares         []Share
+	VirtiofsDaemon string
+	// NetNSPath is the network namespace QEMU runs in. "" creates a new
+	// one, owned by QEMU: Docker then moves the container's veth into
+	// /proc/<PID>/ns/net.
+	NetNSPath string
+	// Debug drops "quiet" from the guest command line and logs the launch.
+	Debug bool
+	// Logf, if set, receives diagnostic messages (with Debug, QEMU's
+	// command line and govmm's own log).
+	Logf func(format string, args ...any)
+}
+
+// Names of the files in a VM's state directory. Sockets have short names:
+// unix socket paths are limited to 107 bytes.
+const (
+	qmpSocketName   = "qmp.sock"
+	agentSocketName = "agent.sock"
+	pidFileName     = "qemu.pid"
+	consoleName     = "console.log"
+	qemuLogName     = "qemu.log"
+)
+
+// maxSocketPath is sizeof(sockaddr_un.sun_path) minus the terminating NUL.
+const maxSocketPath = 107
+
+// layout names every file of a VM's state directory.
+type layout struct {
+	dir, qmp, agent, pid, console, log string
+}
+
+func newLayout(dir string) layout {
+	return layout{
+		dir:     dir,
+		qmp:     filepath.Join(dir, qmpSocketName),
+		agent:   filepath.Join(dir, agentSocketName),
+		pid:     filepath.Join(dir, pidFileName),
+		console: filepath.Join(dir, consoleName),
+		log:     filepath.Join(dir, qemuLogName),
+	}
+}
+
+// virtiofsd files of the i-th virtio-fs share.
+func (l layout) vfsSocket(i int) string { return filepath.Join(l.dir, "vfs"+strconv.Itoa(i)+".sock") }
+func (l layout) vfsPid(i int) string    { return filepath.Join(l.dir, "vfs"+strconv.Itoa(i)+".pid") }
+func (l layout) vfsLog(i int) string    { return filepath.Join(l.dir, "vfs"+strconv.Itoa(i)+".log") }
+
+// sockets lists every socket path the VM will use.
+func (l layout) sockets(shares []Share) []string {
+	s := []string{l.qmp, l.agent}
+	for i, sh := range shares {
+		if sh.Type == ShareVirtiofs {
+			s = append(s, l.vfsSocket(i))
+		}
+	}
+	return s
+}
+
+// logf calls c.Logf when set.
+func (c *Config) logf(format string, args ...any) {
+	if c.Logf != nil {
+		c.Logf(format, args...)
+	}
+}
+
+// String identifies the VM in messages.
+func (c *Config) String() string { return fmt.Sprintf("VM %s", c.ID) }

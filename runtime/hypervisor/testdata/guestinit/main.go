@@ -1,0 +1,146 @@
+// Command guestinit is the /init of the hypervisor package's VM tests: it
+// loads the initrd's modules, mounts the shares named on the kernel
+// command line, writes "hello" plus each share's hello.txt to the agent.0
+// virtio-serial port, and powers off ("kdtest=hello") or waits to be
+// killed ("kdtest=wait").
+//
+// Kernel parameters: kdtest=hello|wait, kdtest.fs=<9p|virtiofs>:<tag> (repeatable).
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+const (
+	modulesLoad = "/etc/kata-deploy/modules.load"
+	modulesDir  = "/lib/modules"
+	portName    = "agent.0"
+)
+
+func main() {
+	err := run()
+	if err != nil {
+		fmt.Println("guestinit:", err)
+	}
+	syscall.Sync()
+	_ = syscall.Reboot(syscall.LINUX_REBOOT_CMD_POWER_OFF)
+}
+
+func run() error {
+	for _, m := range []struct{ src, dir, typ string }{
+		{"devtmpfs", "/dev", "devtmpfs"}, {"proc", "/proc", "proc"}, {"sysfs", "/sys", "sysfs"},
+	} {
+		_ = os.MkdirAll(m.dir, 0o755)
+		if err := syscall.Mount(m.src, m.dir, m.typ, 0, ""); err != nil {
+			return fmt.Errorf("mount %s: %w", m.dir, err)
+		}
+	}
+	if err := loadModules(); err != nil {
+		return err
+	}
+	cmdline, err := os.ReadFile("/proc/cmdline")
+	if err != nil {
+		return err
+	}
+	mode, shares := parse(string(cmdline))
+	port, err := openPort()
+	if err != nil {
+		return err
+	}
+	defer port.Close()
+	msg := "hello"
+	for _, s := range shares {
+		content, err := readShare(s)
+		if err != nil {
+			msg += " error=" + strings.ReplaceAll(err.Error(), " ", "_")
+			continue
+		}
+		msg += " " + s[1] + "=" + content
+	}
+	// Blocks until the host connects to the port's socket.
+	if _, err := fmt.Fprintln(port, msg); err != nil {
+		return fmt.Errorf("write port: %w", err)
+	}
+	if mode == "wait" {
+		for {
+			time.Sleep(time.Hour)
+		}
+	}
+	return nil
+}
+
+func parse(cmdline string) (mode string, shares [][2]string) {
+	for _, f := range strings.Fields(cmdline) {
+		if v, ok := strings.CutPrefix(f, "kdtest="); ok {
+			mode = v
+		}
+		if v, ok := strings.CutPrefix(f, "kdtest.fs="); ok {
+			if typ, tag, ok := strings.Cut(v, ":"); ok {
+				shares = append(shares, [2]string{typ, tag})
+			}
+		}
+	}
+	return mode, shares
+}
+
+func loadModules() error {
+	list, err := os.ReadFile(modulesLoad)
+	if err != nil {
+		return err
+	}
+	for _, name := range strings.Fields(string(list)) {
+		f, err := os.Open(filepath.Join(modulesDir, name+".ko"))
+		if err != nil {
+			return err
+		}
+		err = unix.FinitModule(int(f.Fd()), "", 0)
+		f.Close()
+		if err != nil && err != unix.EEXIST {
+			return fmt.Errorf("load %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+func openPort() (*os.File, error) {
+	for range 500 {
+		names, _ := filepath.Glob("/sys/class/virtio-ports/*/name")
+		for _, n := range names {
+			b, _ := os.ReadFile(n)
+			if strings.TrimSpace(string(b)) == portName {
+				return os.OpenFile("/dev/"+filepath.Base(filepath.Dir(n)), os.O_RDWR, 0)
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return nil, fmt.Errorf("no virtio port named %s", portName)
+}
+
+func readShare(s [2]string) (string, error) {
+	typ, tag := s[0], s[1]
+	dir := "/mnt/" + tag
+	_ = os.MkdirAll(dir, 0o755)
+	opts := ""
+	if typ == "9p" {
+		opts = "trans=virtio,version=9p2000.L,msize=262144,cache=mmap"
+	}
+	var err error
+	for range 200 {
+		if err = syscall.Mount(tag, dir, typ, 0, opts); err == nil {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err != nil {
+		return "", fmt.Errorf("mount %s %s: %w", typ, tag, err)
+	}
+	b, err := os.ReadFile(dir + "/hello.txt")
+	return strings.TrimSpace(string(b)), err
+}

@@ -1,0 +1,100 @@
+package hypervisor
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"syscall"
+	"time"
+)
+
+// daemon is a virtiofsd serving one share.
+type daemon struct {
+	cmd  *exec.Cmd
+	done chan struct{}
+}
+
+// startVirtiofsd starts virtiofsd for share i on a socket that is already
+// listening, so QEMU can connect as soon as it starts: no waiting for the
+// daemon to create its socket, no race.
+func startVirtiofsd(c *Config, l layout, i int, s Share) (*daemon, error) {
+	sock := l.vfsSocket(i)
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: sock, Net: "unix"})
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s for virtiofsd: %w", sock, err)
+	}
+	// The socket file must survive our copy of the listener.
+	ln.SetUnlinkOnClose(false)
+	defer ln.Close()
+	lf, err := ln.File()
+	if err != nil {
+		return nil, fmt.Errorf("virtiofsd socket: %w", err)
+	}
+	defer lf.Close()
+	logFile, err := os.OpenFile(l.vfsLog(i), os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("virtiofsd log: %w", err)
+	}
+	defer logFile.Close()
+
+	// Not tied to a context: virtiofsd lives as long as the VM. It exits
+	// by itself when QEMU closes the vhost-user connection.
+	cmd := exec.Command(c.VirtiofsDaemon, "--fd=3", "-o", "source="+s.HostPath+",cache=auto")
+	cmd.ExtraFiles = []*os.File{lf}
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	// Its own session: a signal to the shim's process group must not take
+	// the share away from a running VM.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start virtiofsd %s: %w", c.VirtiofsDaemon, err)
+	}
+	d := &daemon{cmd: cmd, done: make(chan struct{})}
+	go func() {
+		_ = cmd.Wait()
+		close(d.done)
+	}()
+	if err := writeIdentity(l.vfsPid(i), cmd.Process.Pid); err != nil {
+		d.stop(context.Background(), 0)
+		return nil, fmt.Errorf("record virtiofsd pid: %w", err)
+	}
+	return d, nil
+}
+
+// stop gives virtiofsd grace to exit after QEMU disconnected, then kills
+// it, and waits for it.
+func (d *daemon) stop(ctx context.Context, grace time.Duration) {
+	if grace > 0 {
+		_ = d.cmd.Process.Signal(syscall.SIGTERM)
+		if waitDone(ctx, d.done, grace) {
+			return
+		}
+	}
+	_ = d.cmd.Process.Kill()
+	<-d.done
+}
+
+// startVirtiofsds starts one virtiofsd per virtio-fs share; on failure it
+// stops those it started.
+func startVirtiofsds(c *Config, l layout) ([]*daemon, error) {
+	var ds []*daemon
+	for i, s := range c.Shares {
+		if s.Type != ShareVirtiofs {
+			continue
+		}
+		d, err := startVirtiofsd(c, l, i, s)
+		if err != nil {
+			stopDaemons(context.Background(), ds, 0)
+			return nil, err
+		}
+		ds = append(ds, d)
+	}
+	return ds, nil
+}
+
+func stopDaemons(ctx context.Context, ds []*daemon, grace time.Duration) {
+	for _, d := range ds {
+		d.stop(ctx, grace)
+	}
+}
