@@ -1,0 +1,22 @@
+// Command containerd-shim-kata-v2 is the containerd shim v2 of kata-deploy's VM runtime: each
+// container runs in its own QEMU virtual machine. containerd (and Docker through it) starts it for
+// runtime type io.containerd.kata.v2 or by absolute path in daemon.json's "runtimeType".
+package main
+
+import (
+	"context"
+
+	"github.com/containerd/containerd/v2/pkg/shim"
+
+	kshim "github.com/kata-deploy/kata-deploy/runtime/shim"
+)
+
+func main() {
+	kshim.Register()
+	// No reaper, no subreaper: QEMU is daemonized and watched through a pidfd, and a reaper in the
+	// shim would race any exec.Cmd.Wait.
+	shim.RunShim(context.Background(), kshim.Manager{}, func(c *shim.Config) {
+		c.NoReaper = true
+		c.NoSubreaper = true
+	})
+}

@@ -1,0 +1,194 @@
+// Package testenv sets up the VM runtime against the test engine (hack/engine.sh) for the
+// end-to-end tests and the benchmarks: it builds the shim and the agent, builds a guest image from
+// Debian's kernel package, writes a runtime configuration and registers the runtime in the
+// engine's daemon.json. It is test tooling, not product code.
+package testenv
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/kata-deploy/kata-deploy/packaging/guestimage"
+	"github.com/kata-deploy/kata-deploy/runtime/config"
+)
+
+// Kata is a runtime built and registered for tests.
+type Kata struct {
+	Name        string // the runtime name in daemon.json
+	BinDir      string // containerd-shim-kata-v2 and kata-agent
+	ImageDir    string // vmlinux, initrd.img, manifest.json
+	ConfigPath  string
+	Config      *config.Config
+	GuestKernel string // what `uname -r` prints in the guest
+	// Unregister removes the runtime from the engine's daemon.json again.
+	Unregister func()
+}
+
+// StateDir is the runtime state directory used by tests. It must stay short: the agent's unix
+// socket lives under it, and socket paths are limited to 107 bytes.
+const StateDir = "/run/kata-e2e"
+
+// Cache is where downloads shared between runs are kept (the Debian kernel package).
+func Cache() string {
+	if d := os.Getenv("KATA_TEST_CACHE"); d != "" {
+		return d
+	}
+	return "/var/cache/kata-deploy/test"
+}
+
+// EngineUp reports whether the test engine's environment is loaded.
+func EngineUp() bool {
+	return os.Getenv("KATA_TEST_ENGINE") != "" && os.Getenv("DOCKER_HOST") != ""
+}
+
+// SetUpKata builds everything into binDir and registers the runtime as name.
+func SetUpKata(ctx context.Context, binDir, name string) (*Kata, error) {
+	k := &Kata{Name: name, BinDir: binDir, ImageDir: filepath.Join(binDir, "guest")}
+	if err := goBuild(binDir, nil, "github.com/kata-deploy/kata-deploy/cmd/containerd-shim-kata-v2"); err != nil {
+		return nil, err
+	}
+	if err := goBuild(binDir, []string{"CGO_ENABLED=0"}, "github.com/kata-deploy/kata-deploy/cmd/kata-agent"); err != nil {
+		return nil, err
+	}
+	deb, err := KernelDeb(ctx)
+	if err != nil {
+		return nil, err
+	}
+	m, err := guestimage.Build(ctx, guestimage.Options{KernelDeb: deb, AgentBinary: filepath.Join(binDir, "kata-agent"), OutDir: k.ImageDir})
+	if err != nil {
+		return nil, fmt.Errorf("building the guest image: %w", err)
+	}
+	k.GuestKernel = m.KernelVersion
+	if err := k.writeConfig(); err != nil {
+		return nil, err
+	}
+	if k.Unregister, err = RegisterRuntime(name, filepath.Join(binDir, "containerd-shim-kata-v2"), k.ConfigPath); err != nil {
+		return nil, err
+	}
+	return k, nil
+}
+
+func goBuild(dir string, env []string, pkg string) error {
+	cmd := exec.Command("go", "build", "-trimpath", "-o", dir+"/", pkg)
+	cmd.Env = append(os.Environ(), env...)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("building %s: %v\n%s", pkg, err, out)
+	}
+	return nil
+}
+
+// KernelDeb returns a Debian kernel package from the cache, downloading it the first time.
+func KernelDeb(ctx context.Context) (string, error) {
+	dir := filepath.Join(Cache(), "kernel")
+	if debs, _ := filepath.Glob(filepath.Join(dir, "linux-image-*.deb")); len(debs) > 0 {
+		return debs[len(debs)-1], nil
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	deb, err := guestimage.FetchDebianKernel(ctx, dir)
+	if err != nil {
+		return "", fmt.Errorf("fetching Debian's kernel package (apt-get download): %w", err)
+	}
+	return deb, nil
+}
+
+func (k *Kata) writeConfig() error {
+	cfg := config.Default()
+	cfg.Hypervisor.Kernel = filepath.Join(k.ImageDir, guestimage.VmlinuxName)
+	cfg.Hypervisor.Initrd = filepath.Join(k.ImageDir, guestimage.InitrdName)
+	cfg.Runtime.StateDir = StateDir
+	data, err := config.Encode(cfg)
+	if err != nil {
+		return err
+	}
+	if k.Config, err = config.Parse(data); err != nil {
+		return fmt.Errorf("the generated runtime configuration does not parse back: %w", err)
+	}
+	k.ConfigPath = filepath.Join(k.BinDir, "configuration-qemu.toml")
+	return os.WriteFile(k.ConfigPath, data, 0o644)
+}
+
+// RegisterRuntime adds a runtime to the test engine's daemon.json (a file the tests own, given by
+// KATA_TEST_DAEMON_JSON) and reloads dockerd until `docker info` lists it. The returned function
+// removes it again.
+func RegisterRuntime(name, shim, configPath string) (func(), error) {
+	path := os.Getenv("KATA_TEST_DAEMON_JSON")
+	doc, err := readJSON(path)
+	if err != nil {
+		return nil, err
+	}
+	runtimes, _ := doc["runtimes"].(map[string]any)
+	if runtimes == nil {
+		runtimes = map[string]any{}
+	}
+	runtimes[name] = map[string]any{"runtimeType": shim, "options": map[string]any{"ConfigPath": configPath}}
+	doc["runtimes"] = runtimes
+	if err := writeJSON(path, doc); err != nil {
+		return nil, err
+	}
+	unregister := func() {
+		if doc, err := readJSON(path); err == nil {
+			if rt, ok := doc["runtimes"].(map[string]any); ok {
+				delete(rt, name)
+			}
+			writeJSON(path, doc)
+			ReloadDockerd()
+		}
+	}
+	if err := ReloadDockerd(); err != nil {
+		return nil, err
+	}
+	for i := 0; i < 100; i++ {
+		out, _ := exec.Command("docker", "info", "--format", "{{json .Runtimes}}").Output()
+		if strings.Contains(string(out), `"`+name+`"`) {
+			return unregister, nil
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	unregister()
+	return nil, fmt.Errorf("dockerd did not list runtime %q after a reload", name)
+}
+
+func readJSON(path string) (map[string]any, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	doc := map[string]any{}
+	if strings.TrimSpace(string(data)) != "" {
+		if err := json.Unmarshal(data, &doc); err != nil {
+			return nil, fmt.Errorf("the test engine's daemon.json: %w", err)
+		}
+	}
+	return doc, nil
+}
+
+func writeJSON(path string, doc map[string]any) error {
+	data, err := json.MarshalIndent(doc, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, append(data, '\n'), 0o644)
+}
+
+// ReloadDockerd sends SIGHUP to the test engine's dockerd.
+func ReloadDockerd() error {
+	data, err := os.ReadFile(os.Getenv("KATA_TEST_DOCKERD_PIDFILE"))
+	if err != nil {
+		return err
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(data)))
+	if err != nil {
+		return err
+	}
+	return syscall.Kill(pid, syscall.SIGHUP)
+}

@@ -1,0 +1,136 @@
+package agent
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+func TestParseModuleList(t *testing.T) {
+	data := []byte(`# virtio first
+virtio_ring
+  virtio  
+
+9pnet_virtio
+../../etc/passwd
+fs/9p
+9p # trailing comment
+nf-conntrack
+`)
+	names, bad := ParseModuleList(data)
+	wantNames := []string{"virtio_ring", "virtio", "9pnet_virtio", "nf-conntrack"}
+	wantBad := []string{"../../etc/passwd", "fs/9p", "9p # trailing comment"}
+	if !reflect.DeepEqual(names, wantNames) || !reflect.DeepEqual(bad, wantBad) {
+		t.Errorf("got %q / %q, want %q / %q", names, bad, wantNames, wantBad)
+	}
+}
+
+func TestLoadModulesReportsMissing(t *testing.T) {
+	var buf bytes.Buffer
+	n := LoadModules(t.TempDir(), []string{"no_such_module"}, NewLogger(&buf, false))
+	if n != 0 || !strings.Contains(buf.String(), "<3>kata-agent: module no_such_module: open module") {
+		t.Errorf("loaded %d, log %q", n, buf.String())
+	}
+}
+
+func TestParseCmdline(t *testing.T) {
+	tests := []struct {
+		cmdline string
+		debug   bool
+	}{
+		{"console=ttyS0 quiet", false},
+		{"quiet agent.debug=1", true},
+		{"agent.debug", true},
+		{"agent.debug=0", false},
+		{"agent.debug=true panic=-1", true},
+		{"agent.debugger=1", false},
+		{"", false},
+	}
+	for _, tt := range tests {
+		if got := ParseCmdline(tt.cmdline).Debug; got != tt.debug {
+			t.Errorf("ParseCmdline(%q).Debug = %v", tt.cmdline, got)
+		}
+	}
+}
+
+func TestFindPort(t *testing.T) {
+	sys := t.TempDir()
+	ports := map[string]string{"vport1p1": "org.qemu.guest_agent.0\n", "vport2p1": "agent.0\n", "vport2p2": ""}
+	for port, name := range ports {
+		os.MkdirAll(filepath.Join(sys, port), 0o755)
+		os.WriteFile(filepath.Join(sys, port, "name"), []byte(name), 0o644)
+	}
+	os.MkdirAll(filepath.Join(sys, "vport3p1"), 0o755) // no name file yet
+	got, err := FindPort(sys, "/dev", "agent.0")
+	if err != nil || got != "/dev/vport2p1" {
+		t.Errorf("FindPort = %q, %v", got, err)
+	}
+	if _, err := FindPort(sys, "/dev", "agent.1"); err == nil || !strings.Contains(err.Error(), "virtio-serial port not found") {
+		t.Errorf("missing port: %v", err)
+	}
+	if _, err := FindPort(filepath.Join(sys, "absent"), "/dev", "agent.0"); err == nil {
+		t.Errorf("missing sysfs dir: no error")
+	}
+}
+
+func TestExitStatus(t *testing.T) {
+	// Wait statuses as the kernel encodes them.
+	tests := []struct {
+		ws   unix.WaitStatus
+		want int
+	}{
+		{0, 0},
+		{42 << 8, 42},
+		{255 << 8, 255},
+		{unix.WaitStatus(unix.SIGKILL), 137},
+		{unix.WaitStatus(unix.SIGTERM), 143},
+		{unix.WaitStatus(unix.SIGSEGV) | 0x80, 139}, // core dumped
+	}
+	for _, tt := range tests {
+		if got := ExitStatus(tt.ws); got != tt.want {
+			t.Errorf("ExitStatus(%#x) = %d, want %d", uint32(tt.ws), got, tt.want)
+		}
+	}
+}
+
+func TestLogger(t *testing.T) {
+	var buf bytes.Buffer
+	l := NewLogger(&buf, false)
+	l.Debugf("hidden %d", 1)
+	l.Infof("info")
+	l.Errorf("two\nlines\n")
+	want := "<5>kata-agent: info\n<3>kata-agent: two | lines\n"
+	if buf.String() != want {
+		t.Errorf("got %q, want %q", buf.String(), want)
+	}
+	buf.Reset()
+	NewLogger(&buf, true).Debugf("shown")
+	if buf.String() != "<5>kata-agent: shown\n" {
+		t.Errorf("debug: got %q", buf.String())
+	}
+	var nilLogger *Logger
+	nilLogger.Errorf("no panic")
+	nilLogger.Debugf("no panic")
+}
+
+func TestHostConnected(t *testing.T) {
+	// A pipe's read end reports POLLHUP once the writer is gone, like a
+	// virtio-serial port without a host.
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if ok, err := hostConnected(r); !ok || err != nil {
+		t.Errorf("writer open: %v, %v", ok, err)
+	}
+	w.Close()
+	if ok, err := hostConnected(r); ok || err != nil {
+		t.Errorf("writer closed: %v, %v", ok, err)
+	}
+}

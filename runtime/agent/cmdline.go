@@ -1,0 +1,21 @@
+package agent
+
+import "strings"
+
+// BootOptions are the agent's settings from the kernel command line.
+type BootOptions struct {
+	Debug bool // agent.debug=1
+}
+
+// ParseCmdline reads agent.* parameters from /proc/cmdline's content.
+func ParseCmdline(cmdline string) BootOptions {
+	var o BootOptions
+	for _, field := range strings.Fields(cmdline) {
+		key, value, hasValue := strings.Cut(field, "=")
+		switch key {
+		case "agent.debug":
+			o.Debug = !hasValue || value == "1" || value == "true" || value == "on"
+		}
+	}
+	return o
+}

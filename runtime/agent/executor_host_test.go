@@ -1,0 +1,132 @@
+package agent_test
+
+import (
+	"context"
+	"io"
+	"os"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/kata-deploy/kata-deploy/runtime/agent"
+	"github.com/kata-deploy/kata-deploy/runtime/agent/containerinit"
+	"github.com/kata-deploy/kata-deploy/runtime/agentproto"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+)
+
+// TestMain lets the test binary act as the agent binary: the real executor
+// re-executes /proc/self/exe with containerinit.Arg.
+func TestMain(m *testing.M) {
+	if len(os.Args) > 1 && os.Args[1] == containerinit.Arg {
+		containerinit.Main()
+	}
+	os.Exit(m.Run())
+}
+
+// TestRealExecutorOnHost runs containers with the real executor on this
+// machine, in fresh namespaces (the host's mounts are untouched). Unlike
+// the VM, the host's root is not an initramfs, so this covers pivot_root.
+func TestRealExecutorOnHost(t *testing.T) {
+	if os.Geteuid() != 0 || !staticBusybox() {
+		skipOrFail(t, "REAL EXECUTOR TEST NOT RUN: needs root and a static %s (busybox-static)", busybox)
+	}
+	root := t.TempDir()
+	buildRootfs(t, root)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	// The reaper waits for every child of this test binary: it must stop
+	// before other tests start processes of their own.
+	reaperCtx, stopReaper := context.WithCancel(ctx)
+	defer stopReaper()
+	reaper := agent.NewReaper()
+	go reaper.Run(reaperCtx)
+	log := &syncBuffer{}
+	srv := agent.NewServer(agent.ServerConfig{
+		Executor: agent.NewExecutor(agent.NewLogger(log, true), reaper, agent.ExecutorOptions{}),
+		Log:      agent.NewLogger(log, true),
+	})
+	hostEnd, guestEnd := socketPair(t)
+	go srv.ServeConn(ctx, guestEnd)
+	c, err := agentproto.NewClient(hostEnd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	defer func() {
+		if t.Failed() || testing.Verbose() {
+			t.Logf("agent log:\n%s", log.String())
+		}
+	}()
+	hostname, _ := os.Hostname()
+
+	spec := dockerSpecAt(root, "sh", "-c", `echo $$; hostname; cat /etc/hosts; ls /proc/1/root >/dev/null && echo proc; grep -c . /proc/mounts >/dev/null && echo mounts; echo err >&2; exit 5`)
+	r := run(ctx, t, c, agentproto.CreateContainerRequest{ID: "host1", Spec: spec}, nil)
+	want := "1\nvmtest\n127.0.0.1 localhost from-a-file-bind\nproc\nmounts\n"
+	if r.status != 5 || r.stdout != want || r.stderr != "err\n" {
+		t.Errorf("got %+v, want stdout %q", r, want)
+	}
+	if h, _ := os.Hostname(); h != hostname {
+		t.Fatalf("the host's hostname changed from %q to %q", hostname, h)
+	}
+
+	// Exec joins a running container; the container is then killed.
+	if err := c.CreateContainer(ctx, agentproto.CreateContainerRequest{ID: "host2", Spec: dockerSpecAt(root, "sleep", "100")}); err != nil {
+		t.Fatal(err)
+	}
+	r = startAndWait(ctx, t, c, "host2", "", false, nil, func() {
+		p := &specs.Process{Args: []string{"sh", "-c", "cat /proc/1/comm; hostname; id -u"}, Env: []string{"PATH=/bin"}, Cwd: "/", User: specs.User{UID: 1000, GID: 1000}}
+		if err := c.Exec(ctx, "host2", "x", p); err != nil {
+			t.Fatal(err)
+		}
+		er := startAndWait(ctx, t, c, "host2", "x", false, nil, nil)
+		if er.status != 0 || er.stdout != "sleep\nvmtest\n1000\n" {
+			t.Errorf("exec: %+v", er)
+		}
+		p = &specs.Process{Args: []string{"sh", "-c", "tty; echo $$ >/dev/stdout"}, Env: []string{"PATH=/bin"}, Cwd: "/", Terminal: true,
+			User: specs.User{UID: 1000, GID: 1000}}
+		if err := c.Exec(ctx, "host2", "tty", p); err != nil {
+			t.Fatal(err)
+		}
+		er = startAndWait(ctx, t, c, "host2", "tty", true, nil, nil)
+		if er.status != 0 || !strings.HasPrefix(er.stdout, "/dev/pts/0\r\n") {
+			t.Errorf("exec with a terminal: %+v", er)
+		}
+		if err := c.Signal(ctx, "host2", "", syscall.SIGKILL, true); err != nil {
+			t.Error(err)
+		}
+	})
+	if r.status != 137 {
+		t.Errorf("killed container: status %d", r.status)
+	}
+
+	// A terminal, resized after start.
+	tty := dockerSpecAt(root, "sh", "-c", "read line; stty size")
+	tty.Process.Terminal = true
+	if err := c.CreateContainer(ctx, agentproto.CreateContainerRequest{ID: "host3", Spec: tty}); err != nil {
+		t.Fatal(err)
+	}
+	out, err := c.Stdio(ctx, "host3", "", agentproto.StreamStdout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, err := c.Stdio(ctx, "host3", "", agentproto.StreamStdin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Start(ctx, "host3", ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.ResizePty(ctx, "host3", "", 132, 43); err != nil {
+		t.Fatal(err)
+	}
+	in.Write([]byte("go\n"))
+	if st, err := c.Wait(ctx, "host3", ""); err != nil || st != 0 {
+		t.Errorf("tty wait: %d, %v", st, err)
+	}
+	b, _ := io.ReadAll(out)
+	if !strings.HasSuffix(string(b), "43 132\r\n") {
+		t.Errorf("tty output %q", b)
+	}
+	in.Close()
+}

@@ -1,0 +1,147 @@
+// Package agentproto is the protocol between the host (the containerd shim) and
+// the guest agent (PID 1 inside the VM), and the host-side client for it.
+//
+// One yamux session runs over the VM's control channel (a virtio-serial port).
+// The host is the yamux client and opens every stream; the agent accepts.
+// A request stream carries one JSON line from the host (a Request) and one JSON
+// line back (a Response), then both sides close. A stdio stream starts with a
+// Request whose Op is OpStdio, the agent answers with one Response line, and
+// from then on the stream carries raw bytes; a yamux half-close is EOF.
+package agentproto
+
+import (
+	"fmt"
+	"path"
+	"regexp"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+)
+
+// ProtocolVersion changes whenever a host and an agent built from different
+// versions could misunderstand each other. Ping reports it.
+const ProtocolVersion = 1
+
+// Operations carried in Request.Op.
+const (
+	OpPing            = "ping"
+	OpCreateContainer = "create"
+	OpStdio           = "stdio"
+	OpStart           = "start"
+	OpExec            = "exec"
+	OpWait            = "wait"
+	OpSignal          = "signal"
+	OpCloseStdin      = "closestdin"
+	OpResizePty       = "resize"
+	OpPids            = "pids"
+	OpStats           = "stats"
+	OpRemoveContainer = "remove"
+	OpShutdown        = "shutdown"
+)
+
+// Stdio stream names carried in Request.Stream.
+const (
+	StreamStdin  = "stdin"
+	StreamStdout = "stdout"
+	StreamStderr = "stderr"
+)
+
+// Share types the agent can mount.
+const (
+	Share9P       = "9p"
+	ShareVirtioFS = "virtiofs"
+)
+
+// AgentInfo is what Ping answers.
+type AgentInfo struct {
+	Version         string `json:"version"`
+	KernelRelease   string `json:"kernelRelease"`
+	ProtocolVersion int    `json:"protocolVersion"`
+}
+
+// Share is a host directory exported to the guest (virtio-9p or virtio-fs)
+// that the agent mounts at GuestPath before it creates the container.
+type Share struct {
+	Type      string `json:"type"` // Share9P or ShareVirtioFS
+	Tag       string `json:"tag"`  // the mount tag given to QEMU
+	GuestPath string `json:"guestPath"`
+}
+
+// Validate rejects a share the agent must not mount: an unknown type, an empty
+// or odd tag, or a mount point that is relative, unclean or the guest's root.
+func (s Share) Validate() error {
+	if s.Type != Share9P && s.Type != ShareVirtioFS {
+		return fmt.Errorf("share %q: type %q is not supported: use %q or %q", s.Tag, s.Type, Share9P, ShareVirtioFS)
+	}
+	if !tagPattern.MatchString(s.Tag) {
+		return fmt.Errorf("share tag %q is invalid: use 1-36 characters from [A-Za-z0-9_.-]", s.Tag)
+	}
+	if err := ValidGuestPath(s.GuestPath); err != nil {
+		return fmt.Errorf("share %q: %w", s.Tag, err)
+	}
+	return nil
+}
+
+// ValidGuestPath accepts an absolute, clean path other than "/".
+func ValidGuestPath(p string) error {
+	if !path.IsAbs(p) || path.Clean(p) != p || p == "/" {
+		return fmt.Errorf("guest path %q must be absolute, clean and not \"/\"", p)
+	}
+	return nil
+}
+
+// CreateContainerRequest describes a container to prepare in the guest.
+type CreateContainerRequest struct {
+	ID string
+	// Spec is the OCI spec. Root.Path and the sources of bind mounts are
+	// guest paths: the shim rewrites host paths under a Share's GuestPath.
+	Spec *specs.Spec
+	// Shares are mounted by the agent before anything else.
+	Shares []Share
+}
+
+// Stats is a simple resource snapshot of the guest.
+type Stats struct {
+	MemoryUsageBytes uint64 `json:"memoryUsageBytes"` // MemTotal - MemAvailable
+	MemoryLimitBytes uint64 `json:"memoryLimitBytes"` // MemTotal
+	CPUUsageNs       uint64 `json:"cpuUsageNs"`       // non-idle CPU time of the guest since boot
+	Pids             int    `json:"pids"`             // processes in the container
+}
+
+// Request is the first JSON line of every stream.
+type Request struct {
+	Op        string         `json:"op"`
+	Container string         `json:"container,omitempty"`
+	Exec      string         `json:"exec,omitempty"`
+	Stream    string         `json:"stream,omitempty"`
+	Spec      *specs.Spec    `json:"spec,omitempty"`
+	Shares    []Share        `json:"shares,omitempty"`
+	Process   *specs.Process `json:"process,omitempty"`
+	Signal    int            `json:"signal,omitempty"`
+	All       bool           `json:"all,omitempty"`
+	Width     uint32         `json:"width,omitempty"`
+	Height    uint32         `json:"height,omitempty"`
+}
+
+// Response is the agent's one JSON line answer.
+type Response struct {
+	Error      string     `json:"error,omitempty"`
+	Info       *AgentInfo `json:"info,omitempty"`
+	Pid        int        `json:"pid,omitempty"`
+	ExitStatus int        `json:"exitStatus,omitempty"`
+	Pids       []int      `json:"pids,omitempty"`
+	Stats      *Stats     `json:"stats,omitempty"`
+}
+
+// Container and exec IDs become map keys and log fields in the guest; keep
+// them to the characters Docker and containerd use.
+var idPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$`)
+
+var tagPattern = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,36}$`)
+
+// ValidID accepts a container or exec ID.
+func ValidID(kind, id string) error {
+	if !idPattern.MatchString(id) {
+		return fmt.Errorf("%s ID %q is invalid: use 1-128 characters from [A-Za-z0-9_.-], not starting with a punctuation mark", kind, id)
+	}
+	return nil
+}

@@ -1,0 +1,273 @@
+// Package sandbox is one container's virtual machine: it shares the container's rootfs and bind
+// mounts with a QEMU guest, boots it in the container's network namespace, connects to the guest
+// agent and hands it the container. It knows nothing of containerd; runtime/shim drives it.
+package sandbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sync"
+	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/kata-deploy/kata-deploy/installer/hostinfo"
+	"github.com/kata-deploy/kata-deploy/runtime/agentproto"
+	"github.com/kata-deploy/kata-deploy/runtime/config"
+	"github.com/kata-deploy/kata-deploy/runtime/hypervisor"
+)
+
+// Options describe the container to run.
+type Options struct {
+	ID     string
+	Spec   *specs.Spec
+	Config *config.Config
+	// Logf receives warnings worth a line in the shim's log (e.g. the TCG fallback).
+	Logf func(format string, args ...any)
+}
+
+// Sandbox is a running VM with the container created in it (not started).
+type Sandbox struct {
+	ID       string
+	StateDir string
+	VM       *hypervisor.VM
+	Agent    *agentproto.Client
+	// BootTime is how long it took from launching QEMU until the agent answered.
+	BootTime    time.Duration
+	Accelerator string
+	shared      *sharedDir
+	destroyOnce sync.Once
+	destroyErr  error
+}
+
+// validID is what containerd and Docker use as container IDs; anything else could escape the
+// state directory once it becomes a path.
+var validID = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
+
+// StateDir is the directory holding a sandbox's sockets, logs and shared mounts.
+func StateDir(cfg *config.Config, id string) (string, error) {
+	if !validID.MatchString(id) {
+		return "", fmt.Errorf("invalid container id %q: want letters, digits, '_', '.', '-' (at most 64)", id)
+	}
+	return filepath.Join(cfg.Runtime.StateDir, id), nil
+}
+
+// Create boots the VM and creates the container in it. On error nothing is left behind.
+func Create(ctx context.Context, opts Options) (_ *Sandbox, err error) {
+	logf := opts.Logf
+	if logf == nil {
+		logf = func(string, ...any) {}
+	}
+	netnsPath, err := networkNamespace(opts.Spec)
+	if err != nil {
+		return nil, err
+	}
+	stateDir, err := StateDir(opts.Config, opts.ID)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(stateDir, 0o700); err != nil {
+		return nil, fmt.Errorf("creating the sandbox state directory: %w", err)
+	}
+	s := &Sandbox{ID: opts.ID, StateDir: stateDir}
+	defer func() {
+		if err != nil {
+			s.Destroy(context.WithoutCancel(ctx))
+		}
+	}()
+	var guestSpec *specs.Spec
+	if s.shared, guestSpec, err = share(filepath.Join(stateDir, "shared"), opts.Spec); err != nil {
+		return nil, err
+	}
+	accel, err := accelerator(opts.Config.Hypervisor.Accelerator, logf)
+	if err != nil {
+		return nil, err
+	}
+	s.Accelerator = accel
+	started := time.Now()
+	if s.VM, err = hypervisor.Start(ctx, vmConfig(opts, stateDir, accel, netnsPath)); err != nil {
+		return nil, fmt.Errorf("starting the VM: %w", err)
+	}
+	if s.Agent, err = connectAgent(ctx, s.VM, opts.Config.Agent.BootTimeout.Duration()); err != nil {
+		return nil, err
+	}
+	s.BootTime = time.Since(started)
+	req := agentproto.CreateContainerRequest{
+		ID:     opts.ID,
+		Spec:   guestSpec,
+		Shares: []agentproto.Share{{Type: guestFSType(opts.Config.Hypervisor.SharedFS), Tag: SharedTag, GuestPath: GuestSharedDir}},
+	}
+	if err := s.Agent.CreateContainer(ctx, req); err != nil {
+		return nil, fmt.Errorf("creating the container in the VM: %w", err)
+	}
+	return s, nil
+}
+
+func vmConfig(opts Options, stateDir, accel, netnsPath string) hypervisor.Config {
+	h := opts.Config.Hypervisor
+	fsType := guestFSType(h.SharedFS)
+	return hypervisor.Config{
+		ID:             opts.ID,
+		QEMUPath:       h.Path,
+		Kernel:         h.Kernel,
+		Initrd:         h.Initrd,
+		Firmware:       h.Firmware,
+		MachineType:    h.MachineType,
+		Accelerator:    accel,
+		KernelParams:   kernelParams(opts.Config),
+		VCPUs:          h.VCPUs,
+		MemoryMiB:      h.MemoryMiB,
+		StateDir:       filepath.Join(stateDir, "vm"),
+		Shares:         []hypervisor.Share{{Tag: SharedTag, HostPath: filepath.Join(stateDir, "shared"), Type: fsType}},
+		VirtiofsDaemon: h.VirtiofsDaemon,
+		NetNSPath:      netnsPath,
+		Debug:          opts.Config.Runtime.Debug,
+	}
+}
+
+func kernelParams(cfg *config.Config) []string {
+	var params []string
+	if cfg.Hypervisor.KernelParams != "" {
+		params = append(params, cfg.Hypervisor.KernelParams)
+	}
+	if cfg.Agent.Debug {
+		params = append(params, "agent.debug=1")
+	}
+	return params
+}
+
+func guestFSType(sharedFS string) string {
+	if sharedFS == "virtio-fs" {
+		return "virtiofs"
+	}
+	return "9p"
+}
+
+// networkNamespace returns the netns path QEMU must join ("" = a new one). A container without a
+// network namespace would share the host's network stack, which a VM cannot do.
+func networkNamespace(spec *specs.Spec) (string, error) {
+	if spec.Linux != nil {
+		for _, ns := range spec.Linux.Namespaces {
+			if ns.Type == specs.NetworkNamespace {
+				return ns.Path, nil
+			}
+		}
+	}
+	return "", errors.New("the container asks for the host's network (--network host), which a VM cannot share: use the default bridge, a user-defined network or --network none")
+}
+
+// accelerator resolves "auto" to kvm when KVM really works here, else tcg with a warning.
+func accelerator(requested string, logf func(string, ...any)) (string, error) {
+	if requested == "tcg" {
+		return "tcg", nil
+	}
+	cpu, _ := readCPU()
+	kvm := hostinfo.ProbeKVM("/dev/kvm", "/proc/modules", cpu)
+	name, why := hostinfo.Accelerator(kvm)
+	if requested == "kvm" && name != "kvm" {
+		return "", fmt.Errorf("accelerator = \"kvm\" in the configuration, but KVM is not usable here: %s; set accelerator = \"auto\" or \"tcg\"", why)
+	}
+	if name != "kvm" {
+		logf("WARNING: running the VM under emulation (TCG), about 10x slower than KVM: %s", why)
+	}
+	return name, nil
+}
+
+func readCPU() (hostinfo.CPU, error) {
+	f, err := os.Open("/proc/cpuinfo")
+	if err != nil {
+		return hostinfo.CPU{}, err
+	}
+	defer f.Close()
+	return hostinfo.ParseCPUInfo(f)
+}
+
+// connectAgent dials the agent's virtio-serial socket and waits until the agent answers, the VM
+// dies, or the boot timeout passes.
+func connectAgent(ctx context.Context, vm *hypervisor.VM, timeout time.Duration) (*agentproto.Client, error) {
+	if timeout <= 0 {
+		timeout = 60 * time.Second
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	conn, err := (&net.Dialer{}).DialContext(ctx, "unix", vm.AgentSocket)
+	if err != nil {
+		return nil, fmt.Errorf("connecting to the agent socket %s: %w", vm.AgentSocket, err)
+	}
+	client, err := agentproto.NewClient(conn)
+	if err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("starting the agent session: %w", err)
+	}
+	for {
+		attempt, cancelAttempt := context.WithTimeout(ctx, 2*time.Second)
+		_, err = client.Ping(attempt)
+		cancelAttempt()
+		if err == nil {
+			return client, nil
+		}
+		select {
+		case <-vm.Done():
+			client.Close()
+			return nil, fmt.Errorf("the VM exited during boot (see %s): %w", filepath.Join(vm.StateDir, "console.log"), err)
+		case <-ctx.Done():
+			client.Close()
+			return nil, fmt.Errorf("the guest agent did not answer within %s (see %s): %w", timeout, filepath.Join(vm.StateDir, "console.log"), err)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// Destroy powers the VM off and removes everything the sandbox created on the host. It is safe to
+// call more than once and on a partly created sandbox.
+// The Agent and VM fields stay set afterwards: calls through them fail cleanly (closed session, dead
+// process) instead of racing with a nil pointer.
+func (s *Sandbox) Destroy(ctx context.Context) error {
+	s.destroyOnce.Do(func() { s.destroyErr = s.destroy(ctx) })
+	return s.destroyErr
+}
+
+func (s *Sandbox) destroy(ctx context.Context) error {
+	var errs []error
+	if s.Agent != nil {
+		sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		_ = s.Agent.Shutdown(sctx) // the VM may already be gone
+		cancel()
+		s.Agent.Close()
+	}
+	if s.VM != nil {
+		if err := s.VM.Stop(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("stopping the VM: %w", err))
+		}
+	}
+	if s.shared != nil {
+		if err := s.shared.unshare(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := Cleanup(s.StateDir); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// Cleanup removes what a sandbox left in stateDir after its shim died: the QEMU process, the
+// shared mounts and the directory itself. Idempotent.
+func Cleanup(stateDir string) error {
+	if stateDir == "" {
+		return nil
+	}
+	errs := []error{
+		hypervisor.Cleanup(filepath.Join(stateDir, "vm")),
+		unshareLeftovers(filepath.Join(stateDir, "shared")),
+	}
+	if err := removeShallow(stateDir); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
