@@ -102,19 +102,40 @@ func KernelDeb(ctx context.Context) (string, error) {
 }
 
 func (k *Kata) writeConfig() error {
+	var err error
+	k.ConfigPath = filepath.Join(k.BinDir, "configuration-qemu.toml")
+	k.Config, err = k.writeConfigFile(k.ConfigPath, nil)
+	return err
+}
+
+// writeConfigFile writes the runtime configuration for this image, changed by mutate.
+func (k *Kata) writeConfigFile(path string, mutate func(*config.Config)) (*config.Config, error) {
 	cfg := config.Default()
 	cfg.Hypervisor.Kernel = filepath.Join(k.ImageDir, guestimage.VmlinuxName)
 	cfg.Hypervisor.Initrd = filepath.Join(k.ImageDir, guestimage.InitrdName)
 	cfg.Runtime.StateDir = StateDir
+	if mutate != nil {
+		mutate(cfg)
+	}
 	data, err := config.Encode(cfg)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	if k.Config, err = config.Parse(data); err != nil {
-		return fmt.Errorf("the generated runtime configuration does not parse back: %w", err)
+	parsed, err := config.Parse(data)
+	if err != nil {
+		return nil, fmt.Errorf("the generated runtime configuration does not parse back: %w", err)
 	}
-	k.ConfigPath = filepath.Join(k.BinDir, "configuration-qemu.toml")
-	return os.WriteFile(k.ConfigPath, data, 0o644)
+	return parsed, os.WriteFile(path, data, 0o644)
+}
+
+// RegisterVariant registers the same shim and image under another name with a changed
+// configuration (e.g. virtio-fs instead of virtio-9p). The returned function unregisters it.
+func (k *Kata) RegisterVariant(name string, mutate func(*config.Config)) (func(), error) {
+	path := filepath.Join(k.BinDir, "configuration-"+name+".toml")
+	if _, err := k.writeConfigFile(path, mutate); err != nil {
+		return nil, err
+	}
+	return RegisterRuntime(name, filepath.Join(k.BinDir, "containerd-shim-kata-v2"), path)
 }
 
 // RegisterRuntime adds a runtime to the test engine's daemon.json (a file the tests own, given by

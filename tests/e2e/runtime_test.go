@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/kata-deploy/kata-deploy/internal/testenv"
+	"github.com/kata-deploy/kata-deploy/runtime/config"
 )
 
 // The VM runtime core, compared with runc where that makes sense. Every container is removed.
@@ -297,4 +298,54 @@ func TestKataShimKilled(t *testing.T) {
 		t.Errorf("docker rm after the shim died: %s", res.stderr)
 	}
 	assertNoLeftovers(t)
+}
+
+// TestKataVirtioFS runs the same checks over virtio-fs instead of virtio-9p.
+func TestKataVirtioFS(t *testing.T) {
+	k := requireKata(t)
+	unregister, err := k.RegisterVariant("kata-virtiofs", func(c *config.Config) { c.Hypervisor.SharedFS = config.SharedFSVirtiofs })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unregister()
+	dir := t.TempDir()
+	res := docker(t, "", "run", "--rm", "--runtime=kata-virtiofs", "-v", dir+":/data", "busybox", "sh", "-c",
+		"grep -c virtiofs /proc/mounts; uname -r; echo hi > /data/f")
+	if res.code != 0 || !strings.Contains(res.stdout, k.GuestKernel) {
+		t.Fatalf("virtio-fs run: exit %d, stdout %q, stderr %q", res.code, res.stdout, res.stderr)
+	}
+	if out, _ := os.ReadFile(filepath.Join(dir, "f")); string(out) != "hi\n" {
+		t.Errorf("write through virtio-fs: host sees %q", out)
+	}
+	assertNoLeftovers(t)
+	if out, _ := exec.Command("pgrep", "-af", "virtiofsd").Output(); strings.Contains(string(out), testenv.StateDir) {
+		t.Errorf("virtiofsd left running: %s", out)
+	}
+}
+
+// TestKataStatsAndPause: docker stats shows the guest's figures; pause and unpause work.
+func TestKataStatsAndPause(t *testing.T) {
+	requireKata(t)
+	name := fmt.Sprintf("kata-stats-%d", time.Now().UnixNano())
+	defer docker(t, "", "rm", "-f", name)
+	if res := docker(t, "", "run", "-d", "--name", name, "--runtime=kata", "busybox", "sh", "-c", "echo ready; while true; do sleep 0.2; done"); res.code != 0 {
+		t.Fatalf("docker run -d: %s", res.stderr)
+	}
+	waitForLog(t, name, "ready")
+	res := docker(t, "", "stats", "--no-stream", "--format", "{{.MemUsage}}|{{.PIDs}}", name)
+	if res.code != 0 || strings.HasPrefix(res.stdout, "0B") || strings.HasSuffix(strings.TrimSpace(res.stdout), "|0") {
+		t.Errorf("docker stats = %q (exit %d, %s), want non-zero memory and pids", res.stdout, res.code, res.stderr)
+	}
+	if res := docker(t, "", "pause", name); res.code != 0 {
+		t.Fatalf("docker pause: %s", res.stderr)
+	}
+	if st := strings.TrimSpace(docker(t, "", "inspect", "-f", "{{.State.Status}}", name).stdout); st != "paused" {
+		t.Errorf("status after pause = %q", st)
+	}
+	if res := docker(t, "", "unpause", name); res.code != 0 {
+		t.Fatalf("docker unpause: %s", res.stderr)
+	}
+	if res := docker(t, "", "kill", name); res.code != 0 {
+		t.Errorf("docker kill after unpause: %s", res.stderr)
+	}
 }
