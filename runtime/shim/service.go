@@ -68,16 +68,23 @@ func (s *service) RegisterTTRPC(server *ttrpc.Server) error {
 	return nil
 }
 
-func (s *service) get(id, execID string) (*container, error) {
+func (s *service) get(id string) (*container, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.c == nil || s.c.id != id {
 		return nil, fmt.Errorf("container %s: %w", id, errdefs.ErrNotFound)
 	}
-	if execID != "" {
-		return nil, fmt.Errorf("exec %s in container %s: %w", execID, id, errdefs.ErrNotFound)
-	}
 	return s.c, nil
+}
+
+// getProcess returns the container and one of its processes ("" = the init).
+func (s *service) getProcess(id, execID string) (*container, *process, error) {
+	c, err := s.get(id)
+	if err != nil {
+		return nil, nil, err
+	}
+	p, err := c.process(execID)
+	return c, p, err
 }
 
 // Create boots the container's VM. The returned pid is QEMU's, which lives in the container's own
@@ -112,7 +119,7 @@ func (s *service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (_ *
 	}
 	logger.Infof("VM booted in %s (accelerator %s, pid %d)", sb.BootTime.Round(time.Millisecond), sb.Accelerator, sb.VM.PID)
 	c := newContainer(r, sb)
-	if err := c.attachIO(ctx); err != nil {
+	if err := c.init.attachIO(ctx); err != nil {
 		c.destroy(context.WithoutCancel(ctx))
 		return nil, err
 	}
@@ -171,36 +178,55 @@ func readSpec(bundle string) (*specs.Spec, error) {
 
 // Start runs the container's process in the VM and begins waiting for its exit.
 func (s *service) Start(ctx context.Context, r *taskAPI.StartRequest) (*taskAPI.StartResponse, error) {
-	c, err := s.get(r.ID, r.ExecID)
+	c, p, err := s.getProcess(r.ID, r.ExecID)
 	if err != nil {
 		return nil, err
 	}
-	if err := c.start(ctx); err != nil {
+	if err := p.start(ctx); err != nil {
 		return nil, err
 	}
-	go s.waitExit(c)
-	s.send(&eventstypes.TaskStart{ContainerID: c.id, Pid: c.pid()})
+	go s.waitExit(c, p)
+	if r.ExecID == "" {
+		s.send(&eventstypes.TaskStart{ContainerID: c.id, Pid: c.pid()})
+	} else {
+		s.send(&eventstypes.TaskExecStarted{ContainerID: c.id, ExecID: r.ExecID, Pid: uint32(p.guestPid)})
+	}
 	return &taskAPI.StartResponse{Pid: c.pid()}, nil
 }
 
-// waitExit publishes TaskExit once the process exited and its output is fully drained, then
-// powers the VM off: nothing runs in it any more.
-func (s *service) waitExit(c *container) {
-	status := c.waitProcess()
-	c.setExited(status)
+// waitExit publishes TaskExit once the process exited and its output is fully drained. When the
+// init exits the VM is powered off: nothing runs in it any more.
+func (s *service) waitExit(c *container, p *process) {
+	status := p.wait()
+	p.setExited(status)
+	id := c.id
+	if p.execID != "" {
+		id = p.execID
+	}
+	_, at := p.exitStatus()
 	s.send(&eventstypes.TaskExit{
-		ContainerID: c.id, ID: c.id, Pid: c.pid(), ExitStatus: uint32(status), ExitedAt: protobuf.ToTimestamp(c.exitedAt()),
+		ContainerID: c.id, ID: id, Pid: c.pid(), ExitStatus: uint32(status), ExitedAt: protobuf.ToTimestamp(at),
 	})
-	c.stopVM(context.Background())
+	if p == c.init {
+		c.shutdownAfterInit(context.Background())
+	}
 }
 
 // Delete removes the container: VM, mounts, state directory.
 func (s *service) Delete(ctx context.Context, r *taskAPI.DeleteRequest) (*taskAPI.DeleteResponse, error) {
-	c, err := s.get(r.ID, r.ExecID)
+	c, p, err := s.getProcess(r.ID, r.ExecID)
 	if err != nil {
 		return nil, err
 	}
-	if c.status() == task.Status_RUNNING {
+	if r.ExecID != "" {
+		if p.status() == task.Status_RUNNING {
+			return nil, fmt.Errorf("exec %s is running: %w", r.ExecID, errdefs.ErrFailedPrecondition)
+		}
+		c.removeExec(r.ExecID)
+		status, at := p.exitStatus()
+		return &taskAPI.DeleteResponse{Pid: c.pid(), ExitStatus: uint32(status), ExitedAt: protobuf.ToTimestamp(at)}, nil
+	}
+	if p.status() == task.Status_RUNNING {
 		return nil, fmt.Errorf("container %s is running: stop it first: %w", c.id, errdefs.ErrFailedPrecondition)
 	}
 	if err := c.destroy(ctx); err != nil {
@@ -210,32 +236,32 @@ func (s *service) Delete(ctx context.Context, r *taskAPI.DeleteRequest) (*taskAP
 	s.mu.Lock()
 	s.c = nil
 	s.mu.Unlock()
-	status, at := c.exitStatus()
+	status, at := p.exitStatus()
 	s.send(&eventstypes.TaskDelete{ContainerID: c.id, Pid: c.pid(), ExitStatus: uint32(status), ExitedAt: protobuf.ToTimestamp(at)})
 	return &taskAPI.DeleteResponse{Pid: c.pid(), ExitStatus: uint32(status), ExitedAt: protobuf.ToTimestamp(at)}, nil
 }
 
 // State reports the container's status.
 func (s *service) State(ctx context.Context, r *taskAPI.StateRequest) (*taskAPI.StateResponse, error) {
-	c, err := s.get(r.ID, r.ExecID)
+	c, p, err := s.getProcess(r.ID, r.ExecID)
 	if err != nil {
 		return nil, err
 	}
-	status, at := c.exitStatus()
+	status, at := p.exitStatus()
 	return &taskAPI.StateResponse{
-		ID: c.id, Bundle: c.bundle, Pid: c.pid(), Status: c.status(),
-		Stdin: c.io.stdin, Stdout: c.io.stdout, Stderr: c.io.stderr, Terminal: c.io.terminal,
+		ID: c.id, ExecID: r.ExecID, Bundle: c.bundle, Pid: c.pid(), Status: p.status(),
+		Stdin: p.io.stdin, Stdout: p.io.stdout, Stderr: p.io.stderr, Terminal: p.io.terminal,
 		ExitStatus: uint32(status), ExitedAt: protobuf.ToTimestamp(at),
 	}, nil
 }
 
 // Kill forwards a signal to the container's process in the VM.
 func (s *service) Kill(ctx context.Context, r *taskAPI.KillRequest) (*ptypes.Empty, error) {
-	c, err := s.get(r.ID, r.ExecID)
+	c, p, err := s.getProcess(r.ID, r.ExecID)
 	if err != nil {
 		return nil, err
 	}
-	if err := c.kill(ctx, syscall.Signal(r.Signal), r.All); err != nil {
+	if err := c.kill(ctx, p, syscall.Signal(r.Signal), r.All); err != nil {
 		return nil, err
 	}
 	return empty, nil
@@ -243,22 +269,22 @@ func (s *service) Kill(ctx context.Context, r *taskAPI.KillRequest) (*ptypes.Emp
 
 // Wait blocks until the container's process has exited.
 func (s *service) Wait(ctx context.Context, r *taskAPI.WaitRequest) (*taskAPI.WaitResponse, error) {
-	c, err := s.get(r.ID, r.ExecID)
+	_, p, err := s.getProcess(r.ID, r.ExecID)
 	if err != nil {
 		return nil, err
 	}
 	select {
-	case <-c.exited:
+	case <-p.exited:
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
-	status, at := c.exitStatus()
+	status, at := p.exitStatus()
 	return &taskAPI.WaitResponse{ExitStatus: uint32(status), ExitedAt: protobuf.ToTimestamp(at)}, nil
 }
 
 // Pids lists the host processes of the task: the VM.
 func (s *service) Pids(ctx context.Context, r *taskAPI.PidsRequest) (*taskAPI.PidsResponse, error) {
-	c, err := s.get(r.ID, "")
+	c, err := s.get(r.ID)
 	if err != nil {
 		return nil, err
 	}
@@ -267,19 +293,19 @@ func (s *service) Pids(ctx context.Context, r *taskAPI.PidsRequest) (*taskAPI.Pi
 
 // CloseIO closes the process's stdin (the guest sees EOF).
 func (s *service) CloseIO(ctx context.Context, r *taskAPI.CloseIORequest) (*ptypes.Empty, error) {
-	c, err := s.get(r.ID, r.ExecID)
+	_, p, err := s.getProcess(r.ID, r.ExecID)
 	if err != nil {
 		return nil, err
 	}
 	if r.Stdin {
-		c.closeStdin()
+		p.closeStdin()
 	}
 	return empty, nil
 }
 
 // Pause freezes the VM's vCPUs.
 func (s *service) Pause(ctx context.Context, r *taskAPI.PauseRequest) (*ptypes.Empty, error) {
-	c, err := s.get(r.ID, "")
+	c, err := s.get(r.ID)
 	if err != nil {
 		return nil, err
 	}
@@ -292,7 +318,7 @@ func (s *service) Pause(ctx context.Context, r *taskAPI.PauseRequest) (*ptypes.E
 
 // Resume thaws the VM.
 func (s *service) Resume(ctx context.Context, r *taskAPI.ResumeRequest) (*ptypes.Empty, error) {
-	c, err := s.get(r.ID, "")
+	c, err := s.get(r.ID)
 	if err != nil {
 		return nil, err
 	}
@@ -306,7 +332,7 @@ func (s *service) Resume(ctx context.Context, r *taskAPI.ResumeRequest) (*ptypes
 // Connect returns the shim's and the task's pids.
 func (s *service) Connect(ctx context.Context, r *taskAPI.ConnectRequest) (*taskAPI.ConnectResponse, error) {
 	resp := &taskAPI.ConnectResponse{ShimPid: uint32(os.Getpid())}
-	if c, err := s.get(r.ID, ""); err == nil {
+	if c, err := s.get(r.ID); err == nil {
 		resp.TaskPid = c.pid()
 	}
 	return resp, nil
@@ -325,25 +351,42 @@ func (s *service) Shutdown(ctx context.Context, r *taskAPI.ShutdownRequest) (*pt
 
 // Stats returns the guest's basic figures.
 func (s *service) Stats(ctx context.Context, r *taskAPI.StatsRequest) (*taskAPI.StatsResponse, error) {
-	c, err := s.get(r.ID, "")
+	c, err := s.get(r.ID)
 	if err != nil {
 		return nil, err
 	}
 	return c.stats(ctx)
 }
 
-// Exec runs an extra process in the container: not offered yet.
+// Exec creates an extra process in the running container (`docker exec`); Start runs it.
 func (s *service) Exec(ctx context.Context, r *taskAPI.ExecProcessRequest) (*ptypes.Empty, error) {
-	return nil, fmt.Errorf("docker exec in a VM container: %w", errNotImplemented)
+	c, err := s.get(r.ID)
+	if err != nil {
+		return nil, err
+	}
+	v, err := typeurl.UnmarshalAny(r.Spec)
+	if err != nil {
+		return nil, fmt.Errorf("decoding the exec process spec: %w", err)
+	}
+	spec, ok := v.(*specs.Process)
+	if !ok {
+		return nil, fmt.Errorf("the exec spec is a %T, not an OCI process: %w", v, errdefs.ErrInvalidArgument)
+	}
+	io := stdio{stdin: r.Stdin, stdout: r.Stdout, stderr: r.Stderr, terminal: r.Terminal}
+	if _, err := c.addExec(ctx, r.ExecID, io, spec); err != nil {
+		return nil, err
+	}
+	s.send(&eventstypes.TaskExecAdded{ContainerID: c.id, ExecID: r.ExecID})
+	return empty, nil
 }
 
 // ResizePty resizes the container's terminal.
 func (s *service) ResizePty(ctx context.Context, r *taskAPI.ResizePtyRequest) (*ptypes.Empty, error) {
-	c, err := s.get(r.ID, r.ExecID)
+	_, p, err := s.getProcess(r.ID, r.ExecID)
 	if err != nil {
 		return nil, err
 	}
-	if err := c.resize(ctx, r.Width, r.Height); err != nil {
+	if err := p.resize(ctx, r.Width, r.Height); err != nil {
 		return nil, err
 	}
 	return empty, nil
