@@ -122,5 +122,20 @@ func guestStats(procDir string) (agentproto.Stats, error) {
 	if st.CPUUsageNs, err = ParseProcStat(stat); err != nil {
 		return st, err
 	}
+	// The guest exists for one container, so any OOM kill in it is the container's.
+	if vmstat, err := os.ReadFile(filepath.Join(procDir, "vmstat")); err == nil {
+		st.OOMKills = ParseOOMKills(vmstat)
+	}
 	return st, nil
+}
+
+// ParseOOMKills returns the oom_kill counter of /proc/vmstat (0 if absent).
+func ParseOOMKills(vmstat []byte) uint64 {
+	for _, line := range strings.Split(string(vmstat), "\n") {
+		if v, ok := strings.CutPrefix(line, "oom_kill "); ok {
+			n, _ := strconv.ParseUint(strings.TrimSpace(v), 10, 64)
+			return n
+		}
+	}
+	return 0
 }

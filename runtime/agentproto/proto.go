@@ -105,6 +105,7 @@ type Stats struct {
 	MemoryLimitBytes uint64 `json:"memoryLimitBytes"` // MemTotal
 	CPUUsageNs       uint64 `json:"cpuUsageNs"`       // non-idle CPU time of the guest since boot
 	Pids             int    `json:"pids"`             // processes in the container
+	OOMKills         uint64 `json:"oomKills"`         // the guest kernel's oom_kill counter
 }
 
 // Request is the first JSON line of every stream.
@@ -120,6 +121,7 @@ type Request struct {
 	All       bool           `json:"all,omitempty"`
 	Width     uint32         `json:"width,omitempty"`
 	Height    uint32         `json:"height,omitempty"`
+	Network   *Network       `json:"network,omitempty"` // OpNetwork
 }
 
 // Response is the agent's one JSON line answer.

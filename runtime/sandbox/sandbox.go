@@ -111,6 +111,7 @@ func Create(ctx context.Context, opts Options) (_ *Sandbox, err error) {
 func vmConfig(opts Options, stateDir, accel, netnsPath string) hypervisor.Config {
 	h := opts.Config.Hypervisor
 	fsType := guestFSType(h.SharedFS)
+	memoryMiB, vcpus := vmSize(h, opts.Spec, hostCPUs())
 	return hypervisor.Config{
 		ID:             opts.ID,
 		QEMUPath:       h.Path,
@@ -120,8 +121,8 @@ func vmConfig(opts Options, stateDir, accel, netnsPath string) hypervisor.Config
 		MachineType:    h.MachineType,
 		Accelerator:    accel,
 		KernelParams:   kernelParams(opts.Config),
-		VCPUs:          h.VCPUs,
-		MemoryMiB:      h.MemoryMiB,
+		VCPUs:          vcpus,
+		MemoryMiB:      memoryMiB,
 		StateDir:       filepath.Join(stateDir, "vm"),
 		Shares:         []hypervisor.Share{{Tag: SharedTag, HostPath: filepath.Join(stateDir, "shared"), Type: fsType}},
 		VirtiofsDaemon: h.VirtiofsDaemon,

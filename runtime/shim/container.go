@@ -169,6 +169,15 @@ func (c *container) resume(ctx context.Context) error {
 	return c.sb.VM.Resume(ctx)
 }
 
+// oomKilled tells whether the guest kernel's OOM killer struck: the guest runs one container, so
+// a SIGKILL together with an OOM kill in the guest is the container's out-of-memory death.
+func (c *container) oomKilled() bool {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	st, err := c.sb.Agent.Stats(ctx, "")
+	return err == nil && st.OOMKills > 0
+}
+
 // stats reports the guest's figures in the cgroup v1 metrics format Docker decodes for
 // `docker stats`: the VM is the container's resource boundary.
 func (c *container) stats(ctx context.Context) (*taskAPI.StatsResponse, error) {

@@ -204,6 +204,9 @@ func (s *service) waitExit(c *container, p *process) {
 		id = p.execID
 	}
 	_, at := p.exitStatus()
+	if p == c.init && status == 128+int(syscall.SIGKILL) && c.oomKilled() {
+		s.send(&eventstypes.TaskOOM{ContainerID: c.id}) // docker inspect: OOMKilled true
+	}
 	s.send(&eventstypes.TaskExit{
 		ContainerID: c.id, ID: id, Pid: c.pid(), ExitStatus: uint32(status), ExitedAt: protobuf.ToTimestamp(at),
 	})

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"testing"
 )
 
@@ -92,3 +93,5 @@ func kataDeploy(t *testing.T, args ...string) result {
 	t.Helper()
 	return run(t, filepath.Join(binDir, "kata-deploy"), args...)
 }
+
+func runtimeNumCPU() int { return runtime.NumCPU() }

@@ -349,3 +349,33 @@ func TestKataStatsAndPause(t *testing.T) {
 		t.Errorf("docker kill after unpause: %s", res.stderr)
 	}
 }
+
+// TestKataResources: --memory sizes the VM (the container sees it in /proc/meminfo), --cpus sets
+// the vCPUs (nproc agrees), and an OOM in the guest shows as OOMKilled.
+func TestKataResources(t *testing.T) {
+	requireKata(t)
+	res := docker(t, "", "run", "--rm", "--runtime=kata", "--memory", "300m", "--cpus", "2", "busybox", "sh", "-c",
+		"grep MemTotal /proc/meminfo; nproc")
+	if res.code != 0 {
+		t.Fatalf("exit %d: %s", res.code, res.stderr)
+	}
+	var memKB, nproc int
+	fmt.Sscanf(res.stdout, "MemTotal: %d kB\n%d", &memKB, &nproc)
+	// 300 MiB plus the guest overhead, less what the guest kernel reserves for itself.
+	if memKB < 280*1024 || memKB > 300*1024+256*1024 {
+		t.Errorf("MemTotal = %d kB with --memory 300m; output %q", memKB, res.stdout)
+	}
+	if want := min(2, runtimeNumCPU()); nproc != want {
+		t.Errorf("nproc = %d with --cpus 2, want %d", nproc, want)
+	}
+
+	name := fmt.Sprintf("kata-oom-%d", time.Now().UnixNano())
+	defer docker(t, "", "rm", "-f", name)
+	// A shell variable that keeps doubling eats the guest's memory until the OOM killer strikes.
+	docker(t, "", "run", "--name", name, "--runtime=kata", "--memory", "128m", "busybox", "sh", "-c",
+		`x=0123456789abcdef; while true; do x="$x$x"; done`)
+	st := strings.TrimSpace(docker(t, "", "inspect", "-f", "{{.State.OOMKilled}} {{.State.ExitCode}}", name).stdout)
+	if st != "true 137" {
+		t.Errorf("OOMKilled/exit code = %q, want \"true 137\"", st)
+	}
+}
