@@ -24,7 +24,7 @@ RUNC_VERSION=v1.5.3
 DOCKER_CLI_VERSION=v29.8.0+incompatible
 
 APT_PACKAGES=(qemu-system-x86 qemu-utils iptables libseccomp-dev busybox-static e2fsprogs kmod cpio
-	pkg-config iproute2 procps xz-utils lz4 bzip2)
+	pkg-config iproute2 procps xz-utils lz4 bzip2 patch)
 
 CACHE=${KATA_ENGINE_CACHE:-/var/cache/kata-deploy/engine}
 STATE=${KATA_ENGINE_STATE:-/var/lib/kata-deploy-test-engine}

@@ -82,7 +82,7 @@ Start here:
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error {
 		return &exitError{code: ExitUsage, err: err}
 	})
-	root.AddCommand(newVersionCommand(), newCheckCommand())
+	root.AddCommand(newVersionCommand(), newCheckCommand(), newInstallCommand(), newUninstallCommand(), newStatusCommand())
 	return root
 }
 

@@ -1,0 +1,206 @@
+package commands
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/kata-deploy/kata-deploy/installer/install"
+	"github.com/kata-deploy/kata-deploy/installer/manifest"
+	"github.com/kata-deploy/kata-deploy/internal/version"
+)
+
+// faultEnv names a step after which kata-deploy kills itself with SIGKILL: the fault-injection
+// hook of the tests that prove a run killed anywhere is completed by the next one.
+const faultEnv = "KATA_DEPLOY_FAULT_AFTER"
+
+func newInstallCommand() *cobra.Command {
+	var (
+		o          install.Options
+		output     string
+		dockerHost string
+	)
+	cmd := &cobra.Command{
+		Use:   "install",
+		Short: "Install the VM runtime and register it with Docker",
+		Long: `install puts the VM runtime on this host and registers it with the running Docker daemon:
+
+  1. preflight: the checks of "kata-deploy check"; a failing one stops here, with its remedy
+  2. the guest image (an uncompressed vmlinux and an initrd whose /init is the agent), built from
+     the distribution's own kernel package (fetched with apt-get download) or --kernel
+  3. the shim and configuration-qemu.toml (QEMU, accelerator, firmware detected here) under --prefix
+  4. the runtime entry in the daemon.json the running dockerd reads, validated with
+     dockerd --validate, Docker reloaded (SIGHUP) and checked; any failure restores daemon.json
+  5. a smoke container (docker run --rm --runtime=NAME busybox uname -r) that must print the
+     guest kernel
+
+Everything is recorded in <prefix>/manifest.json, step by step, so "kata-deploy uninstall" puts
+the host back exactly as it was, and an interrupted install is finished by running it again.
+A second install with the same inputs changes nothing. --dry-run prints the plan and the
+daemon.json diff without changing anything.
+
+The shim (containerd-shim-kata-v2) and the agent (kata-agent, static) are taken from the
+directory of this kata-deploy executable ("make build" puts all three in bin/) or --artifacts-dir.
+
+Exit status: 0 installed (or nothing to do), 1 failed (the message says what was left and how to
+finish), 2 usage error.`,
+		Example: `  sudo kata-deploy install
+  sudo kata-deploy install --dry-run
+  sudo kata-deploy install --kernel linux-image-6.1.0-57-amd64_6.1.192-3_amd64.deb --default
+  docker run --rm --runtime=kata busybox uname -r`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := outputFormat(output); err != nil {
+				return err
+			}
+			if err := o.Validate(); err != nil {
+				return usageErrorf("%v", err)
+			}
+			stderr := cmd.ErrOrStderr()
+			o.Version = version.Get().Version
+			o.Progress, o.Warn = progressTo(stderr), warnTo(stderr, output == "text")
+			o.AfterStep = faultHook(stderr)
+			res, err := install.Install(cmd.Context(), o, install.DefaultDeps(dockerHost))
+			if res != nil {
+				if perr := printInstall(cmd.OutOrStdout(), res, output); perr != nil {
+					return perr
+				}
+			}
+			if err != nil {
+				return &exitError{code: ExitFailure, err: err}
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.Prefix, "prefix", install.DefaultPrefix, "directory to install into")
+	f.StringVar(&o.RuntimeName, "runtime-name", install.DefaultRuntimeName, "name of the runtime in Docker (docker run --runtime=NAME)")
+	f.BoolVar(&o.Default, "default", false, "also make it Docker's default runtime (default-runtime in daemon.json)")
+	f.BoolVar(&o.Force, "force", false, "replace files kata-deploy does not own (kept aside, restored by uninstall) and a different runtime entry of the same name")
+	f.BoolVar(&o.DryRun, "dry-run", false, "print the plan and the daemon.json diff; change nothing")
+	f.StringVar(&o.Kernel, "kernel", "", "guest kernel package (linux-image-*.deb); default: the distribution's, fetched with apt-get download")
+	f.StringVar(&o.KernelCache, "kernel-cache", install.DefaultKernelCache, "where the fetched kernel package is kept")
+	f.StringVar(&o.ArtifactsDir, "artifacts-dir", "", "directory with containerd-shim-kata-v2 and kata-agent (default: this executable's directory)")
+	f.StringVar(&o.DaemonJSON, "config-file", "", "the daemon.json to edit, when it cannot be found from the running dockerd")
+	f.StringVar(&o.Accelerator, "accelerator", "", `"kvm", "tcg" or "auto" (default: what works on this host, as "check" says)`)
+	f.BoolVar(&o.SkipSmoke, "skip-smoke", false, "do not run the smoke container")
+	f.StringVar(&o.SmokeImage, "smoke-image", "", "local image for the smoke container (default: busybox, when present)")
+	f.StringVarP(&dockerHost, "host", "H", "", "Docker daemon (default: $DOCKER_HOST or unix:///var/run/docker.sock)")
+	f.StringVarP(&output, "output", "o", "text", `output format: "text" or "json" (progress goes to stderr)`)
+	f.StringVar(&o.LockPath, "lock-file", manifest.DefaultLockPath, "lock that serialises installs and uninstalls")
+	_ = f.MarkHidden("lock-file")
+	return cmd
+}
+
+func progressTo(w io.Writer) func(string) {
+	return func(s string) { fmt.Fprintf(w, "==> %s\n", s) }
+}
+
+// warnTo prints warnings as they happen in text mode; JSON output carries them in its summary.
+func warnTo(w io.Writer, now bool) func(string) {
+	return func(s string) {
+		if now {
+			fmt.Fprintf(w, "warning: %s\n", s)
+		}
+	}
+}
+
+// faultHook returns the AfterStep hook that kills this process after the step named in
+// $KATA_DEPLOY_FAULT_AFTER, as abruptly as a power cut or the OOM killer would.
+func faultHook(w io.Writer) func(string) {
+	want := os.Getenv(faultEnv)
+	if want == "" {
+		return nil
+	}
+	return func(step string) {
+		if step == want {
+			fmt.Fprintf(w, "kata-deploy: %s=%s: killing myself (SIGKILL)\n", faultEnv, step)
+			_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
+			select {} // the signal is on its way
+		}
+	}
+}
+
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func printInstall(w io.Writer, r *install.Result, output string) error {
+	if output == "json" {
+		return printJSON(w, r)
+	}
+	switch {
+	case r.DryRun:
+		printPlan(w, r)
+	case !r.Changed:
+		fmt.Fprintf(w, "kata-deploy is installed under %s and up to date: nothing changed.\n", r.Prefix)
+	case r.Stanza != "":
+		fmt.Fprintf(w, "Installed runtime %q under %s, but daemon.json is not writable here. Add this to Docker's daemon configuration, then reload Docker:\n\n%s\n", r.RuntimeName, r.Prefix, r.Stanza)
+	default:
+		printInstalled(w, r)
+	}
+	return nil
+}
+
+func printPlan(w io.Writer, r *install.Result) {
+	if len(r.Actions) == 0 {
+		fmt.Fprintf(w, "Nothing to do: kata-deploy is installed under %s and up to date.\n", r.Prefix)
+		return
+	}
+	fmt.Fprintf(w, "Plan for runtime %q under %s (dry run: nothing was changed):\n", r.RuntimeName, r.Prefix)
+	width := 0
+	for _, a := range r.Actions {
+		width = max(width, len(a.Op))
+	}
+	for _, a := range r.Actions {
+		fmt.Fprintf(w, "  %-*s  %s", width, a.Op, a.Target)
+		if a.Detail != "" {
+			fmt.Fprintf(w, "  (%s)", a.Detail)
+		}
+		fmt.Fprintln(w)
+	}
+	if r.DaemonJSONDiff != "" {
+		fmt.Fprintf(w, "\n%s", r.DaemonJSONDiff)
+	}
+	if r.Stanza != "" {
+		fmt.Fprintf(w, "\nStanza to add to daemon.json by hand:\n%s", r.Stanza)
+	}
+}
+
+func printInstalled(w io.Writer, r *install.Result) {
+	fmt.Fprintf(w, "Installed runtime %q under %s", r.RuntimeName, r.Prefix)
+	var facts []string
+	if r.GuestKernel != "" {
+		facts = append(facts, "guest kernel "+r.GuestKernel)
+	}
+	if r.Accelerator != "" {
+		facts = append(facts, "accelerator "+r.Accelerator)
+	}
+	if len(facts) > 0 {
+		fmt.Fprintf(w, " (%s)", strings.Join(facts, ", "))
+	}
+	fmt.Fprintln(w, ".")
+	if r.DaemonJSON != "" {
+		reload := ""
+		if r.Reloaded {
+			reload = "; Docker reloaded and lists it"
+		}
+		fmt.Fprintf(w, "  registered in %s%s\n", r.DaemonJSON, reload)
+	}
+	if s := r.Smoke; s != nil {
+		switch {
+		case s.Skipped != "":
+			fmt.Fprintf(w, "  smoke test skipped (%s)\n", s.Skipped)
+		case s.Error == "":
+			fmt.Fprintf(w, "  smoke test: docker run --rm --runtime=%s %s uname -r -> %s in %.1f s\n", r.RuntimeName, s.Image, s.GuestKernel, s.Seconds)
+		}
+	}
+	fmt.Fprintf(w, "Try: docker run --rm --runtime=%s busybox uname -r\n", r.RuntimeName)
+}

@@ -1,0 +1,222 @@
+package install
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/kata-deploy/kata-deploy/installer/check"
+	"github.com/kata-deploy/kata-deploy/installer/dockerd"
+	"github.com/kata-deploy/kata-deploy/installer/fakedocker"
+	"github.com/kata-deploy/kata-deploy/installer/hostinfo"
+	"github.com/kata-deploy/kata-deploy/packaging/guestimage"
+)
+
+const guestKernel = "6.1.0-test-amd64"
+
+// fixture is a host in a directory: a prefix, a daemon.json, a fake dockerd, the artifacts and a
+// kernel package. Everything is derived from dir, so a helper process rebuilds the same host.
+type fixture struct {
+	t      testing.TB
+	dir    string
+	daemon *fakedocker.Daemon
+	loc    dockerd.ConfigLocation
+	builds int
+	host   Host
+}
+
+func (f *fixture) prefix() string     { return filepath.Join(f.dir, "opt", "kata-deploy") }
+func (f *fixture) daemonJSON() string { return filepath.Join(f.dir, "etc", "daemon.json") }
+func (f *fixture) artifacts() string  { return filepath.Join(f.dir, "artifacts") }
+func (f *fixture) kernelDeb() string  { return filepath.Join(f.dir, "linux-image-test_amd64.deb") }
+
+// newFixture creates the host; daemonJSON nil means no daemon.json.
+func newFixture(t testing.TB, daemonJSON []byte) *fixture {
+	t.Helper()
+	f := openFixture(t, t.TempDir())
+	must(t, os.MkdirAll(filepath.Dir(f.daemonJSON()), 0o755))
+	if daemonJSON != nil {
+		must(t, os.WriteFile(f.daemonJSON(), daemonJSON, 0o644))
+	}
+	must(t, os.MkdirAll(f.artifacts(), 0o755))
+	must(t, os.WriteFile(filepath.Join(f.artifacts(), ShimName), []byte("#!/bin/sh\n# shim v1\n"), 0o755))
+	must(t, os.WriteFile(filepath.Join(f.artifacts(), AgentName), []byte("agent v1"), 0o755))
+	must(t, os.WriteFile(f.kernelDeb(), []byte("kernel package v1"), 0o644))
+	must(t, os.WriteFile(filepath.Join(f.dir, "qemu"), []byte("#!/bin/sh\n"), 0o755))
+	must(t, f.daemon.Reload(context.Background()))
+	return f
+}
+
+// openFixture attaches to a host made by newFixture.
+func openFixture(t testing.TB, dir string) *fixture {
+	f := &fixture{t: t, dir: dir}
+	f.daemon = &fakedocker.Daemon{ConfigPath: f.daemonJSON(), StateDir: dir, Images: []string{"busybox"}, RunOutput: guestKernel + "\n"}
+	f.loc = dockerd.ConfigLocation{Path: f.daemonJSON(), Source: dockerd.SourceFlag, Why: "test"}
+	f.host = Host{Report: check.Report{CanRunVMContainers: true, Accelerator: "tcg"}, QEMU: hostinfo.QEMU{Path: filepath.Join(dir, "qemu")}}
+	return f
+}
+
+func (f *fixture) options() Options {
+	return Options{Prefix: f.prefix(), RuntimeName: "kata", ArtifactsDir: f.artifacts(), Kernel: f.kernelDeb(),
+		LockPath: filepath.Join(f.dir, "kata-deploy.lock"), KernelCache: filepath.Join(f.dir, "cache"), Version: "test"}
+}
+
+func (f *fixture) deps() Deps {
+	return Deps{
+		Preflight: func(context.Context) Host { return f.host },
+		Docker: func(context.Context) (Docker, dockerd.ConfigLocation, error) {
+			return f.daemon, f.loc, nil
+		},
+		BuildImage: f.build,
+		FetchKernel: func(_ context.Context, dir string) (string, error) {
+			must(f.t, os.MkdirAll(dir, 0o755))
+			dst := filepath.Join(dir, "linux-image-fetched_amd64.deb")
+			data, err := os.ReadFile(f.kernelDeb())
+			if err != nil {
+				return "", err
+			}
+			return dst, os.WriteFile(dst, data, 0o644)
+		},
+		Executable: func() (string, error) { return filepath.Join(f.artifacts(), "kata-deploy"), nil },
+		Now:        time.Now,
+	}
+}
+
+// build stands in for guestimage.Build: outputs that depend on the inputs only.
+func (f *fixture) build(_ context.Context, o guestimage.Options) (*guestimage.Manifest, error) {
+	f.builds++
+	kernel, err := os.ReadFile(o.KernelDeb)
+	if err != nil {
+		return nil, err
+	}
+	agent, err := os.ReadFile(o.AgentBinary)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(o.OutDir, 0o755); err != nil {
+		return nil, err
+	}
+	m := &guestimage.Manifest{KernelVersion: guestKernel, KernelSource: filepath.Base(o.KernelDeb)}
+	mj, _ := json.Marshal(m)
+	for name, data := range map[string][]byte{
+		guestimage.VmlinuxName:  append([]byte("vmlinux of "), kernel...),
+		guestimage.InitrdName:   append(append([]byte("initrd of "), kernel...), agent...),
+		guestimage.ManifestName: mj,
+	} {
+		if err := os.WriteFile(filepath.Join(o.OutDir, name), data, 0o644); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}
+
+func (f *fixture) install(mod func(*Options)) (*Result, error) {
+	o := f.options()
+	if mod != nil {
+		mod(&o)
+	}
+	return Install(context.Background(), o, f.deps())
+}
+
+func (f *fixture) uninstall(mod func(*Options)) (*UninstallResult, error) {
+	o := f.options()
+	if mod != nil {
+		mod(&o)
+	}
+	return Uninstall(context.Background(), o, f.deps())
+}
+
+// tree lists every path under the prefix's parent, for "nothing left" checks.
+func (f *fixture) tree() []string {
+	var paths []string
+	root := filepath.Dir(f.prefix())
+	_ = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && p != root {
+			paths = append(paths, strings.TrimPrefix(p, root))
+		}
+		return nil
+	})
+	sort.Strings(paths)
+	return paths
+}
+
+func (f *fixture) file(path string) []byte {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil
+	}
+	return data
+}
+
+func (f *fixture) loaded() bool {
+	_, ok := f.daemon.State().Runtimes["kata"]
+	return ok
+}
+
+func must(t testing.TB, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// The fault-injection helper: the test binary re-executed runs one install or uninstall on a
+// fixture and kills itself with SIGKILL after the named step.
+const helperEnv = "KATA_DEPLOY_INSTALL_TEST_HELPER"
+
+type helperJob struct {
+	Dir, Op, Step string
+}
+
+func TestMain(m *testing.M) {
+	if spec := os.Getenv(helperEnv); spec != "" {
+		os.Exit(runHelper(spec))
+	}
+	os.Exit(m.Run())
+}
+
+func runHelper(spec string) int {
+	var job helperJob
+	if err := json.Unmarshal([]byte(spec), &job); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	f := openFixture(&testing.T{}, job.Dir)
+	o := f.options()
+	o.AfterStep = func(step string) {
+		if step == job.Step {
+			_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
+			select {}
+		}
+	}
+	var err error
+	if job.Op == "install" {
+		_, err = Install(context.Background(), o, f.deps())
+	} else {
+		_, err = Uninstall(context.Background(), o, f.deps())
+	}
+	fmt.Fprintf(os.Stderr, "helper: step %q not reached (err %v)\n", job.Step, err)
+	return 3
+}
+
+// killAfter runs op on the fixture in a child process killed by SIGKILL after step.
+func (f *fixture) killAfter(t *testing.T, op, step string) {
+	t.Helper()
+	spec, _ := json.Marshal(helperJob{Dir: f.dir, Op: op, Step: step})
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), helperEnv+"="+string(spec))
+	out, err := cmd.CombinedOutput()
+	ee, ok := err.(*exec.ExitError)
+	if !ok || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
+		t.Fatalf("%s was not killed after %q: %v\n%s", op, step, err, out)
+	}
+}

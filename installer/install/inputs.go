@@ -1,0 +1,94 @@
+package install
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+
+	"github.com/kata-deploy/kata-deploy/installer/manifest"
+)
+
+// inputs are the built-in runtime's artifacts.
+type inputs struct {
+	shim   source
+	agent  source
+	kernel *source // nil: to be fetched (dry run)
+}
+
+// resolveInputs finds the shim and the agent (next to kata-deploy, or in --artifacts-dir) and
+// the kernel package: --kernel, else the one a previous install used (no network, and a rerun
+// stays a no-op), else the distribution's, fetched now (not on a dry run).
+func (x *installer) resolveInputs(ctx context.Context, m *manifest.Manifest) (inputs, error) {
+	var in inputs
+	dir, err := x.artifactsDir()
+	if err != nil {
+		return in, err
+	}
+	if in.shim, err = artifact(dir, ShimName); err != nil {
+		return in, err
+	}
+	if in.agent, err = artifact(dir, AgentName); err != nil {
+		return in, err
+	}
+	kernel := x.o.Kernel
+	if kernel == "" && m != nil && m.Image != nil && m.Image.KernelPackage != "" {
+		if _, err := os.Stat(m.Image.KernelPackage); err == nil {
+			kernel = m.Image.KernelPackage
+		}
+	}
+	if kernel == "" {
+		if x.o.DryRun {
+			return in, nil
+		}
+		x.o.progress("fetching the distribution's kernel package into " + x.o.KernelCache + " (apt-get download)")
+		if kernel, err = x.d.FetchKernel(ctx, x.o.KernelCache); err != nil {
+			return in, fmt.Errorf("fetching the guest kernel: %w; or pass --kernel linux-image-*.deb", err)
+		}
+	}
+	k, err := sourceOf(kernel)
+	if err != nil {
+		return in, fmt.Errorf("--kernel: %w", err)
+	}
+	in.kernel = &k
+	return in, nil
+}
+
+func (x *installer) artifactsDir() (string, error) {
+	if x.o.ArtifactsDir != "" {
+		return x.o.ArtifactsDir, nil
+	}
+	exe, err := x.d.Executable()
+	if err != nil {
+		return "", fmt.Errorf("finding kata-deploy's own directory: %w; pass --artifacts-dir", err)
+	}
+	if resolved, err := filepath.EvalSymlinks(exe); err == nil {
+		exe = resolved
+	}
+	return filepath.Dir(exe), nil
+}
+
+func artifact(dir, name string) (source, error) {
+	s, err := sourceOf(filepath.Join(dir, name))
+	if errors.Is(err, fs.ErrNotExist) {
+		return s, fmt.Errorf("%s is not in %s: build it (make build puts it next to kata-deploy in bin/) or pass --artifacts-dir", name, dir)
+	}
+	return s, err
+}
+
+func sourceOf(path string) (source, error) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return source{}, err
+	}
+	if _, err := os.Stat(abs); err != nil {
+		return source{}, err
+	}
+	sum, size, err := fileSum(abs)
+	if err != nil {
+		return source{}, err
+	}
+	return source{Path: abs, SHA256: sum, Size: size}, nil
+}

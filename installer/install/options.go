@@ -1,0 +1,208 @@
+// Package install puts kata-deploy's runtime on a host and takes it off again: the guest image,
+// the shim and its configuration under a prefix, the runtime's registration in Docker's
+// daemon.json, a smoke container, and the manifest that records all of it.
+//
+// Install first computes a plan from what is on disk and what is wanted, then carries it out
+// step by step, journaling each step in the manifest before and after it, so that a process
+// killed after any step leaves a state that running Install or Uninstall again completes. With
+// the same inputs a second Install finds nothing to do and changes nothing. Uninstall removes
+// only what the manifest says was created (and is unmodified) and reverts only its own
+// daemon.json changes. Status reports without changing anything.
+package install
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/kata-deploy/kata-deploy/installer/check"
+	"github.com/kata-deploy/kata-deploy/installer/daemonjson"
+	"github.com/kata-deploy/kata-deploy/installer/dockerd"
+	"github.com/kata-deploy/kata-deploy/installer/engine"
+	"github.com/kata-deploy/kata-deploy/installer/hostinfo"
+	"github.com/kata-deploy/kata-deploy/installer/manifest"
+	"github.com/kata-deploy/kata-deploy/installer/registration"
+	"github.com/kata-deploy/kata-deploy/packaging/guestimage"
+)
+
+// Defaults.
+const (
+	DefaultPrefix      = "/opt/kata-deploy"
+	DefaultRuntimeName = "kata"
+	DefaultKernelCache = "/var/cache/kata-deploy/kernel"
+	DefaultSmokeImage  = "busybox"
+	ShimName           = "containerd-shim-kata-v2"
+	AgentName          = "kata-agent"
+)
+
+// Options say what to install and how.
+type Options struct {
+	Prefix      string // absolute; DefaultPrefix when empty
+	RuntimeName string // DefaultRuntimeName when empty
+	Default     bool   // also make it Docker's default-runtime
+	// Force replaces files kata-deploy does not own, a different runtime entry of the same
+	// name, and (uninstall) proceeds while containers use the runtime.
+	Force  bool
+	DryRun bool
+	// ArtifactsDir holds containerd-shim-kata-v2 and kata-agent; empty means the directory of
+	// the running executable.
+	ArtifactsDir string
+	// Kernel is a linux-image-*.deb; empty means the one recorded by a previous install, else
+	// the distribution's kernel package fetched into KernelCache.
+	Kernel      string
+	KernelCache string
+	// DaemonJSON overrides the daemon.json the running dockerd reads (only where that cannot be
+	// found out).
+	DaemonJSON string
+	// Accelerator overrides the detected one: "auto", "kvm" or "tcg".
+	Accelerator string
+	SkipSmoke   bool
+	SmokeImage  string // empty: busybox when present locally
+	LockPath    string // manifest.DefaultLockPath when empty
+	Version     string // kata-deploy's version, recorded in the manifest
+
+	// Progress receives a line per step of a long operation.
+	Progress func(string)
+	// Warn receives what the user should know that does not stop the operation.
+	Warn func(string)
+	// AfterStep, when set, is called after each durable step with its name (Steps): the hook
+	// of the fault-injection tests, which kill the process there.
+	AfterStep func(string)
+}
+
+// Install step names, in order, as passed to Options.AfterStep.
+const (
+	StepPrefix      = "prefix"
+	StepDirs        = "dirs"
+	StepShim        = "shim"
+	StepImageStaged = "image-staged"
+	StepImage       = "image"
+	StepConfig      = "config"
+	StepRegistered  = "registered"
+	StepInstalled   = "installed"
+	StepSmoke       = "smoke"
+)
+
+// InstallSteps lists every point at which Install calls AfterStep on a fresh install, in order.
+var InstallSteps = []string{StepPrefix, StepDirs, StepShim, StepImageStaged, StepImage, StepConfig,
+	registration.CheckpointJournaled, registration.CheckpointWritten, StepRegistered, StepInstalled, StepSmoke}
+
+// Uninstall step names.
+const (
+	StepUninstalling = "uninstalling"
+	StepUnregistered = "unregistered"
+	StepFiles        = "files"
+	StepDirsRemoved  = "dirs-removed"
+	StepManifestGone = "manifest-removed"
+)
+
+// UninstallSteps lists every point at which Uninstall calls AfterStep, in order (the unload
+// steps only when the original daemon.json lacked "runtimes").
+var UninstallSteps = []string{StepUninstalling, registration.CheckpointUnloadWritten, registration.CheckpointUnloaded,
+	registration.CheckpointReverted, StepUnregistered, StepFiles, StepDirsRemoved, StepManifestGone}
+
+// Docker is what the installer needs from the Docker daemon.
+type Docker interface {
+	registration.Daemon
+	ContainersUsing(ctx context.Context, runtime string) ([]engine.Container, error)
+	HasImage(ctx context.Context, ref string) (bool, error)
+	Run(ctx context.Context, o engine.RunOptions) (engine.RunResult, error)
+	Close() error
+}
+
+// Host is what the preflight learned about the machine.
+type Host struct {
+	Report check.Report
+	QEMU   hostinfo.QEMU
+}
+
+// Deps are the installer's ways to reach the world; tests replace them.
+type Deps struct {
+	// Preflight is `kata-deploy check`.
+	Preflight func(ctx context.Context) Host
+	// Docker connects to the daemon and says which daemon.json it reads.
+	Docker func(ctx context.Context) (Docker, dockerd.ConfigLocation, error)
+	// BuildImage is guestimage.Build.
+	BuildImage func(ctx context.Context, o guestimage.Options) (*guestimage.Manifest, error)
+	// FetchKernel downloads the distribution's kernel package into dir.
+	FetchKernel func(ctx context.Context, dir string) (string, error)
+	// Executable is the running kata-deploy (os.Executable), whose directory holds the artifacts
+	// by default.
+	Executable func() (string, error)
+	Now        func() time.Time
+}
+
+// ErrPreflight is returned when the host cannot run VM containers.
+var ErrPreflight = errors.New("the host cannot run VM containers")
+
+// ErrInUse is returned by Uninstall while containers use the runtime (without Force).
+var ErrInUse = errors.New("containers are using the runtime")
+
+func (o Options) withDefaults() (Options, error) {
+	if o.Prefix == "" {
+		o.Prefix = DefaultPrefix
+	}
+	if o.RuntimeName == "" {
+		o.RuntimeName = DefaultRuntimeName
+	}
+	if o.KernelCache == "" {
+		o.KernelCache = DefaultKernelCache
+	}
+	if o.LockPath == "" {
+		o.LockPath = manifest.DefaultLockPath
+	}
+	if !filepath.IsAbs(o.Prefix) || filepath.Clean(o.Prefix) != o.Prefix || o.Prefix == "/" {
+		return o, fmt.Errorf("--prefix %q must be a clean absolute directory other than /", o.Prefix)
+	}
+	if err := daemonjson.ValidateName(o.RuntimeName); err != nil {
+		return o, fmt.Errorf("--runtime-name: %w", err)
+	}
+	switch o.Accelerator {
+	case "", "auto", "kvm", "tcg":
+	default:
+		return o, fmt.Errorf("--accelerator must be auto, kvm or tcg, not %q", o.Accelerator)
+	}
+	if o.Kernel != "" && !strings.HasSuffix(o.Kernel, ".deb") {
+		return o, fmt.Errorf("--kernel %s: only a kernel package (linux-image-*.deb) is supported for now", o.Kernel)
+	}
+	if o.DaemonJSON != "" && !filepath.IsAbs(o.DaemonJSON) {
+		return o, fmt.Errorf("--config-file %q must be an absolute path", o.DaemonJSON)
+	}
+	return o, nil
+}
+
+func (o Options) progress(msg string) {
+	if o.Progress != nil {
+		o.Progress(msg)
+	}
+}
+
+// Layout names the files of an install under its prefix.
+type Layout struct{ Prefix string }
+
+// Paths under the prefix.
+func (l Layout) Bin() string           { return filepath.Join(l.Prefix, "bin") }
+func (l Layout) Shim() string          { return filepath.Join(l.Prefix, "bin", ShimName) }
+func (l Layout) Share() string         { return filepath.Join(l.Prefix, "share") }
+func (l Layout) ImageDir() string      { return filepath.Join(l.Prefix, "share", "kata-deploy") }
+func (l Layout) Vmlinux() string       { return filepath.Join(l.ImageDir(), guestimage.VmlinuxName) }
+func (l Layout) Initrd() string        { return filepath.Join(l.ImageDir(), guestimage.InitrdName) }
+func (l Layout) ImageManifest() string { return filepath.Join(l.ImageDir(), "image-manifest.json") }
+func (l Layout) Staging() string       { return filepath.Join(l.ImageDir(), ".build") }
+func (l Layout) DefaultsDir() string   { return filepath.Join(l.Prefix, "share", "defaults") }
+func (l Layout) Config() string        { return filepath.Join(l.DefaultsDir(), "configuration-qemu.toml") }
+
+// Dirs are the directories of an install, parents first.
+func (l Layout) Dirs() []string {
+	return []string{l.Prefix, l.Bin(), l.Share(), l.ImageDir(), l.DefaultsDir()}
+}
+
+// Validate checks the options as Install, Uninstall and GetStatus will, for a usage error
+// before anything runs.
+func (o Options) Validate() error {
+	_, err := o.withDefaults()
+	return err
+}

@@ -1,0 +1,321 @@
+package install
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+
+	"github.com/kata-deploy/kata-deploy/installer/dockerd"
+	"github.com/kata-deploy/kata-deploy/installer/manifest"
+	"github.com/kata-deploy/kata-deploy/installer/registration"
+)
+
+// Action is one thing an install does (or, with --dry-run, would do).
+type Action struct {
+	// Op is one of: mkdir, create, update, replace, keep, fetch-kernel, build-image,
+	// edit-daemon-json, reload-docker, print-stanza, smoke-test.
+	Op     string `json:"op"`
+	Target string `json:"target"`
+	Detail string `json:"detail,omitempty"`
+}
+
+// source is an input file and its checksum.
+type source struct {
+	Path   string
+	SHA256 string
+	Size   int64
+}
+
+// fileState is how a file under the prefix relates to what the install wants there.
+type fileState string
+
+const (
+	fileCreate    fileState = "create"    // absent
+	fileUpdate    fileState = "update"    // kata-deploy's, unmodified, and the content changes
+	fileSame      fileState = "unchanged" // already the wanted content
+	fileModified  fileState = "modified"  // kata-deploy's, edited since: kept unless --force
+	fileForeign   fileState = "foreign"   // not kata-deploy's: refused unless --force
+	fileRebuild   fileState = "rebuild"   // an image file to be replaced by a new build
+	fileUntouched fileState = ""          // nothing to do
+)
+
+// fileAction is a file the install writes.
+type fileAction struct {
+	Path   string
+	Mode   fs.FileMode
+	Data   []byte // the content, or
+	Src    string // a file to copy
+	SHA256 string
+	Size   int64
+	State  fileState
+	Cur    string // checksum of what is there now ("" when absent)
+}
+
+// imagePlan says whether the guest image is (re)built and from what.
+type imagePlan struct {
+	Needed bool
+	Fetch  bool    // the kernel package must be fetched first (dry run only)
+	Kernel *source // nil when it must be fetched
+	Agent  source
+	Key    string
+	Files  []fileAction // vmlinux, initrd.img, image-manifest.json as they are now
+}
+
+// plan is everything an install will do, computed before anything changes.
+type plan struct {
+	layout      Layout
+	newDirs     []string
+	adoptPrefix bool // an empty prefix without a manifest: left by a run killed right after mkdir
+	shim        fileAction
+	config      fileAction
+	image       imagePlan
+	daemonJSON  string
+	edit        *registration.Edit // nil when daemon.json is read-only
+	stanza      string             // what to add by hand when read-only
+	readOnly    string             // why daemon.json is not written
+}
+
+// changes reports whether the plan writes anything.
+func (p *plan) changes() bool {
+	return len(p.newDirs) > 0 || p.adoptPrefix || writes(p.shim) || writes(p.config) || p.image.Needed ||
+		(p.edit != nil && len(p.edit.Changes) > 0)
+}
+
+func writes(f fileAction) bool {
+	switch f.State {
+	case fileCreate, fileUpdate, fileRebuild:
+		return true
+	}
+	return false
+}
+
+// stateOf compares the file at path with the manifest's record and the wanted checksum.
+func stateOf(m *manifest.Manifest, path, want string, force bool) (fileState, string, error) {
+	cur, _, err := fileSum(path)
+	if err != nil {
+		return "", "", err
+	}
+	var rec *manifest.File
+	if m != nil {
+		rec = m.File(path)
+	}
+	switch {
+	case cur == "":
+		return fileCreate, cur, nil
+	case rec == nil && force:
+		return fileForeign, cur, nil
+	case rec == nil:
+		return "", cur, fmt.Errorf("%s exists and kata-deploy did not install it: move it away, choose another --prefix, or pass --force to replace it (it is kept aside and restored by uninstall)", path)
+	case cur == want:
+		return fileSame, cur, nil
+	case rec.Owns(cur):
+		return fileUpdate, cur, nil
+	case force:
+		return fileForeign, cur, nil
+	}
+	return fileModified, cur, nil
+}
+
+// planFile fills in the state of a file action.
+func planFile(m *manifest.Manifest, f fileAction, force bool) (fileAction, error) {
+	st, cur, err := stateOf(m, f.Path, f.SHA256, force)
+	f.State, f.Cur = st, cur
+	return f, err
+}
+
+// planImage decides whether the guest image must be built: its inputs changed, or a file of it
+// is missing or not recorded as complete.
+func planImage(m *manifest.Manifest, l Layout, kernel *source, agent source, force bool) (imagePlan, error) {
+	ip := imagePlan{Kernel: kernel, Agent: agent, Fetch: kernel == nil}
+	if kernel != nil {
+		ip.Key = imageKey(kernel.SHA256, agent.SHA256)
+	}
+	ip.Needed = ip.Fetch || m == nil || m.Image == nil || m.Image.Key != ip.Key
+	var modified []string
+	for _, path := range []string{l.Vmlinux(), l.Initrd(), l.ImageManifest()} {
+		cur, _, err := fileSum(path)
+		if err != nil {
+			return ip, err
+		}
+		f := fileAction{Path: path, Cur: cur, State: fileRebuild}
+		var rec *manifest.File
+		if m != nil {
+			rec = m.File(path)
+		}
+		switch {
+		case cur == "":
+			ip.Needed = true
+		case rec == nil:
+			if !force {
+				return ip, fmt.Errorf("%s exists and kata-deploy did not install it: move it away, choose another --prefix, or pass --force to replace it", path)
+			}
+			f.State, ip.Needed = fileForeign, true
+		case cur == rec.SHA256 && rec.PendingSHA256 == "":
+		case rec.Owns(cur):
+			ip.Needed = true // a build was interrupted between the renames and the record
+		default:
+			f.State = fileModified
+			modified = append(modified, path)
+		}
+		ip.Files = append(ip.Files, f)
+	}
+	if len(modified) > 0 && !force {
+		if ip.Needed {
+			return ip, fmt.Errorf("%v changed since kata-deploy installed them and the guest image must be rebuilt: pass --force to replace them", modified)
+		}
+	}
+	if force && len(modified) > 0 {
+		ip.Needed = true
+	}
+	if !ip.Needed {
+		for i := range ip.Files {
+			if ip.Files[i].State == fileRebuild {
+				ip.Files[i].State = fileSame
+			}
+		}
+	}
+	return ip, nil
+}
+
+// imageKey identifies the inputs of a guest image.
+func imageKey(kernelSHA, agentSHA string) string {
+	return bytesSum([]byte("guestimage\nkernel " + kernelSHA + "\nagent " + agentSHA + "\n"))
+}
+
+// planDirs lists the layout's directories that do not exist yet.
+func planDirs(l Layout) ([]string, error) {
+	var dirs []string
+	for _, d := range l.Dirs() {
+		fi, err := os.Stat(d)
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			dirs = append(dirs, d)
+		case err != nil:
+			return nil, err
+		case !fi.IsDir():
+			return nil, fmt.Errorf("%s exists and is not a directory: move it away or choose another --prefix", d)
+		}
+	}
+	return dirs, nil
+}
+
+// planDaemonJSON chooses the daemon.json to edit and computes the edit.
+func (x *installer) planDaemonJSON(p *plan, m *manifest.Manifest, loc dockerd.ConfigLocation) error {
+	path := loc.Path
+	switch {
+	case x.o.DaemonJSON != "" && loc.Path != "" && x.o.DaemonJSON != loc.Path:
+		return fmt.Errorf("the running dockerd reads %s (%s), not %s: a runtime registered there would never be loaded; drop --config-file, or restart dockerd with --config-file %s",
+			loc.Path, loc.Why, x.o.DaemonJSON, x.o.DaemonJSON)
+	case x.o.DaemonJSON != "":
+		path = x.o.DaemonJSON
+	case loc.ReadOnly || loc.Path == "":
+		p.readOnly = loc.Why
+	}
+	entry := registration.Entry(p.layout.Shim(), p.layout.Config())
+	if p.readOnly != "" {
+		p.stanza = registration.Stanza(x.o.RuntimeName, entry, x.o.Default)
+		return nil
+	}
+	if m != nil && m.DaemonJSON.Registered() && m.DaemonJSON.Path != path {
+		return fmt.Errorf("an earlier install registered the runtime in %s, but dockerd now reads %s: run `kata-deploy uninstall` first", m.DaemonJSON.Path, path)
+	}
+	p.daemonJSON = path
+	edit, err := registration.PlanRegister(path, x.o.RuntimeName, entry, x.o.Default, x.o.Force)
+	if err != nil {
+		return fmt.Errorf("%w; nothing was changed", err)
+	}
+	p.edit = edit
+	return nil
+}
+
+// makePlan computes the whole plan. Nothing is written.
+func (x *installer) makePlan(ctx context.Context, m *manifest.Manifest, loc dockerd.ConfigLocation, in inputs) (*plan, error) {
+	l := Layout{Prefix: x.o.Prefix}
+	p := &plan{layout: l}
+	var err error
+	if p.newDirs, err = planDirs(l); err != nil {
+		return nil, err
+	}
+	p.adoptPrefix = m == nil && isEmptyDir(l.Prefix)
+	shim := fileAction{Path: l.Shim(), Mode: 0o755, Src: in.shim.Path, SHA256: in.shim.SHA256, Size: in.shim.Size}
+	if p.shim, err = planFile(m, shim, x.o.Force); err != nil {
+		return nil, err
+	}
+	if p.image, err = planImage(m, l, in.kernel, in.agent, x.o.Force); err != nil {
+		return nil, err
+	}
+	cfg, err := runtimeConfig(x.host, l, x.o.Accelerator)
+	if err != nil {
+		return nil, err
+	}
+	config := fileAction{Path: l.Config(), Mode: 0o644, Data: cfg, SHA256: bytesSum(cfg), Size: int64(len(cfg))}
+	if p.config, err = planFile(m, config, x.o.Force); err != nil {
+		return nil, err
+	}
+	if err := x.planDaemonJSON(p, m, loc); err != nil {
+		return nil, err
+	}
+	return p, ctx.Err()
+}
+
+// actions renders the plan for the user (and --dry-run).
+func (p *plan) actions(o Options) []Action {
+	var as []Action
+	for _, d := range p.newDirs {
+		as = append(as, Action{Op: "mkdir", Target: d})
+	}
+	as = append(as, fileActions(p.shim, "the shim, from "+p.shim.Src)...)
+	if p.image.Fetch {
+		as = append(as, Action{Op: "fetch-kernel", Target: o.KernelCache, Detail: "the distribution's kernel package, with apt-get download"})
+	}
+	if p.image.Needed {
+		from := "the fetched kernel package"
+		if p.image.Kernel != nil {
+			from = p.image.Kernel.Path
+		}
+		as = append(as, Action{Op: "build-image", Target: p.layout.ImageDir(),
+			Detail: fmt.Sprintf("vmlinux and initrd.img from %s and the agent %s", from, p.image.Agent.Path)})
+	}
+	for _, f := range p.image.Files {
+		if f.State == fileModified && !p.image.Needed {
+			as = append(as, Action{Op: "keep", Target: f.Path, Detail: "changed since install; left as is (--force rebuilds it)"})
+		}
+	}
+	as = append(as, fileActions(p.config, "the runtime configuration")...)
+	switch {
+	case p.readOnly != "":
+		as = append(as, Action{Op: "print-stanza", Target: "daemon.json", Detail: p.readOnly})
+	case len(p.edit.Changes) > 0:
+		as = append(as, Action{Op: "edit-daemon-json", Target: p.daemonJSON, Detail: fmt.Sprintf("register runtime %q", o.RuntimeName)},
+			Action{Op: "reload-docker", Target: "dockerd", Detail: "SIGHUP, wait for its reload event, check that it lists " + o.RuntimeName})
+	}
+	if p.readOnly == "" && p.changes() && !o.SkipSmoke {
+		as = append(as, Action{Op: "smoke-test", Target: "docker run --rm --runtime=" + o.RuntimeName + " IMAGE uname -r"})
+	}
+	return as
+}
+
+func fileActions(f fileAction, what string) []Action {
+	switch f.State {
+	case fileCreate:
+		return []Action{{Op: "create", Target: f.Path, Detail: what}}
+	case fileUpdate:
+		return []Action{{Op: "update", Target: f.Path, Detail: what + " (new content)"}}
+	case fileForeign:
+		return []Action{{Op: "replace", Target: f.Path, Detail: what + "; the file there now is kept aside (--force)"}}
+	case fileModified:
+		return []Action{{Op: "keep", Target: f.Path, Detail: "changed since install; left as is (--force replaces it)"}}
+	}
+	return nil
+}
+
+// relPath shortens paths under the prefix for messages.
+func relPath(prefix, path string) string {
+	if r, err := filepath.Rel(prefix, path); err == nil && filepath.IsLocal(r) {
+		return r
+	}
+	return path
+}

@@ -1,0 +1,277 @@
+package install
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"slices"
+	"strings"
+	"syscall"
+
+	"github.com/kata-deploy/kata-deploy/installer/daemonjson"
+	"github.com/kata-deploy/kata-deploy/installer/engine"
+	"github.com/kata-deploy/kata-deploy/installer/manifest"
+	"github.com/kata-deploy/kata-deploy/installer/registration"
+)
+
+// UninstallResult is what Uninstall did (or would do).
+type UninstallResult struct {
+	SchemaVersion int    `json:"schemaVersion"`
+	DryRun        bool   `json:"dryRun"`
+	Prefix        string `json:"prefix"`
+	// Installed is false when there was nothing to uninstall.
+	Installed   bool   `json:"installed"`
+	RuntimeName string `json:"runtimeName,omitempty"`
+	DaemonJSON  string `json:"daemonJSON,omitempty"`
+	// DaemonJSONDiff is the planned revert as a unified diff (dry run).
+	DaemonJSONDiff string `json:"daemonJSONDiff,omitempty"`
+	// Removed are the files and directories removed (or to be removed).
+	Removed []string `json:"removed,omitempty"`
+	// Restored are files that were there before install, put back.
+	Restored []string `json:"restored,omitempty"`
+	// Kept are files left because they were changed since install.
+	Kept []string `json:"kept,omitempty"`
+	// Containers are the running containers of the runtime (uninstall refuses without --force).
+	Containers []engine.Container `json:"containers,omitempty"`
+	Warnings   []string           `json:"warnings,omitempty"`
+}
+
+// Uninstall removes what the manifest under o.Prefix records and reverts its daemon.json changes.
+func Uninstall(ctx context.Context, o Options, d Deps) (*UninstallResult, error) {
+	o, err := o.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	res := &UninstallResult{SchemaVersion: ResultSchemaVersion, DryRun: o.DryRun, Prefix: o.Prefix}
+	x := &installer{o: o, d: d, warns: &res.Warnings}
+	if !o.DryRun {
+		lock, err := manifest.Acquire(o.LockPath)
+		if err != nil {
+			return res, err
+		}
+		defer lock.Release()
+	}
+	m, err := loadManifest(o.Prefix)
+	if err != nil || m == nil {
+		if err == nil && !o.DryRun && isEmptyDir(o.Prefix) {
+			// A previous uninstall was killed between removing the manifest and the prefix.
+			_ = os.Remove(o.Prefix)
+		}
+		return res, err
+	}
+	res.Installed, res.RuntimeName, x.m = true, m.RuntimeName, m
+	if m.DaemonJSON != nil {
+		res.DaemonJSON = m.DaemonJSON.Path
+	}
+	docker, _, err := d.Docker(ctx)
+	if err != nil {
+		x.warn(fmt.Sprintf("Docker is not reachable (%v): daemon.json is reverted without a reload, and running containers cannot be checked", err))
+	} else {
+		defer docker.Close()
+		x.docker = docker
+		if res.Containers, err = docker.ContainersUsing(ctx, m.RuntimeName); err != nil {
+			return res, err
+		}
+		if len(res.Containers) > 0 && !o.Force {
+			return res, fmt.Errorf("%w: %s; stop them first, or pass --force (they keep running, but without their runtime's files)", ErrInUse, describeContainers(res.Containers))
+		}
+	}
+	if o.DryRun {
+		return res, x.planUninstall(res)
+	}
+	m.State = manifest.StateUninstalling
+	if err := x.done(StepUninstalling); err != nil {
+		return res, err
+	}
+	if err := x.unregister(ctx); err != nil {
+		return res, err
+	}
+	x.removeFiles(res)
+	if err := x.done(StepFiles); err != nil {
+		return res, err
+	}
+	return res, x.removeDirs(res)
+}
+
+func describeContainers(cs []engine.Container) string {
+	var parts []string
+	for _, c := range cs {
+		parts = append(parts, fmt.Sprintf("%s (%s, image %s)", c.Name, c.ID, c.Image))
+	}
+	return fmt.Sprintf("%d running: %s", len(cs), strings.Join(parts, ", "))
+}
+
+func (x *installer) unregister(ctx context.Context) error {
+	st := x.m.DaemonJSON
+	if st == nil {
+		return nil
+	}
+	reg := &registration.Registrar{
+		Save:       func(*registration.State) error { return x.save() },
+		Checkpoint: x.after,
+		Warn:       x.warn,
+		Now:        x.d.Now,
+	}
+	if x.docker != nil {
+		reg.Daemon = x.docker
+	}
+	res, err := reg.Unregister(ctx, st, x.m.RuntimeName)
+	if err != nil {
+		return err
+	}
+	for _, k := range res.Kept {
+		if k.Change.Key == "/runtimes/"+x.m.RuntimeName {
+			x.warn(fmt.Sprintf("runtime %q stays in %s because it was edited after install, but its files are being removed: delete the entry by hand", x.m.RuntimeName, st.Path))
+		}
+	}
+	return x.done(StepUnregistered)
+}
+
+// removeFiles removes the recorded files that are still kata-deploy's, newest first, restores
+// the files they replaced, and keeps (and reports) the ones changed since.
+func (x *installer) removeFiles(res *UninstallResult) {
+	var kept []manifest.File
+	for i := len(x.m.Files) - 1; i >= 0; i-- {
+		f := x.m.Files[i]
+		switch x.removeFile(f, res) {
+		case "kept":
+			kept = append(kept, f)
+			res.Kept = append(res.Kept, f.Path)
+		case "removed":
+			res.Removed = append(res.Removed, f.Path)
+		}
+		x.restorePrevious(f, res)
+	}
+	slices.Reverse(kept)
+	x.m.Files = kept
+	for _, s := range x.m.Scratch {
+		if err := os.RemoveAll(s); err != nil {
+			x.warn(fmt.Sprintf("could not remove %s: %v", s, err))
+		}
+	}
+	x.m.Scratch = nil
+}
+
+// removeFile returns "removed", "kept" or "" (nothing there).
+func (x *installer) removeFile(f manifest.File, res *UninstallResult) string {
+	cur, _, err := fileSum(f.Path)
+	switch {
+	case err != nil:
+		x.warn(fmt.Sprintf("%s: %v; left as is", f.Path, err))
+		return "kept"
+	case cur == "":
+		return ""
+	case f.Owns(cur):
+		if err := os.Remove(f.Path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			x.warn(fmt.Sprintf("could not remove %s: %v", f.Path, err))
+			return "kept"
+		}
+		return "removed"
+	case f.Previous != nil && cur == f.Previous.SHA256:
+		return "" // the file install meant to replace was never moved aside
+	}
+	x.warn(fmt.Sprintf("%s was changed since install (sha256 %.12s, installed %.12s); left as is", f.Path, cur, f.SHA256))
+	return "kept"
+}
+
+func (x *installer) restorePrevious(f manifest.File, res *UninstallResult) {
+	if f.Previous == nil {
+		return
+	}
+	if _, err := os.Lstat(f.Previous.SavedAs); err != nil {
+		return
+	}
+	if _, err := os.Lstat(f.Path); err == nil {
+		x.warn(fmt.Sprintf("%s is where the file that was there before install waits to come back, but %s is in the way: left both", f.Previous.SavedAs, f.Path))
+		return
+	}
+	if err := renameSynced(f.Previous.SavedAs, f.Path); err != nil {
+		x.warn(fmt.Sprintf("could not restore %s from %s: %v", f.Path, f.Previous.SavedAs, err))
+		return
+	}
+	res.Restored = append(res.Restored, f.Path)
+}
+
+// removeDirs removes the recorded directories that are empty now, deepest first, then the
+// manifest, then the prefix itself if install created it.
+func (x *installer) removeDirs(res *UninstallResult) error {
+	prefix := x.m.Prefix
+	var ownPrefix bool
+	for i := len(x.m.Dirs) - 1; i >= 0; i-- {
+		d := x.m.Dirs[i]
+		if d == prefix {
+			ownPrefix = true
+			continue
+		}
+		x.removeDir(d, res)
+	}
+	x.m.Dirs = slices.DeleteFunc(x.m.Dirs, func(d string) bool { return d != prefix })
+	if err := x.done(StepDirsRemoved); err != nil {
+		return err
+	}
+	if err := x.m.Remove(); err != nil {
+		return err
+	}
+	x.after(StepManifestGone)
+	if ownPrefix {
+		x.removeDir(prefix, res)
+	}
+	return nil
+}
+
+func (x *installer) removeDir(d string, res *UninstallResult) {
+	err := os.Remove(d)
+	switch {
+	case err == nil:
+		res.Removed = append(res.Removed, d+"/")
+	case errors.Is(err, fs.ErrNotExist):
+	case errors.Is(err, syscall.ENOTEMPTY) || errors.Is(err, syscall.EEXIST):
+		x.warn(fmt.Sprintf("%s is not empty (files kata-deploy did not install, or changed ones): left in place", d))
+	default:
+		x.warn(fmt.Sprintf("could not remove %s: %v", d, err))
+	}
+}
+
+// planUninstall fills res with what an uninstall would do, changing nothing.
+func (x *installer) planUninstall(res *UninstallResult) error {
+	for i := len(x.m.Files) - 1; i >= 0; i-- {
+		f := x.m.Files[i]
+		cur, _, err := fileSum(f.Path)
+		switch {
+		case err != nil || (cur != "" && !f.Owns(cur) && (f.Previous == nil || cur != f.Previous.SHA256)):
+			res.Kept = append(res.Kept, f.Path)
+		case cur != "" && f.Owns(cur):
+			res.Removed = append(res.Removed, f.Path)
+		}
+	}
+	for i := len(x.m.Dirs) - 1; i >= 0; i-- {
+		res.Removed = append(res.Removed, x.m.Dirs[i]+"/")
+	}
+	st := x.m.DaemonJSON
+	if st == nil || !st.Registered() {
+		return nil
+	}
+	clone := *st
+	if err := registration.Reconcile(&clone); err != nil {
+		return err
+	}
+	data, _, err := daemonjson.ReadFile(st.Path)
+	if err != nil {
+		return err
+	}
+	doc, err := daemonjson.Parse(data)
+	if err != nil {
+		return fmt.Errorf("%s: %w", st.Path, err)
+	}
+	if _, err := daemonjson.Revert(doc, clone.Changes); err != nil {
+		return err
+	}
+	e := registration.Edit{Path: st.Path, Old: data, New: doc.Bytes()}
+	if clone.Created && len(strings.TrimSpace(string(e.New))) == 0 {
+		e.New = nil
+	}
+	res.DaemonJSONDiff = e.Diff()
+	return nil
+}

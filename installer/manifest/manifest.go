@@ -1,0 +1,211 @@
+// Package manifest is kata-deploy's install record: every file and directory an install created,
+// with checksums, what was there before, the daemon.json changes, and a journal of steps.
+//
+// The record is written before each resource is created and after, atomically, so that a process
+// killed at any point leaves a manifest that names everything on disk that kata-deploy made:
+// rerunning install completes the job, and uninstall removes exactly that and nothing else.
+package manifest
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"syscall"
+	"time"
+
+	"github.com/google/renameio/v2"
+
+	"github.com/kata-deploy/kata-deploy/installer/registration"
+)
+
+// FileName is the manifest's name inside the install prefix.
+const FileName = "manifest.json"
+
+// SchemaVersion is the version of the manifest format; fields are only ever added while it is 1.
+const SchemaVersion = 1
+
+// maxJournal bounds the journal: the newest entries are what a user debugging a failure needs.
+const maxJournal = 200
+
+// ErrNotInstalled is returned by Load when the prefix holds no manifest.
+var ErrNotInstalled = errors.New("kata-deploy is not installed there (no manifest)")
+
+// States of an install.
+const (
+	StateInstalling   = "installing"
+	StateInstalled    = "installed"
+	StateUninstalling = "uninstalling"
+)
+
+// Manifest is the install record, stored as <prefix>/manifest.json.
+type Manifest struct {
+	SchemaVersion int `json:"schemaVersion"`
+	// Version is the kata-deploy version that last wrote the record (hostinfo reads it).
+	Version     string    `json:"version"`
+	Prefix      string    `json:"prefix"`
+	RuntimeName string    `json:"runtimeName"`
+	Default     bool      `json:"default,omitempty"`
+	State       string    `json:"state"`
+	Created     time.Time `json:"created"`
+	Updated     time.Time `json:"updated"`
+	// Dirs are the directories install created, parents first.
+	Dirs []string `json:"dirs,omitempty"`
+	// Files are the files install wrote.
+	Files []File `json:"files,omitempty"`
+	// Scratch are work directories (a guest image being built) removed whole by uninstall.
+	Scratch []string `json:"scratch,omitempty"`
+	// Image is what the guest image was built from.
+	Image *Image `json:"image,omitempty"`
+	// DaemonJSON is the registration in Docker's daemon.json.
+	DaemonJSON *registration.State `json:"daemonJSON,omitempty"`
+	Journal    []Entry             `json:"journal,omitempty"`
+}
+
+// File is one file install wrote.
+type File struct {
+	Path   string      `json:"path"`
+	SHA256 string      `json:"sha256"`
+	Size   int64       `json:"size"`
+	Mode   fs.FileMode `json:"mode"`
+	// PendingSHA256 is the checksum of content being written: set before the write, cleared
+	// after. A file with either checksum is kata-deploy's.
+	PendingSHA256 string `json:"pendingSHA256,omitempty"`
+	// Previous is a file that was at Path before (replaced with --force), kept aside.
+	Previous *Previous `json:"previous,omitempty"`
+}
+
+// Previous is a file that install moved aside to put its own in place.
+type Previous struct {
+	SHA256  string `json:"sha256"`
+	SavedAs string `json:"savedAs"`
+}
+
+// Image records the inputs of the guest image, so that a rerun with the same inputs skips the
+// build, the slow part of an install.
+type Image struct {
+	// Key identifies the inputs: the kernel package's and the agent's checksums.
+	Key           string `json:"key"`
+	KernelPackage string `json:"kernelPackage"`
+	KernelSHA256  string `json:"kernelSHA256"`
+	AgentSHA256   string `json:"agentSHA256"`
+	KernelVersion string `json:"kernelVersion"`
+}
+
+// Entry is one journal line.
+type Entry struct {
+	Time   time.Time `json:"time"`
+	Step   string    `json:"step"`
+	Status string    `json:"status"` // "started", "done" or "failed"
+	Error  string    `json:"error,omitempty"`
+}
+
+// New starts a record for an install into prefix.
+func New(prefix, runtimeName, version string, now time.Time) *Manifest {
+	return &Manifest{SchemaVersion: SchemaVersion, Version: version, Prefix: prefix, RuntimeName: runtimeName,
+		State: StateInstalling, Created: now.UTC(), Updated: now.UTC()}
+}
+
+// Path is where the manifest of prefix lives.
+func Path(prefix string) string { return filepath.Join(prefix, FileName) }
+
+// Load reads the manifest of prefix; ErrNotInstalled when there is none.
+func Load(prefix string) (*Manifest, error) {
+	data, err := os.ReadFile(Path(prefix))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%s: %w", prefix, ErrNotInstalled)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading the install manifest: %w", err)
+	}
+	var m Manifest
+	if err := json.Unmarshal(data, &m); err != nil {
+		return nil, fmt.Errorf("%s is damaged (%v): restore it from a backup, or remove the install by hand", Path(prefix), err)
+	}
+	if m.SchemaVersion != SchemaVersion {
+		return nil, fmt.Errorf("%s has schema version %d, this kata-deploy reads %d: use the kata-deploy that installed it", Path(prefix), m.SchemaVersion, SchemaVersion)
+	}
+	return &m, nil
+}
+
+// Save writes the manifest into its prefix atomically and durably (temporary file, fsync,
+// rename, directory fsync): a crash leaves the old record or the new one.
+func (m *Manifest) Save(now time.Time) error {
+	m.Updated = now.UTC()
+	data, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		return err
+	}
+	p := Path(m.Prefix)
+	if err := renameio.WriteFile(p, append(data, '\n'), 0o644); err != nil {
+		return fmt.Errorf("writing the install manifest %s: %w", p, err)
+	}
+	return syncDir(m.Prefix)
+}
+
+// Remove deletes the manifest file: the last step of an uninstall.
+func (m *Manifest) Remove() error {
+	err := os.Remove(Path(m.Prefix))
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("removing the install manifest: %w", err)
+	}
+	return syncDir(m.Prefix)
+}
+
+// Log appends a journal entry.
+func (m *Manifest) Log(now time.Time, step, status string, err error) {
+	e := Entry{Time: now.UTC(), Step: step, Status: status}
+	if err != nil {
+		e.Error = err.Error()
+	}
+	m.Journal = append(m.Journal, e)
+	if n := len(m.Journal); n > maxJournal {
+		m.Journal = slices.Clone(m.Journal[n-maxJournal:])
+	}
+}
+
+// File returns the record of the file at path, or nil.
+func (m *Manifest) File(path string) *File {
+	for i := range m.Files {
+		if m.Files[i].Path == path {
+			return &m.Files[i]
+		}
+	}
+	return nil
+}
+
+// PutFile adds or replaces the record of f.Path.
+func (m *Manifest) PutFile(f File) {
+	if cur := m.File(f.Path); cur != nil {
+		*cur = f
+		return
+	}
+	m.Files = append(m.Files, f)
+}
+
+// AddDir records a directory install created (once).
+func (m *Manifest) AddDir(dir string) {
+	if !slices.Contains(m.Dirs, dir) {
+		m.Dirs = append(m.Dirs, dir)
+	}
+}
+
+// Owns reports whether the file at path, with checksum sha, is kata-deploy's.
+func (f *File) Owns(sha string) bool {
+	return sha != "" && (sha == f.SHA256 || sha == f.PendingSHA256)
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil && !errors.Is(err, syscall.EINVAL) {
+		return fmt.Errorf("sync %s: %w", dir, err)
+	}
+	return nil
+}
