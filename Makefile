@@ -6,7 +6,7 @@ COMMIT    ?= $(shell git rev-parse HEAD 2>/dev/null)
 LDFLAGS   := -s -w -X github.com/kata-deploy/kata-deploy/internal/version.Version=$(VERSION) \
              -X github.com/kata-deploy/kata-deploy/internal/version.Commit=$(COMMIT)
 
-.PHONY: all build bench test unit lint engine-up engine-down clean
+.PHONY: all build demo bench test unit lint engine-up engine-down clean
 
 all: build
 
@@ -14,6 +14,10 @@ all: build
 build:
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/ ./cmd/kata-deploy ./cmd/containerd-shim-kata-v2 ./cmd/kata-guest-image
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w -X main.version=$(VERSION)' -o $(BIN)/ ./cmd/kata-agent
+
+# A newcomer's first run: test engine up, kata-deploy install into it, a container in a VM.
+demo:
+	hack/demo.sh
 
 # Start-up and memory figures: kata vs runc vs the bare-VM floor (needs the test engine and root).
 bench:

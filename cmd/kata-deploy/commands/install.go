@@ -66,7 +66,9 @@ finish), 2 usage error.`,
 			o.Progress, o.Warn = progressTo(stderr), warnTo(stderr, output == "text")
 			o.AfterStep = faultHook(stderr)
 			res, err := install.Install(cmd.Context(), o, install.DefaultDeps(dockerHost))
-			if res != nil {
+			// A failed install prints only its error in text mode: a summary ("up to date") would
+			// contradict it. JSON output always carries the result.
+			if res != nil && (err == nil || output == "json") {
 				if perr := printInstall(cmd.OutOrStdout(), res, output); perr != nil {
 					return perr
 				}
