@@ -45,6 +45,8 @@ type Server struct {
 	lastEvent  time.Time
 	ranAny     bool
 	shutdown   bool
+
+	net guestNetwork // network.go, dns.go
 }
 
 type container struct {
@@ -156,6 +158,10 @@ func (s *Server) handleStream(ctx context.Context, st net.Conn) {
 	}
 	s.touch()
 	s.cfg.Log.Debugf("request %s container=%q exec=%q", req.Op, req.Container, req.Exec)
+	if req.Op == agentproto.OpDNS {
+		s.serveDNS(st, br, req)
+		return
+	}
 	if req.Op == agentproto.OpStdio {
 		if err := s.attach(st, br, req); err != nil {
 			s.reply(st, req, agentproto.Response{Error: err.Error()})
@@ -212,6 +218,8 @@ func (s *Server) dispatch(ctx context.Context, req agentproto.Request) (resp age
 		resp.Pids, err = s.pids(req)
 	case agentproto.OpStats:
 		resp.Stats, err = s.stats(req)
+	case agentproto.OpNetwork:
+		err = s.configureNetwork(ctx, req)
 	case agentproto.OpRemoveContainer:
 		err = s.remove(req)
 	case agentproto.OpShutdown:

@@ -121,6 +121,7 @@ type Request struct {
 	All       bool           `json:"all,omitempty"`
 	Width     uint32         `json:"width,omitempty"`
 	Height    uint32         `json:"height,omitempty"`
+	Network   *Network       `json:"network,omitempty"` // OpNetwork
 }
 
 // Response is the agent's one JSON line answer.

@@ -19,7 +19,12 @@ func fastBootParams() []string {
 		"console=ttyS0", "panic=-1", "quiet", "tsc=reliable", "no_timer_check",
 		"rcupdate.rcu_expedited=1", "i8042.direct=1", "i8042.dumbkbd=1", "i8042.nopnp=1",
 		"i8042.noaux=1", "noreplace-smp", "reboot=k", "cryptomgr.notests",
-		"pci=lastbus=0", "nomodeset",
+		"pci=lastbus=0",
+		// The PCIe root ports for hot-plugged NICs (hotplug.go) need no
+		// native port services (AER, PME, pciehp): QEMU hot-plugs through
+		// ACPI. Skipping them saves about 10 ms of boot per port under TCG.
+		"pcie_ports=compat",
+		"nomodeset",
 	}
 }
 
@@ -116,8 +121,8 @@ func sharedMemory(mib int) rawArgs {
 	}
 }
 
-// devices lists the VM's devices: the serial console, the agent channel and
-// the shares.
+// devices lists the VM's devices: the serial console, the agent channel,
+// the hot-plug slots for NICs and the shares.
 func devices(c *Config, l layout) []qemu.Device {
 	devs := []qemu.Device{
 		// ttyS0, written to console.log so a failed boot can be diagnosed.
@@ -130,6 +135,8 @@ func devices(c *Config, l layout) []qemu.Device {
 			ID: "agentchr0", DeviceID: "agent0", Path: l.agent, Name: AgentPortName,
 		},
 	}
+	// Empty PCIe root ports for NICs hot-plugged later (hotplug.go).
+	devs = append(devs, rootPorts(c.MachineType)...)
 	for i, s := range c.Shares {
 		switch s.Type {
 		case Share9P:

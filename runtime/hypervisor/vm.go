@@ -37,6 +37,7 @@ type VM struct {
 	layout  layout
 	proc    *proc
 	daemons []*daemon
+	nics    nicSlots // hot-plugged NICs (hotplug.go)
 
 	stopMu  sync.Mutex
 	stopped bool

@@ -182,6 +182,12 @@ func (s *service) Start(ctx context.Context, r *taskAPI.StartRequest) (*taskAPI.
 	if err != nil {
 		return nil, err
 	}
+	if r.ExecID == "" && p.status() == task.Status_CREATED {
+		// Docker has configured the container's network namespace by now (Docker >= 26).
+		if err := c.sb.StartNetwork(ctx, c.bundle, log.L.WithField("id", c.id).Warnf); err != nil {
+			return nil, err
+		}
+	}
 	if err := p.start(ctx); err != nil {
 		return nil, err
 	}
