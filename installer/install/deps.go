@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/kata-deploy/kata-deploy/installer/check"
+	"github.com/kata-deploy/kata-deploy/installer/containerdsvc"
 	"github.com/kata-deploy/kata-deploy/installer/dockerd"
 	"github.com/kata-deploy/kata-deploy/installer/engine"
 	"github.com/kata-deploy/kata-deploy/packaging/guestimage"
@@ -25,6 +26,9 @@ func DefaultDeps(dockerHost string) Deps {
 				return nil, dockerd.ConfigLocation{}, err
 			}
 			return e, e.Config, nil
+		},
+		Containerd: func(_ context.Context, address, config string) (Containerd, error) {
+			return containerdsvc.Find(address, config)
 		},
 		BuildImage:  guestimage.Build,
 		FetchKernel: guestimage.FetchDebianKernel,

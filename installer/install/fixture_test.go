@@ -18,6 +18,7 @@ import (
 	"github.com/kata-deploy/kata-deploy/installer/dockerd"
 	"github.com/kata-deploy/kata-deploy/installer/fakedocker"
 	"github.com/kata-deploy/kata-deploy/installer/hostinfo"
+	"github.com/kata-deploy/kata-deploy/installer/manifest"
 	"github.com/kata-deploy/kata-deploy/packaging/guestimage"
 )
 
@@ -26,12 +27,13 @@ const guestKernel = "6.1.0-test-amd64"
 // fixture is a host in a directory: a prefix, a daemon.json, a fake dockerd, the artifacts and a
 // kernel package. Everything is derived from dir, so a helper process rebuilds the same host.
 type fixture struct {
-	t      testing.TB
-	dir    string
-	daemon *fakedocker.Daemon
-	loc    dockerd.ConfigLocation
-	builds int
-	host   Host
+	t       testing.TB
+	dir     string
+	daemon  *fakedocker.Daemon
+	loc     dockerd.ConfigLocation
+	builds  int
+	fetches int
+	host    Host
 }
 
 func (f *fixture) prefix() string     { return filepath.Join(f.dir, "opt", "kata-deploy") }
@@ -76,8 +78,16 @@ func (f *fixture) deps() Deps {
 		Docker: func(context.Context) (Docker, dockerd.ConfigLocation, error) {
 			return f.daemon, f.loc, nil
 		},
+		Containerd: func(_ context.Context, _, config string) (Containerd, error) {
+			c := f.ctrd()
+			if config != "" && config != c.config {
+				return nil, fmt.Errorf("containerd reads %s, not %s", c.config, config)
+			}
+			return c, nil
+		},
 		BuildImage: f.build,
 		FetchKernel: func(_ context.Context, dir string) (string, error) {
+			f.fetches++
 			must(f.t, os.MkdirAll(dir, 0o755))
 			dst := filepath.Join(dir, "linux-image-fetched_amd64.deb")
 			data, err := os.ReadFile(f.kernelDeb())
@@ -149,6 +159,16 @@ func (f *fixture) tree() []string {
 	return paths
 }
 
+// layout is the layout of the current version, as the manifest records it.
+func (f *fixture) layout() Layout {
+	f.t.Helper()
+	m, err := manifest.Load(f.prefix())
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return Layout{Prefix: f.prefix(), Version: m.Current}
+}
+
 func (f *fixture) file(path string) []byte {
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -174,7 +194,9 @@ func must(t testing.TB, err error) {
 const helperEnv = "KATA_DEPLOY_INSTALL_TEST_HELPER"
 
 type helperJob struct {
-	Dir, Op, Step string
+	Dir, Op, Step, Engine string
+	From, KataDir         string
+	Force                 bool
 }
 
 func TestMain(m *testing.M) {
@@ -192,6 +214,10 @@ func runHelper(spec string) int {
 	}
 	f := openFixture(&testing.T{}, job.Dir)
 	o := f.options()
+	o.Engine, o.Force = job.Engine, job.Force
+	if job.From != "" {
+		o.From, o.KataDir, o.ArtifactsDir, o.Kernel = job.From, job.KataDir, "", ""
+	}
 	o.AfterStep = func(step string) {
 		if step == job.Step {
 			_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
@@ -199,9 +225,14 @@ func runHelper(spec string) int {
 		}
 	}
 	var err error
-	if job.Op == "install" {
+	switch job.Op {
+	case "install":
 		_, err = Install(context.Background(), o, f.deps())
-	} else {
+	case "upgrade":
+		_, err = Upgrade(context.Background(), o, f.deps())
+	case "rollback":
+		_, err = Rollback(context.Background(), o, f.deps())
+	default:
 		_, err = Uninstall(context.Background(), o, f.deps())
 	}
 	fmt.Fprintf(os.Stderr, "helper: step %q not reached (err %v)\n", job.Step, err)
@@ -211,7 +242,25 @@ func runHelper(spec string) int {
 // killAfter runs op on the fixture in a child process killed by SIGKILL after step.
 func (f *fixture) killAfter(t *testing.T, op, step string) {
 	t.Helper()
-	spec, _ := json.Marshal(helperJob{Dir: f.dir, Op: op, Step: step})
+	f.killAfterWith(t, op, step, "")
+}
+
+// killAfterWith is killAfter with an engine.
+func (f *fixture) killAfterWith(t *testing.T, op, step, engine string) {
+	t.Helper()
+	f.killJob(t, helperJob{Dir: f.dir, Op: op, Step: step, Engine: engine})
+}
+
+// killAfterFrom kills an install --from tarball --force after step.
+func (f *fixture) killAfterFrom(t *testing.T, step, tarball, kataDir string) {
+	t.Helper()
+	f.killJob(t, helperJob{Dir: f.dir, Op: "install", Step: step, From: tarball, KataDir: kataDir, Force: true})
+}
+
+func (f *fixture) killJob(t *testing.T, job helperJob) {
+	t.Helper()
+	op, step := job.Op, job.Step
+	spec, _ := json.Marshal(job)
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), helperEnv+"="+string(spec))
 	out, err := cmd.CombinedOutput()

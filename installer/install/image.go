@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -18,9 +19,10 @@ import (
 // files before the moves and recording them after.
 func (x *installer) buildImage(ctx context.Context, p *plan) error {
 	ip := p.image
+	version := x.m.FindVersion(p.layout.Version)
 	if !ip.Needed {
-		if x.m.Image != nil {
-			x.res.GuestKernel = x.m.Image.KernelVersion
+		if version.Image != nil {
+			x.res.GuestKernel = version.Image.KernelVersion
 		}
 		return nil
 	}
@@ -34,15 +36,22 @@ func (x *installer) buildImage(ctx context.Context, p *plan) error {
 	if err := os.RemoveAll(staging); err != nil { // what a killed build left
 		return fmt.Errorf("clearing %s: %w", staging, err)
 	}
-	x.o.progress(fmt.Sprintf("building the guest image from %s (this takes a while)", filepath.Base(ip.Kernel.Path)))
-	gm, err := x.d.BuildImage(ctx, guestimage.Options{
-		KernelDeb:   ip.Kernel.Path,
-		AgentBinary: ip.Agent.Path,
-		OutDir:      staging,
-		Progress:    func(s string) { x.o.progress("  " + s) },
-	})
+	kernelVersion, err := x.reuseImage(ip.Key, p.layout, staging)
 	if err != nil {
-		return fmt.Errorf("building the guest image: %w", err)
+		return err
+	}
+	if kernelVersion == "" {
+		x.o.progress(fmt.Sprintf("building the guest image from %s (this takes a while)", filepath.Base(ip.Kernel.Path)))
+		gm, err := x.d.BuildImage(ctx, guestimage.Options{
+			KernelDeb:   ip.Kernel.Path,
+			AgentBinary: ip.Agent.Path,
+			OutDir:      staging,
+			Progress:    func(s string) { x.o.progress("  " + s) },
+		})
+		if err != nil {
+			return fmt.Errorf("building the guest image: %w", err)
+		}
+		kernelVersion = gm.KernelVersion
 	}
 	x.after(StepImageStaged)
 	moves := [][2]string{
@@ -53,9 +62,9 @@ func (x *installer) buildImage(ctx context.Context, p *plan) error {
 	if err := x.placeImage(ip, moves); err != nil {
 		return err
 	}
-	x.m.Image = &manifest.Image{Key: ip.Key, KernelPackage: ip.Kernel.Path, KernelSHA256: ip.Kernel.SHA256,
-		AgentSHA256: ip.Agent.SHA256, KernelVersion: gm.KernelVersion}
-	x.res.GuestKernel = gm.KernelVersion
+	version.Image = &manifest.Image{Key: ip.Key, KernelPackage: ip.Kernel.Path, KernelSHA256: ip.Kernel.SHA256,
+		AgentSHA256: ip.Agent.SHA256, KernelVersion: kernelVersion}
+	x.res.GuestKernel = kernelVersion
 	if err := os.RemoveAll(staging); err != nil {
 		return fmt.Errorf("removing %s: %w", staging, err)
 	}
@@ -101,4 +110,82 @@ func (x *installer) placeImage(ip imagePlan, moves [][2]string) error {
 		rec.SHA256, rec.PendingSHA256 = sums[i], ""
 	}
 	return nil
+}
+
+// reuseImage copies into staging the guest image of another version (or of the flat layout) built
+// from the same kernel and agent, when its files are intact: a new version that changes only the
+// shim or the configuration then skips the build, the slow part. It returns the image's kernel
+// version, or "" when there is nothing to reuse.
+func (x *installer) reuseImage(key string, target Layout, staging string) (string, error) {
+	src, img := reusableImage(x.m, key, target.Version)
+	if img == nil {
+		return "", nil
+	}
+	x.o.progress(fmt.Sprintf("reusing the guest image of %s (same kernel and agent)", src.Root()))
+	if err := os.MkdirAll(staging, 0o755); err != nil {
+		return "", err
+	}
+	names := []string{guestimage.VmlinuxName, guestimage.InitrdName, guestimage.ManifestName}
+	for i, f := range imageFiles(src) {
+		if err := copyFile(f, filepath.Join(staging, names[i])); err != nil {
+			return "", fmt.Errorf("copying the guest image from %s: %w", src.Root(), err)
+		}
+	}
+	return img.KernelVersion, nil
+}
+
+// reusableImage finds an intact guest image built from the same inputs (key) in another version
+// than target, or in the flat layout; nil when there is none.
+func reusableImage(m *manifest.Manifest, key, target string) (Layout, *manifest.Image) {
+	if m == nil || key == "" {
+		return Layout{}, nil
+	}
+	for _, v := range m.Versions {
+		l := Layout{Prefix: m.Prefix, Version: v.ID}
+		if v.ID != target && v.Ready && v.Image != nil && v.Image.Key == key && intact(m, imageFiles(l)) {
+			return l, v.Image
+		}
+	}
+	if l := (Layout{Prefix: m.Prefix}); m.Image != nil && m.Image.Key == key && intact(m, imageFiles(l)) {
+		return l, m.Image
+	}
+	return Layout{}, nil
+}
+
+func imageFiles(l Layout) []string { return []string{l.Vmlinux(), l.Initrd(), l.ImageManifest()} }
+
+// intact reports whether every file is recorded and on disk as recorded.
+func intact(m *manifest.Manifest, paths []string) bool {
+	for _, p := range paths {
+		rec := m.File(p)
+		if rec == nil {
+			return false
+		}
+		if sum, _, err := fileSum(p); err != nil || sum != rec.SHA256 || rec.PendingSHA256 != "" {
+			return false
+		}
+	}
+	return true
+}
+
+// copyFile copies a regular file (0644) and syncs it.
+func copyFile(src, dst string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	if err := out.Sync(); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
 }

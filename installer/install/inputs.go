@@ -34,9 +34,9 @@ func (x *installer) resolveInputs(ctx context.Context, m *manifest.Manifest) (in
 		return in, err
 	}
 	kernel := x.o.Kernel
-	if kernel == "" && m != nil && m.Image != nil && m.Image.KernelPackage != "" {
-		if _, err := os.Stat(m.Image.KernelPackage); err == nil {
-			kernel = m.Image.KernelPackage
+	if img := currentImage(m); kernel == "" && img != nil && img.KernelPackage != "" {
+		if _, err := os.Stat(img.KernelPackage); err == nil {
+			kernel = img.KernelPackage
 		}
 	}
 	if kernel == "" {
@@ -91,4 +91,19 @@ func sourceOf(path string) (source, error) {
 		return source{}, err
 	}
 	return source{Path: abs, SHA256: sum, Size: size}, nil
+}
+
+// currentImage is the record of the guest image in use: the current version's, or the flat
+// layout's.
+func currentImage(m *manifest.Manifest) *manifest.Image {
+	switch {
+	case m == nil:
+		return nil
+	case m.Versioned():
+		if v := m.FindVersion(m.Current); v != nil {
+			return v.Image
+		}
+		return nil
+	}
+	return m.Image
 }

@@ -4,12 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/kata-deploy/kata-deploy/installer/check"
+	"github.com/kata-deploy/kata-deploy/installer/containerdsvc"
+	"github.com/kata-deploy/kata-deploy/installer/dockerd"
 	"github.com/kata-deploy/kata-deploy/installer/manifest"
 	"github.com/kata-deploy/kata-deploy/installer/registration"
 )
@@ -36,6 +39,30 @@ type Result struct {
 	Accelerator string   `json:"accelerator,omitempty"`
 	Smoke       *Smoke   `json:"smoke,omitempty"`
 	Warnings    []string `json:"warnings,omitempty"`
+	// Version is the id of the version installed (<prefix>/versions/<id>); PreviousVersion the
+	// one it replaced as current, kept for `kata-deploy rollback`.
+	Version         string `json:"version,omitempty"`
+	PreviousVersion string `json:"previousVersion,omitempty"`
+	// Switched: this run pointed <prefix>/current at Version.
+	Switched bool `json:"switched,omitempty"`
+	// SwitchedBack: Version failed its smoke test, and current was switched back to
+	// PreviousVersion.
+	SwitchedBack bool `json:"switchedBack,omitempty"`
+	// Migrated: an install in the flat layout of earlier kata-deploy moved to versions.
+	Migrated bool `json:"migrated,omitempty"`
+	// Pruned are the versions removed as neither current nor kept for rollback.
+	Pruned []string `json:"pruned,omitempty"`
+	// Upstream is the version of an upstream release installed with --from, and where it is.
+	Upstream    string `json:"upstream,omitempty"`
+	UpstreamDir string `json:"upstreamDir,omitempty"`
+	// Engine is "docker" or "containerd"; ContainerdConfig the main configuration that imports
+	// the drop-in ContainerdDropIn; ContainerdDiff the planned edit of the former (dry run);
+	// Containerd what the restart of containerd did.
+	Engine           string                 `json:"engine,omitempty"`
+	ContainerdConfig string                 `json:"containerdConfig,omitempty"`
+	ContainerdDropIn string                 `json:"containerdDropIn,omitempty"`
+	ContainerdDiff   string                 `json:"containerdDiff,omitempty"`
+	Containerd       *containerdsvc.Restart `json:"containerdRestart,omitempty"`
 }
 
 // installer carries one Install or Uninstall run.
@@ -47,6 +74,8 @@ type installer struct {
 	m      *manifest.Manifest
 	res    *Result
 	warns  *[]string
+	// abandoned: a failed first install removed its manifest again; nothing is saved after.
+	abandoned bool
 }
 
 func (x *installer) now() time.Time { return x.d.Now() }
@@ -59,7 +88,12 @@ func (x *installer) warn(msg string) {
 }
 
 // save writes the manifest (the journal).
-func (x *installer) save() error { return x.m.Save(x.now()) }
+func (x *installer) save() error {
+	if x.abandoned {
+		return nil
+	}
+	return x.m.Save(x.now())
+}
 
 // done journals a finished step, saves, and calls the fault-injection hook.
 func (x *installer) done(step string) error {
@@ -85,18 +119,30 @@ func Install(ctx context.Context, o Options, d Deps) (*Result, error) {
 	}
 	res := &Result{SchemaVersion: ResultSchemaVersion, DryRun: o.DryRun, Prefix: o.Prefix, RuntimeName: o.RuntimeName}
 	x := &installer{o: o, d: d, res: res, warns: &res.Warnings}
+	if _, err := os.Stat(manifest.Path(o.Prefix)); o.upgrade && errors.Is(err, fs.ErrNotExist) {
+		return res, x.checkExisting(nil) // before the preflight: say the obvious first
+	}
+	if o.upgrade {
+		if m, err := loadManifest(o.Prefix); err == nil && m != nil {
+			x.o.Engine = optionsEngine(m) // before the preflight, which depends on it
+		}
+	}
+	res.Engine = x.o.Engine
 	x.o.progress("preflight: kata-deploy check")
 	x.host = d.Preflight(ctx)
-	if !x.host.Report.CanRunVMContainers {
-		return res, preflightError(&x.host.Report)
+	if failed := blockingFailures(&x.host.Report, x.o.Engine, x.o.From != ""); len(failed) > 0 {
+		return res, preflightError(failed)
 	}
 	res.Accelerator = x.host.Report.Accelerator
-	docker, loc, err := d.Docker(ctx)
-	if err != nil {
-		return res, err
+	var loc dockerd.ConfigLocation
+	if x.o.Engine == EngineDocker {
+		docker, l, err := d.Docker(ctx)
+		if err != nil {
+			return res, err
+		}
+		defer docker.Close()
+		x.docker, loc = docker, l
 	}
-	defer docker.Close()
-	x.docker = docker
 	if !o.DryRun {
 		lock, err := manifest.Acquire(o.LockPath)
 		if err != nil {
@@ -108,19 +154,31 @@ func Install(ctx context.Context, o Options, d Deps) (*Result, error) {
 	if err != nil {
 		return res, err
 	}
-	if m != nil && m.RuntimeName != o.RuntimeName {
-		return res, fmt.Errorf("%s holds an install of runtime %q, not %q: use --runtime-name %s, or uninstall it first", o.Prefix, m.RuntimeName, o.RuntimeName, m.RuntimeName)
+	if err := x.checkExisting(m); err != nil {
+		return res, err
+	}
+	if err := x.checkEngine(m); err != nil {
+		return res, err
+	}
+	if m != nil {
+		if err := reconcileContainerd(m); err != nil {
+			return res, err
+		}
+	}
+	if x.o.upgrade && m != nil {
+		// An upgrade keeps what the install chose.
+		x.o.RuntimeName, x.o.Default = m.RuntimeName, m.Default
+		res.RuntimeName = m.RuntimeName
+	}
+	if m != nil && m.RuntimeName != x.o.RuntimeName {
+		return res, fmt.Errorf("%s holds an install of runtime %q, not %q: use --runtime-name %s, or uninstall it first", o.Prefix, m.RuntimeName, x.o.RuntimeName, m.RuntimeName)
 	}
 	if m != nil && m.DaemonJSON != nil {
 		if err := registration.Reconcile(m.DaemonJSON); err != nil {
 			return res, err
 		}
 	}
-	in, err := x.resolveInputs(ctx, m)
-	if err != nil {
-		return res, err
-	}
-	p, err := x.makePlan(ctx, m, loc, in)
+	p, err := x.plan(ctx, m, loc)
 	if err != nil {
 		return res, err
 	}
@@ -129,8 +187,14 @@ func Install(ctx context.Context, o Options, d Deps) (*Result, error) {
 	if p.edit != nil {
 		res.DaemonJSONDiff = p.edit.Diff()
 	}
-	if m != nil && m.Image != nil && !p.image.Needed {
-		res.GuestKernel = m.Image.KernelVersion
+	if p.ctrd != nil {
+		res.ContainerdConfig, res.ContainerdDropIn, res.ContainerdDiff = p.ctrd.config, p.ctrd.dropIn.Path, p.ctrd.diff()
+	}
+	if p.upstream != nil {
+		res.Upstream, res.UpstreamDir = p.upstream.release.Version, p.upstream.dir
+	}
+	if v := versionOf(m, p.layout.Version); v != nil && v.Image != nil && !p.image.Needed {
+		res.GuestKernel = v.Image.KernelVersion
 	}
 	if o.DryRun {
 		return res, nil
@@ -141,6 +205,9 @@ func Install(ctx context.Context, o Options, d Deps) (*Result, error) {
 // warnModified reports the installed files the user changed, which the install leaves alone.
 func (x *installer) warnModified(p *plan) {
 	files := append([]fileAction{p.shim, p.config}, p.image.Files...)
+	if p.ctrd != nil {
+		files = append(files, p.ctrd.dropIn)
+	}
 	for _, f := range files {
 		if f.State == fileModified {
 			x.warn(fmt.Sprintf("%s was changed since kata-deploy installed it; left as is (pass --force to replace it)", f.Path))
@@ -148,22 +215,85 @@ func (x *installer) warnModified(p *plan) {
 	}
 }
 
+// loadManifest reads the manifest of prefix (nil when there is none) and settles a switch of
+// current that a killed run left journaled.
 func loadManifest(prefix string) (*manifest.Manifest, error) {
 	m, err := manifest.Load(prefix)
 	if errors.Is(err, manifest.ErrNotInstalled) {
 		return nil, nil
 	}
-	return m, err
+	if err != nil {
+		return nil, err
+	}
+	if err := reconcileSwitch(m); err != nil {
+		return nil, err
+	}
+	return m, nil
 }
 
-func preflightError(r *check.Report) error {
-	var lines []string
+// checkExisting refuses what this run cannot do with the install already there.
+func (x *installer) checkExisting(m *manifest.Manifest) error {
+	switch {
+	case m == nil && x.o.upgrade:
+		return fmt.Errorf("nothing to upgrade: kata-deploy is not installed under %s (run `kata-deploy install`)", x.o.Prefix)
+	case m != nil && x.o.upgrade && m.Source == manifest.SourceUpstream:
+		return fmt.Errorf("the install under %s is an upstream Kata release, which is not upgraded in place: `kata-deploy uninstall`, then `kata-deploy install --from` the new release", x.o.Prefix)
+	case m != nil && x.o.From == "" && m.Source == manifest.SourceUpstream:
+		from := "an upstream Kata release"
+		if m.Upstream != nil {
+			from = m.Upstream.Tarball
+		}
+		return fmt.Errorf("%s holds an upstream Kata release (%s): pass the same --from, or uninstall it first", x.o.Prefix, from)
+	}
+	return nil
+}
+
+// plan computes the plan of the built-in runtime or of an upstream release.
+func (x *installer) plan(ctx context.Context, m *manifest.Manifest, loc dockerd.ConfigLocation) (*plan, error) {
+	if m != nil {
+		reconcileUpstream(m)
+	}
+	if x.o.From != "" {
+		return x.makeUpstreamPlan(ctx, m, loc)
+	}
+	in, err := x.resolveInputs(ctx, m)
+	if err != nil {
+		return nil, err
+	}
+	return x.makePlan(ctx, m, loc, in)
+}
+
+func versionOf(m *manifest.Manifest, id string) *manifest.Version {
+	if m == nil {
+		return nil
+	}
+	return m.FindVersion(id)
+}
+
+// blockingFailures are the failed checks that stop this install: Docker's do not matter when the
+// runtime is registered with containerd, nor the host's QEMU for an upstream release, which
+// brings its own.
+func blockingFailures(r *check.Report, engine string, upstreamRelease bool) []check.Line {
+	var failed []check.Line
 	for _, s := range r.Sections {
 		for _, l := range s.Lines {
-			if l.Status == check.Fail {
-				lines = append(lines, fmt.Sprintf("%s: %s -> %s", l.Name, l.Value, l.Remedy))
+			ignored := (engine == EngineContainerd && strings.HasPrefix(l.ID, "docker.")) ||
+				(upstreamRelease && strings.HasPrefix(l.ID, "hypervisor."))
+			if l.Status == check.Fail && !ignored {
+				failed = append(failed, l)
 			}
 		}
+	}
+	if len(failed) == 0 && !r.CanRunVMContainers && engine == EngineDocker && !upstreamRelease {
+		failed = append(failed, check.Line{Name: "preflight", Value: "the host cannot run VM containers", Remedy: "run `kata-deploy check`"})
+	}
+	return failed
+}
+
+func preflightError(failed []check.Line) error {
+	var lines []string
+	for _, l := range failed {
+		lines = append(lines, fmt.Sprintf("%s: %s -> %s", l.Name, l.Value, l.Remedy))
 	}
 	return fmt.Errorf("%w (kata-deploy check): %s", ErrPreflight, strings.Join(lines, "; "))
 }
@@ -178,7 +308,10 @@ func (x *installer) execute(ctx context.Context, p *plan, m *manifest.Manifest) 
 	if err := x.startManifest(m, p); err != nil {
 		return err
 	}
-	steps := []func(context.Context, *plan) error{x.makeDirs, x.installShim, x.buildImage, x.writeConfig}
+	steps := []func(context.Context, *plan) error{x.makeDirs, x.startVersion, x.installShim, x.buildImage, x.writeConfig, x.finishVersion, x.switchVersion}
+	if p.upstream != nil {
+		steps = []func(context.Context, *plan) error{x.extractUpstream, x.placeUpstream}
+	}
 	for _, step := range steps {
 		if err := step(ctx, p); err != nil {
 			x.m.Log(x.now(), "install", "failed", err)
@@ -186,10 +319,16 @@ func (x *installer) execute(ctx context.Context, p *plan, m *manifest.Manifest) 
 			return err
 		}
 	}
+	if p.ctrd != nil {
+		return x.finishContainerd(ctx, p)
+	}
 	if p.readOnly != "" {
 		x.warn(fmt.Sprintf("daemon.json is not written (%s): add the stanza below to the daemon's configuration, then reload Docker", p.readOnly))
 		x.m.State = manifest.StateInstalled
-		return x.done(StepInstalled)
+		if err := x.done(StepInstalled); err != nil {
+			return err
+		}
+		return x.prune()
 	}
 	if err := x.register(ctx, p); err != nil {
 		x.m.Log(x.now(), "register", "failed", err)
@@ -202,7 +341,27 @@ func (x *installer) execute(ctx context.Context, p *plan, m *manifest.Manifest) 
 	}
 	err := x.smoke(ctx)
 	x.after(StepSmoke)
-	return err
+	if err != nil {
+		return x.switchBack(p, err)
+	}
+	return x.prune()
+}
+
+// switchBack points current back at the version this run switched away from, after the new one
+// failed its smoke test. The failed version stays on disk until the next run prunes it.
+func (x *installer) switchBack(p *plan, smokeErr error) error {
+	if !p.switchTo || p.from == "" || p.from == p.layout.Version {
+		return smokeErr
+	}
+	if err := versionFilesIntact(x.m, p.from); err != nil {
+		return fmt.Errorf("%w; the version before (%s) cannot be switched back to: %v", smokeErr, p.from, err)
+	}
+	if err := x.switchCurrent(p.from, p.oldPrevious, StepSwitchedBack); err != nil {
+		return fmt.Errorf("%w; switching back to %s failed too: %v", smokeErr, p.from, err)
+	}
+	x.res.SwitchedBack = true
+	return fmt.Errorf("switched back to version %s, which is in use again; the new version stays in %s until the next install or upgrade: %w",
+		p.from, p.layout.Root(), smokeErr)
 }
 
 // startManifest creates the prefix and the record, or marks an existing record as installing.
@@ -213,9 +372,19 @@ func (x *installer) startManifest(m *manifest.Manifest, p *plan) error {
 			return fmt.Errorf("creating %s: %w", p.layout.Prefix, err)
 		}
 		m = manifest.New(x.o.Prefix, x.o.RuntimeName, x.o.Version, x.now())
+		m.Engine = manifestEngine(x.o.Engine)
+		if x.o.From != "" {
+			m.Source = manifest.SourceUpstream
+		}
 		if created {
 			m.AddDir(p.layout.Prefix)
 		}
+	}
+	if !m.Versioned() && m.Source != manifest.SourceUpstream {
+		// The flat layout's files stay recorded, and in use, until the new version is; then
+		// prune removes them.
+		m.Layout, m.SchemaVersion = manifest.LayoutVersioned, manifest.SchemaVersion
+		x.res.Migrated = true
 	}
 	x.m = m
 	m.State, m.Version = manifest.StateInstalling, x.o.Version
@@ -245,6 +414,38 @@ func (x *installer) makeDirs(_ context.Context, p *plan) error {
 		}
 	}
 	return x.done(StepDirs)
+}
+
+// startVersion records the version being installed, before its first file.
+func (x *installer) startVersion(_ context.Context, p *plan) error {
+	if x.m.FindVersion(p.layout.Version) != nil {
+		return nil
+	}
+	x.m.PutVersion(manifest.Version{ID: p.layout.Version, Created: x.now().UTC(), KataDeployVersion: x.o.Version})
+	return x.save()
+}
+
+// finishVersion marks the version ready: every file is in place, it may be switched to.
+func (x *installer) finishVersion(_ context.Context, p *plan) error {
+	v := x.m.FindVersion(p.layout.Version)
+	if v.Ready {
+		return nil
+	}
+	v.Ready = true
+	return x.save()
+}
+
+// switchVersion points current at the new version.
+func (x *installer) switchVersion(_ context.Context, p *plan) error {
+	if !p.switchTo && x.m.Current == p.layout.Version {
+		return nil
+	}
+	if p.from != p.layout.Version {
+		x.res.PreviousVersion = p.from
+	}
+	x.res.Switched = true
+	x.o.progress(fmt.Sprintf("switching %s to %s", p.layout.CurrentLink(), versionTarget(p.layout.Version)))
+	return x.switchCurrent(p.layout.Version, p.previous, StepSwitched)
 }
 
 func (x *installer) installShim(_ context.Context, p *plan) error {
@@ -318,7 +519,7 @@ func (x *installer) register(ctx context.Context, p *plan) error {
 	}
 	// Planned again now: building the image takes a while, and daemon.json may have been edited
 	// meanwhile; the early plan only served to refuse a bad file before anything was installed.
-	edit, err := registration.PlanRegister(p.daemonJSON, x.o.RuntimeName, registration.Entry(p.layout.Shim(), p.layout.Config()), x.o.Default, x.o.Force)
+	edit, err := x.planEdit(p.daemonJSON, x.m, p.entry())
 	if err != nil {
 		return fmt.Errorf("%w; daemon.json was not changed", err)
 	}
@@ -335,9 +536,28 @@ func (x *installer) register(ctx context.Context, p *plan) error {
 	return x.done(StepRegistered)
 }
 
+// finishContainerd completes an install registered with containerd: there is no Docker for a
+// smoke test.
+func (x *installer) finishContainerd(ctx context.Context, p *plan) error {
+	if err := x.registerContainerd(ctx, p); err != nil {
+		x.m.Log(x.now(), "register", "failed", err)
+		_ = x.save()
+		return err
+	}
+	x.m.State = manifest.StateInstalled
+	if err := x.done(StepInstalled); err != nil {
+		return err
+	}
+	x.res.Smoke = &Smoke{Skipped: "--engine containerd: no Docker to run a container with; run a pod with a RuntimeClass whose handler is " + x.o.RuntimeName}
+	return x.prune()
+}
+
 // ensureRegistered is the whole of a rerun with nothing to change: the daemon must still list
 // the runtime (a run killed after the write and before the reload left it unloaded).
 func (x *installer) ensureRegistered(ctx context.Context, p *plan) error {
+	if p.ctrd != nil {
+		return x.ensureContainerdLoaded(ctx)
+	}
 	if p.readOnly != "" {
 		return nil
 	}

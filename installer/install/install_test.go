@@ -39,8 +39,14 @@ func TestInstallThenUninstall(t *testing.T) {
 			if !res.Changed || !res.Reloaded || res.GuestKernel != guestKernel || res.Smoke == nil || res.Smoke.GuestKernel != guestKernel {
 				t.Errorf("result %+v smoke %+v", res, res.Smoke)
 			}
-			l := Layout{Prefix: f.prefix()}
-			for _, p := range []string{l.Shim(), l.Vmlinux(), l.Initrd(), l.ImageManifest(), l.Config(), manifest.Path(f.prefix())} {
+			l := f.layout()
+			if l.Version != res.Version || res.PreviousVersion != "" || !res.Switched {
+				t.Errorf("version %q (result %q), previous %q, switched %v", l.Version, res.Version, res.PreviousVersion, res.Switched)
+			}
+			if target, err := os.Readlink(l.CurrentLink()); err != nil || target != "versions/"+l.Version {
+				t.Errorf("current -> %q, %v", target, err)
+			}
+			for _, p := range []string{l.Shim(), l.Vmlinux(), l.Initrd(), l.ImageManifest(), l.Config(), manifest.Path(f.prefix()), l.EntryShim(), l.EntryConfig()} {
 				if _, err := os.Stat(p); err != nil {
 					t.Errorf("missing %s", p)
 				}
@@ -55,8 +61,10 @@ func TestInstallThenUninstall(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if m.State != manifest.StateInstalled || len(m.Files) != 5 || len(m.Dirs) != 5 || m.Image.KernelVersion != guestKernel {
-				t.Errorf("manifest state %s files %d dirs %d image %+v", m.State, len(m.Files), len(m.Dirs), m.Image)
+			v := m.FindVersion(m.Current)
+			if m.State != manifest.StateInstalled || len(m.Files) != 5 || len(m.Dirs) != 7 || len(m.Links) != 1 || v == nil || !v.Ready ||
+				v.Image.KernelVersion != guestKernel || m.Previous != "" || len(m.Versions) != 1 || m.SchemaVersion != manifest.SchemaVersion {
+				t.Errorf("manifest state %s files %d dirs %d links %d versions %+v", m.State, len(m.Files), len(m.Dirs), len(m.Links), m.Versions)
 			}
 			for _, rec := range m.Files {
 				if sum, _, _ := fileSum(rec.Path); sum != rec.SHA256 || rec.PendingSHA256 != "" {
@@ -71,7 +79,7 @@ func TestInstallThenUninstall(t *testing.T) {
 				t.Fatal(err)
 			}
 			entry, ok := doc.Runtime("kata")
-			if !ok || !strings.Contains(string(entry), l.Shim()) || !strings.Contains(string(entry), l.Config()) {
+			if !ok || !strings.Contains(string(entry), l.EntryShim()) || !strings.Contains(string(entry), l.EntryConfig()) {
 				t.Errorf("entry %s", entry)
 			}
 			cfg, err := config.Load(l.Config())
@@ -130,8 +138,8 @@ func TestSecondInstallChangesNothing(t *testing.T) {
 	}
 	// Without --kernel, the package the first install used is reused: no fetch, no change.
 	res, err = f.install(func(o *Options) { o.Kernel = "" })
-	if err != nil || res.Changed {
-		t.Errorf("without --kernel: changed %v, err %v", res.Changed, err)
+	if err != nil || res.Changed || f.fetches != 0 {
+		t.Errorf("without --kernel: changed %v, err %v, fetched %d times", res.Changed, err, f.fetches)
 	}
 }
 
@@ -173,7 +181,7 @@ func TestDryRunChangesNothing(t *testing.T) {
 		t.Errorf("dry run after install: %+v, %v", res, err)
 	}
 	ures, err := f.uninstall(func(o *Options) { o.DryRun = true })
-	if err != nil || !strings.Contains(ures.DaemonJSONDiff, `-    "kata": {`) || len(ures.Removed) != 10 {
+	if err != nil || !strings.Contains(ures.DaemonJSONDiff, `-    "kata": {`) || len(ures.Removed) != 13 {
 		t.Errorf("uninstall dry run: %+v, %v", ures, err)
 	}
 	if _, err := manifest.Load(f.prefix()); err != nil {
@@ -208,25 +216,41 @@ func TestPreflightFailureStops(t *testing.T) {
 	}
 }
 
-func TestNewInputsRebuildAndReplace(t *testing.T) {
+// New inputs make a new version beside the old one; current switches to it, the old one is kept
+// as the previous version, and nothing of either is left after uninstall.
+func TestNewInputsMakeANewVersion(t *testing.T) {
 	f := newFixture(t, []byte("{}"))
-	if _, err := f.install(nil); err != nil {
+	first, err := f.install(nil)
+	if err != nil {
 		t.Fatal(err)
 	}
-	l := Layout{Prefix: f.prefix()}
-	oldInitrd := f.file(l.Initrd())
+	old := f.layout()
+	oldInitrd := f.file(old.Initrd())
+	djBefore, reloads := f.file(f.daemonJSON()), f.daemon.State().Reloads
 	must(t, os.WriteFile(filepath.Join(f.artifacts(), AgentName), []byte("agent v2"), 0o755))
 	must(t, os.WriteFile(filepath.Join(f.artifacts(), ShimName), []byte("shim v2"), 0o755))
 	res, err := f.install(nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !res.Changed || f.builds != 2 || bytes.Equal(f.file(l.Initrd()), oldInitrd) || string(f.file(l.Shim())) != "shim v2" {
-		t.Errorf("changed %v builds %d", res.Changed, f.builds)
+	l := f.layout()
+	if !res.Changed || f.builds != 2 || l.Version == old.Version || res.Version != l.Version || res.PreviousVersion != old.Version {
+		t.Errorf("changed %v builds %d version %s (was %s) result %+v", res.Changed, f.builds, l.Version, old.Version, res)
 	}
-	if res.Reloaded {
-		t.Error("daemon.json did not change but Docker was reloaded")
+	if bytes.Equal(f.file(l.Initrd()), oldInitrd) || string(f.file(l.Shim())) != "shim v2" || string(f.file(l.EntryShim())) != "shim v2" {
+		t.Error("the new version does not have the new artifacts")
 	}
+	if !bytes.Equal(f.file(old.Initrd()), oldInitrd) || string(f.file(old.Shim())) == "shim v2" {
+		t.Error("the old version was changed")
+	}
+	if res.Reloaded || f.daemon.State().Reloads != reloads || !bytes.Equal(f.file(f.daemonJSON()), djBefore) {
+		t.Error("a new version changed daemon.json or reloaded Docker")
+	}
+	m, _ := manifest.Load(f.prefix())
+	if m.Current != l.Version || m.Previous != old.Version || len(m.Versions) != 2 || len(m.Files) != 10 {
+		t.Errorf("manifest current %s previous %s versions %d files %d", m.Current, m.Previous, len(m.Versions), len(m.Files))
+	}
+	_ = first
 	if _, err := f.uninstall(nil); err != nil {
 		t.Fatal(err)
 	}
@@ -241,7 +265,7 @@ func TestModifiedFileIsKept(t *testing.T) {
 	if _, err := f.install(nil); err != nil {
 		t.Fatal(err)
 	}
-	l := Layout{Prefix: f.prefix()}
+	l := f.layout()
 	mine := append(f.file(l.Config()), []byte("# my tuning\n")...)
 	must(t, os.WriteFile(l.Config(), mine, 0o644))
 	res, err := f.install(nil)
@@ -269,7 +293,11 @@ func TestModifiedFileIsKept(t *testing.T) {
 // A file kata-deploy does not own is refused; with --force it is kept aside and restored.
 func TestForeignFile(t *testing.T) {
 	f := newFixture(t, []byte("{}"))
-	l := Layout{Prefix: f.prefix()}
+	dry, err := f.install(func(o *Options) { o.DryRun = true })
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := Layout{Prefix: f.prefix(), Version: dry.Version}
 	must(t, os.MkdirAll(l.Bin(), 0o755))
 	must(t, os.WriteFile(l.Shim(), []byte("someone else's shim"), 0o700))
 	if _, err := f.install(nil); err == nil || !strings.Contains(err.Error(), "--force") {
@@ -292,8 +320,22 @@ func TestForeignFile(t *testing.T) {
 		t.Errorf("restored shim: %v %v", fi, err)
 	}
 	tree := f.tree()
-	if !slices.Equal(tree, []string{"/kata-deploy", "/kata-deploy/bin", "/kata-deploy/bin/" + ShimName}) {
+	v := "/kata-deploy/versions/" + l.Version
+	if !slices.Equal(tree, []string{"/kata-deploy", "/kata-deploy/versions", v, v + "/bin", v + "/bin/" + ShimName}) {
 		t.Errorf("left: %v", tree)
+	}
+}
+
+// A current that kata-deploy did not make is refused.
+func TestForeignCurrentLink(t *testing.T) {
+	f := newFixture(t, []byte("{}"))
+	must(t, os.MkdirAll(f.prefix(), 0o755))
+	must(t, os.Symlink("/somewhere", filepath.Join(f.prefix(), "current")))
+	if _, err := f.install(nil); err == nil || !strings.Contains(err.Error(), "did not create it") {
+		t.Fatalf("err = %v", err)
+	}
+	if string(f.file(f.daemonJSON())) != "{}" || f.builds != 0 {
+		t.Error("a refused install changed something")
 	}
 }
 
@@ -325,7 +367,7 @@ func TestReadOnlyDaemonJSONPrintsStanza(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(res.Stanza, `"runtimeType": "`+Layout{Prefix: f.prefix()}.Shim()+`"`) || res.DaemonJSON != "" {
+	if !strings.Contains(res.Stanza, `"runtimeType": "`+f.layout().EntryShim()+`"`) || res.DaemonJSON != "" {
 		t.Errorf("stanza %q daemonJSON %q", res.Stanza, res.DaemonJSON)
 	}
 	if string(f.file(f.daemonJSON())) != "{}" || f.daemon.State().Reloads != 1 {
@@ -484,7 +526,7 @@ func TestStatus(t *testing.T) {
 		s.Accelerator != "tcg" || len(s.Artifacts) != 5 || len(s.Problems) != 0 {
 		t.Errorf("after install: %+v", s)
 	}
-	l := Layout{Prefix: f.prefix()}
+	l := f.layout()
 	must(t, os.Remove(l.Initrd()))
 	f.daemon.Containers = []engine.Container{{ID: "abc", Name: "vm1"}}
 	s, _ = GetStatus(context.Background(), f.options(), f.deps())
@@ -588,8 +630,8 @@ func TestDaemonJSONEditedDuringBuild(t *testing.T) {
 // registered, and uninstall leaves it.
 func TestIdenticalEntryBeforeInstallIsLeft(t *testing.T) {
 	f := newFixture(t, nil)
-	l := Layout{Prefix: f.prefix()}
-	before := `{"runtimes": {"kata": {"runtimeType": "` + l.Shim() + `", "options": {"ConfigPath": "` + l.Config() + `"}}}}`
+	l := Layout{Prefix: f.prefix(), Version: "any"}
+	before := `{"runtimes": {"kata": {"runtimeType": "` + l.EntryShim() + `", "options": {"ConfigPath": "` + l.EntryConfig() + `"}}}}`
 	must(t, os.WriteFile(f.daemonJSON(), []byte(before), 0o644))
 	if _, err := f.install(nil); err != nil {
 		t.Fatal(err)

@@ -19,12 +19,14 @@ import (
 	"time"
 
 	"github.com/kata-deploy/kata-deploy/installer/check"
+	"github.com/kata-deploy/kata-deploy/installer/containerdsvc"
 	"github.com/kata-deploy/kata-deploy/installer/daemonjson"
 	"github.com/kata-deploy/kata-deploy/installer/dockerd"
 	"github.com/kata-deploy/kata-deploy/installer/engine"
 	"github.com/kata-deploy/kata-deploy/installer/hostinfo"
 	"github.com/kata-deploy/kata-deploy/installer/manifest"
 	"github.com/kata-deploy/kata-deploy/installer/registration"
+	"github.com/kata-deploy/kata-deploy/installer/upstream"
 	"github.com/kata-deploy/kata-deploy/packaging/guestimage"
 )
 
@@ -36,6 +38,9 @@ const (
 	DefaultSmokeImage  = "busybox"
 	ShimName           = "containerd-shim-kata-v2"
 	AgentName          = "kata-agent"
+	// VersionsDirName and CurrentLinkName are the versioned layout's names under the prefix.
+	VersionsDirName = "versions"
+	CurrentLinkName = "current"
 )
 
 // Options say what to install and how.
@@ -59,10 +64,23 @@ type Options struct {
 	DaemonJSON string
 	// Accelerator overrides the detected one: "auto", "kvm" or "tcg".
 	Accelerator string
-	SkipSmoke   bool
-	SmokeImage  string // empty: busybox when present locally
-	LockPath    string // manifest.DefaultLockPath when empty
-	Version     string // kata-deploy's version, recorded in the manifest
+	// From is an upstream Kata Containers release tarball (kata-static-<version>-<arch>.tar.xz
+	// or .tar.zst) to install instead of kata-deploy's own runtime, extracted to KataDir.
+	From string
+	// KataDir is where the release goes: upstream.DefaultDir (/opt/kata), where its
+	// configuration expects it, unless a test says otherwise.
+	KataDir string
+	// Engine is what the runtime is registered with: EngineDocker (daemon.json, the default) or
+	// EngineContainerd (a drop-in under containerd's imports, for Kubernetes nodes).
+	Engine string
+	// ContainerdAddress is containerd's socket (containerdsvc.DefaultAddress when empty), and
+	// ContainerdConfig its main configuration when it cannot be read from the running daemon.
+	ContainerdAddress string
+	ContainerdConfig  string
+	SkipSmoke         bool
+	SmokeImage        string // empty: busybox when present locally
+	LockPath          string // manifest.DefaultLockPath when empty
+	Version           string // kata-deploy's version, recorded in the manifest
 
 	// Progress receives a line per step of a long operation.
 	Progress func(string)
@@ -71,6 +89,9 @@ type Options struct {
 	// AfterStep, when set, is called after each durable step with its name (Steps): the hook
 	// of the fault-injection tests, which kill the process there.
 	AfterStep func(string)
+
+	// upgrade: Upgrade, which requires an existing install.
+	upgrade bool
 }
 
 // Install step names, in order, as passed to Options.AfterStep.
@@ -88,7 +109,16 @@ const (
 
 // InstallSteps lists every point at which Install calls AfterStep on a fresh install, in order.
 var InstallSteps = []string{StepPrefix, StepDirs, StepShim, StepImageStaged, StepImage, StepConfig,
-	registration.CheckpointJournaled, registration.CheckpointWritten, StepRegistered, StepInstalled, StepSmoke}
+	StepSwitchJournaled, StepSwitched, registration.CheckpointJournaled, registration.CheckpointWritten,
+	StepRegistered, StepInstalled, StepSmoke}
+
+// UpgradeSteps lists every point at which an upgrade (or an install with new inputs) calls
+// AfterStep, in order, when a previous version is pruned and daemon.json is not touched.
+var UpgradeSteps = []string{StepPrefix, StepDirs, StepShim, StepImageStaged, StepImage, StepConfig,
+	StepSwitchJournaled, StepSwitched, StepInstalled, StepSmoke, StepPruned}
+
+// RollbackSteps lists every point at which Rollback calls AfterStep, in order.
+var RollbackSteps = []string{StepSwitchJournaled, StepSwitched, StepSmoke}
 
 // Uninstall step names.
 const (
@@ -113,6 +143,24 @@ type Docker interface {
 	Close() error
 }
 
+// Engines, the values of Options.Engine.
+const (
+	EngineDocker     = "docker"
+	EngineContainerd = "containerd"
+)
+
+// Containerd is what the installer needs from containerd (containerdsvc.Daemon).
+type Containerd interface {
+	// ConfigFile is the main configuration the daemon reads.
+	ConfigFile() string
+	Running() bool
+	MajorVersion(ctx context.Context) (int, error)
+	// Dump is the configuration as containerd loads it, imports merged (`config dump`).
+	Dump(ctx context.Context) ([]byte, error)
+	Restart(ctx context.Context) (containerdsvc.Restart, error)
+	StartedAt() time.Time
+}
+
 // Host is what the preflight learned about the machine.
 type Host struct {
 	Report check.Report
@@ -125,6 +173,8 @@ type Deps struct {
 	Preflight func(ctx context.Context) Host
 	// Docker connects to the daemon and says which daemon.json it reads.
 	Docker func(ctx context.Context) (Docker, dockerd.ConfigLocation, error)
+	// Containerd finds the containerd serving address, and the configuration it reads.
+	Containerd func(ctx context.Context, address, config string) (Containerd, error)
 	// BuildImage is guestimage.Build.
 	BuildImage func(ctx context.Context, o guestimage.Options) (*guestimage.Manifest, error)
 	// FetchKernel downloads the distribution's kernel package into dir.
@@ -168,6 +218,27 @@ func (o Options) withDefaults() (Options, error) {
 	if o.Kernel != "" && !strings.HasSuffix(o.Kernel, ".deb") {
 		return o, fmt.Errorf("--kernel %s: only a kernel package (linux-image-*.deb) is supported for now", o.Kernel)
 	}
+	if o.KataDir == "" {
+		o.KataDir = upstream.DefaultDir
+	}
+	if !filepath.IsAbs(o.KataDir) || filepath.Clean(o.KataDir) != o.KataDir || o.KataDir == "/" {
+		return o, fmt.Errorf("--kata-dir %q must be a clean absolute directory other than /", o.KataDir)
+	}
+	if o.From != "" && (o.Kernel != "" || o.ArtifactsDir != "") {
+		return o, fmt.Errorf("--from installs an upstream release, which brings its own kernel and shim: drop --kernel and --artifacts-dir")
+	}
+	switch o.Engine {
+	case "":
+		o.Engine = EngineDocker
+	case EngineDocker, EngineContainerd:
+	default:
+		return o, fmt.Errorf("--engine must be %q or %q, not %q", EngineDocker, EngineContainerd, o.Engine)
+	}
+	for flag, p := range map[string]string{"--containerd-config": o.ContainerdConfig, "--containerd-address": o.ContainerdAddress} {
+		if p != "" && !filepath.IsAbs(p) {
+			return o, fmt.Errorf("%s %q must be an absolute path", flag, p)
+		}
+	}
 	if o.DaemonJSON != "" && !filepath.IsAbs(o.DaemonJSON) {
 		return o, fmt.Errorf("--config-file %q must be an absolute path", o.DaemonJSON)
 	}
@@ -180,24 +251,63 @@ func (o Options) progress(msg string) {
 	}
 }
 
-// Layout names the files of an install under its prefix.
-type Layout struct{ Prefix string }
+// Layout names the files of an install. In the versioned layout each set of artifacts lives in
+// <prefix>/versions/<Version>/ and the symlink <prefix>/current points at the one in use; the
+// runtime is registered through current, so that switching versions is one atomic rename with
+// no daemon.json change and no reload (running containers keep the shim they started with).
+// Version "" is the flat layout of manifest schema 1 (bin/ and share/ directly under the
+// prefix), which only migration, uninstall and status still meet.
+type Layout struct {
+	Prefix  string
+	Version string
+}
 
-// Paths under the prefix.
-func (l Layout) Bin() string           { return filepath.Join(l.Prefix, "bin") }
-func (l Layout) Shim() string          { return filepath.Join(l.Prefix, "bin", ShimName) }
-func (l Layout) Share() string         { return filepath.Join(l.Prefix, "share") }
-func (l Layout) ImageDir() string      { return filepath.Join(l.Prefix, "share", "kata-deploy") }
+// Root is the directory holding the version's bin/ and share/.
+func (l Layout) Root() string {
+	if l.Version == "" {
+		return l.Prefix
+	}
+	return filepath.Join(l.Prefix, VersionsDirName, l.Version)
+}
+
+// Paths of the version's files.
+func (l Layout) Bin() string           { return filepath.Join(l.Root(), "bin") }
+func (l Layout) Shim() string          { return filepath.Join(l.Root(), "bin", ShimName) }
+func (l Layout) Share() string         { return filepath.Join(l.Root(), "share") }
+func (l Layout) ImageDir() string      { return filepath.Join(l.Root(), "share", "kata-deploy") }
 func (l Layout) Vmlinux() string       { return filepath.Join(l.ImageDir(), guestimage.VmlinuxName) }
 func (l Layout) Initrd() string        { return filepath.Join(l.ImageDir(), guestimage.InitrdName) }
 func (l Layout) ImageManifest() string { return filepath.Join(l.ImageDir(), "image-manifest.json") }
 func (l Layout) Staging() string       { return filepath.Join(l.ImageDir(), ".build") }
-func (l Layout) DefaultsDir() string   { return filepath.Join(l.Prefix, "share", "defaults") }
+func (l Layout) DefaultsDir() string   { return filepath.Join(l.Root(), "share", "defaults") }
 func (l Layout) Config() string        { return filepath.Join(l.DefaultsDir(), "configuration-qemu.toml") }
+
+// VersionsDir holds the versions; CurrentLink is the symlink to the one in use.
+func (l Layout) VersionsDir() string { return filepath.Join(l.Prefix, VersionsDirName) }
+func (l Layout) CurrentLink() string { return filepath.Join(l.Prefix, CurrentLinkName) }
+
+// EntryShim and EntryConfig are the paths the runtime is registered with: through current in
+// the versioned layout.
+func (l Layout) EntryShim() string {
+	if l.Version == "" {
+		return l.Shim()
+	}
+	return filepath.Join(l.CurrentLink(), "bin", ShimName)
+}
+
+func (l Layout) EntryConfig() string {
+	if l.Version == "" {
+		return l.Config()
+	}
+	return filepath.Join(l.CurrentLink(), "share", "defaults", "configuration-qemu.toml")
+}
 
 // Dirs are the directories of an install, parents first.
 func (l Layout) Dirs() []string {
-	return []string{l.Prefix, l.Bin(), l.Share(), l.ImageDir(), l.DefaultsDir()}
+	if l.Version == "" {
+		return []string{l.Prefix, l.Bin(), l.Share(), l.ImageDir(), l.DefaultsDir()}
+	}
+	return []string{l.Prefix, l.VersionsDir(), l.Root(), l.Bin(), l.Share(), l.ImageDir(), l.DefaultsDir()}
 }
 
 // Validate checks the options as Install, Uninstall and GetStatus will, for a usage error

@@ -7,7 +7,9 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 
+	"github.com/kata-deploy/kata-deploy/installer/daemonjson"
 	"github.com/kata-deploy/kata-deploy/installer/dockerd"
 	"github.com/kata-deploy/kata-deploy/installer/manifest"
 	"github.com/kata-deploy/kata-deploy/installer/registration"
@@ -15,8 +17,9 @@ import (
 
 // Action is one thing an install does (or, with --dry-run, would do).
 type Action struct {
-	// Op is one of: mkdir, create, update, replace, keep, fetch-kernel, build-image,
-	// edit-daemon-json, reload-docker, print-stanza, smoke-test.
+	// Op is one of: mkdir, create, update, replace, keep, fetch-kernel, build-image, copy-image, switch,
+	// edit-daemon-json, reload-docker, print-stanza, smoke-test, remove-version,
+	// remove-flat-layout.
 	Op     string `json:"op"`
 	Target string `json:"target"`
 	Detail string `json:"detail,omitempty"`
@@ -62,26 +65,41 @@ type imagePlan struct {
 	Agent  source
 	Key    string
 	Files  []fileAction // vmlinux, initrd.img, image-manifest.json as they are now
+	reuse  string       // the directory of an intact image built from the same inputs, copied instead
 }
 
 // plan is everything an install will do, computed before anything changes.
 type plan struct {
-	layout      Layout
+	layout      Layout // the version installed
 	newDirs     []string
 	adoptPrefix bool // an empty prefix without a manifest: left by a run killed right after mkdir
 	shim        fileAction
 	config      fileAction
 	image       imagePlan
-	daemonJSON  string
-	edit        *registration.Edit // nil when daemon.json is read-only
-	stanza      string             // what to add by hand when read-only
-	readOnly    string             // why daemon.json is not written
+	// from is the current version before this run ("" for none); switchTo says current must be
+	// (re)pointed at layout.Version, and previous is the version rollback returns to afterwards.
+	from        string
+	switchTo    bool
+	previous    string
+	oldPrevious string // the previous version before this run (for a switch back)
+	// migrate: the install is in the flat layout of schema 1 and moves to the versioned one.
+	migrate bool
+	// pruneVersions and pruneFlat are what is removed once the new version is in use.
+	pruneVersions []string
+	pruneFlat     []string
+	ctrd          *ctrdPlan     // --engine containerd
+	upstream      *upstreamPlan // --from
+	daemonJSON    string
+	edit          *registration.Edit // nil when daemon.json is read-only
+	stanza        string             // what to add by hand when read-only
+	readOnly      string             // why daemon.json is not written
 }
 
 // changes reports whether the plan writes anything.
 func (p *plan) changes() bool {
 	return len(p.newDirs) > 0 || p.adoptPrefix || writes(p.shim) || writes(p.config) || p.image.Needed ||
-		(p.edit != nil && len(p.edit.Changes) > 0)
+		p.switchTo || p.migrate || len(p.pruneVersions) > 0 || len(p.pruneFlat) > 0 ||
+		(p.edit != nil && len(p.edit.Changes) > 0) || p.ctrd.changes() || p.upstream.changes()
 }
 
 func writes(f fileAction) bool {
@@ -128,12 +146,12 @@ func planFile(m *manifest.Manifest, f fileAction, force bool) (fileAction, error
 
 // planImage decides whether the guest image must be built: its inputs changed, or a file of it
 // is missing or not recorded as complete.
-func planImage(m *manifest.Manifest, l Layout, kernel *source, agent source, force bool) (imagePlan, error) {
+func planImage(m *manifest.Manifest, built *manifest.Image, l Layout, kernel *source, agent source, force bool) (imagePlan, error) {
 	ip := imagePlan{Kernel: kernel, Agent: agent, Fetch: kernel == nil}
 	if kernel != nil {
 		ip.Key = imageKey(kernel.SHA256, agent.SHA256)
 	}
-	ip.Needed = ip.Fetch || m == nil || m.Image == nil || m.Image.Key != ip.Key
+	ip.Needed = ip.Fetch || built == nil || built.Key != ip.Key
 	var modified []string
 	for _, path := range []string{l.Vmlinux(), l.Initrd(), l.ImageManifest()} {
 		cur, _, err := fileSum(path)
@@ -214,16 +232,15 @@ func (x *installer) planDaemonJSON(p *plan, m *manifest.Manifest, loc dockerd.Co
 	case loc.ReadOnly || loc.Path == "":
 		p.readOnly = loc.Why
 	}
-	entry := registration.Entry(p.layout.Shim(), p.layout.Config())
 	if p.readOnly != "" {
-		p.stanza = registration.Stanza(x.o.RuntimeName, entry, x.o.Default)
+		p.stanza = registration.Stanza(x.o.RuntimeName, p.entry(), x.o.Default)
 		return nil
 	}
 	if m != nil && m.DaemonJSON.Registered() && m.DaemonJSON.Path != path {
 		return fmt.Errorf("an earlier install registered the runtime in %s, but dockerd now reads %s: run `kata-deploy uninstall` first", m.DaemonJSON.Path, path)
 	}
 	p.daemonJSON = path
-	edit, err := registration.PlanRegister(path, x.o.RuntimeName, entry, x.o.Default, x.o.Force)
+	edit, err := x.planEdit(path, m, p.entry())
 	if err != nil {
 		return fmt.Errorf("%w; nothing was changed", err)
 	}
@@ -231,10 +248,81 @@ func (x *installer) planDaemonJSON(p *plan, m *manifest.Manifest, loc dockerd.Co
 	return nil
 }
 
+// entry is the daemon.json runtime entry of the plan.
+func (p *plan) entry() daemonjson.Runtime {
+	return registration.Entry(p.entryShim(), p.entryConfig())
+}
+
+// entryShim and entryConfig are what the runtime is registered with.
+func (p *plan) entryShim() string {
+	if p.upstream != nil {
+		return p.upstream.shim()
+	}
+	return p.layout.EntryShim()
+}
+
+func (p *plan) entryConfig() string {
+	if p.upstream != nil {
+		return p.upstream.config()
+	}
+	return p.layout.EntryConfig()
+}
+
+// planEdit computes the registration edit of path. An entry of the runtime that kata-deploy
+// itself wrote (the flat layout's, before a migration) is replaced without --force.
+func (x *installer) planEdit(path string, m *manifest.Manifest, entry daemonjson.Runtime) (*registration.Edit, error) {
+	force := x.o.Force
+	if !force && m != nil {
+		own, err := ownsEntry(path, m.DaemonJSON, x.o.RuntimeName)
+		if err != nil {
+			return nil, err
+		}
+		force = own
+	}
+	return registration.PlanRegister(path, x.o.RuntimeName, entry, x.o.Default, force)
+}
+
+// ownsEntry reports whether the runtime's entry in the daemon.json at path is one kata-deploy
+// recorded writing.
+func ownsEntry(path string, st *registration.State, name string) (bool, error) {
+	if !st.Registered() {
+		return false, nil
+	}
+	data, _, err := daemonjson.ReadFile(path)
+	if err != nil {
+		return false, err
+	}
+	doc, err := daemonjson.Parse(data)
+	if err != nil {
+		return false, fmt.Errorf("%s: %w", path, err)
+	}
+	cur, ok := doc.Runtime(name)
+	if !ok {
+		return false, nil
+	}
+	changes := append(slices.Clone(st.Changes), pendingChanges(st)...)
+	for _, c := range changes {
+		if c.Key == "/runtimes/"+name && c.After != nil && sameJSON(cur, c.After) {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+func pendingChanges(st *registration.State) []daemonjson.Change {
+	if st.Pending == nil {
+		return nil
+	}
+	return st.Pending.Changes
+}
+
 // makePlan computes the whole plan. Nothing is written.
 func (x *installer) makePlan(ctx context.Context, m *manifest.Manifest, loc dockerd.ConfigLocation, in inputs) (*plan, error) {
-	l := Layout{Prefix: x.o.Prefix}
-	p := &plan{layout: l}
+	p := &plan{}
+	if err := x.planVersion(p, m, in); err != nil {
+		return nil, err
+	}
+	l := p.layout
 	var err error
 	if p.newDirs, err = planDirs(l); err != nil {
 		return nil, err
@@ -244,8 +332,17 @@ func (x *installer) makePlan(ctx context.Context, m *manifest.Manifest, loc dock
 	if p.shim, err = planFile(m, shim, x.o.Force); err != nil {
 		return nil, err
 	}
-	if p.image, err = planImage(m, l, in.kernel, in.agent, x.o.Force); err != nil {
+	var built *manifest.Image
+	if m != nil {
+		if v := m.FindVersion(l.Version); v != nil {
+			built = v.Image
+		}
+	}
+	if p.image, err = planImage(m, built, l, in.kernel, in.agent, x.o.Force); err != nil {
 		return nil, err
+	}
+	if src, img := reusableImage(m, p.image.Key, l.Version); img != nil {
+		p.image.reuse = src.ImageDir()
 	}
 	cfg, err := runtimeConfig(x.host, l, x.o.Accelerator)
 	if err != nil {
@@ -255,10 +352,73 @@ func (x *installer) makePlan(ctx context.Context, m *manifest.Manifest, loc dock
 	if p.config, err = planFile(m, config, x.o.Force); err != nil {
 		return nil, err
 	}
-	if err := x.planDaemonJSON(p, m, loc); err != nil {
+	if err := x.planRegistration(ctx, p, m, loc); err != nil {
 		return nil, err
 	}
 	return p, ctx.Err()
+}
+
+// planVersion names the version the inputs make, and decides the switch of current and what is
+// pruned once it is in use.
+func (x *installer) planVersion(p *plan, m *manifest.Manifest, in inputs) error {
+	canonical, err := runtimeConfig(x.host, Layout{Prefix: "/", Version: "@"}, x.o.Accelerator)
+	if err != nil {
+		return err
+	}
+	id := "new" // a dry run without the kernel package cannot know it
+	if in.kernel != nil {
+		id = versionID(in.shim.SHA256, imageKey(in.kernel.SHA256, in.agent.SHA256), bytesSum(canonical))
+	}
+	p.layout = Layout{Prefix: x.o.Prefix, Version: id}
+	x.res.Version = id
+	target, err := readCurrent(x.o.Prefix)
+	if err != nil {
+		return err
+	}
+	if target != "" && (m == nil || m.Link(p.layout.CurrentLink()) == nil || !m.Link(p.layout.CurrentLink()).Owns(target)) {
+		return fmt.Errorf("%s exists and kata-deploy did not create it: move it away, or choose another --prefix", p.layout.CurrentLink())
+	}
+	p.switchTo = target != versionTarget(id) || (m != nil && m.Current != id)
+	if m == nil {
+		return nil
+	}
+	p.migrate = !m.Versioned()
+	if m.Versioned() {
+		p.from = m.Current
+	}
+	p.previous, p.oldPrevious = m.Previous, m.Previous
+	if p.switchTo && p.from != "" && p.from != id {
+		p.previous = p.from
+	}
+	if p.previous == id {
+		p.previous = ""
+	}
+	p.pruneVersions, p.pruneFlat = pruneCandidates(m, id, p.previous)
+	if p.switchTo && p.from != "" && p.from != id {
+		x.warnConfigNotCarried(m, p.from)
+	}
+	return nil
+}
+
+// warnConfigNotCarried tells the user that their edits of the current version's configuration do
+// not follow into the new version.
+func (x *installer) warnConfigNotCarried(m *manifest.Manifest, from string) {
+	cfg := Layout{Prefix: m.Prefix, Version: from}.Config()
+	rec := m.File(cfg)
+	if rec == nil {
+		return
+	}
+	if cur, _, err := fileSum(cfg); err == nil && cur != "" && !rec.Owns(cur) {
+		x.warn(fmt.Sprintf("%s was changed since install; the new version gets a fresh configuration: carry your changes over to %s", cfg, Layout{Prefix: m.Prefix, Version: x.res.Version}.Config()))
+	}
+}
+
+// planRegistration plans the registration with the engine.
+func (x *installer) planRegistration(ctx context.Context, p *plan, m *manifest.Manifest, loc dockerd.ConfigLocation) error {
+	if x.o.Engine == EngineContainerd {
+		return x.planContainerd(ctx, p, m)
+	}
+	return x.planDaemonJSON(p, m, loc)
 }
 
 // actions renders the plan for the user (and --dry-run).
@@ -267,11 +427,16 @@ func (p *plan) actions(o Options) []Action {
 	for _, d := range p.newDirs {
 		as = append(as, Action{Op: "mkdir", Target: d})
 	}
+	if p.upstream != nil {
+		as = append(as, p.upstream.actions()...)
+	}
 	as = append(as, fileActions(p.shim, "the shim, from "+p.shim.Src)...)
 	if p.image.Fetch {
 		as = append(as, Action{Op: "fetch-kernel", Target: o.KernelCache, Detail: "the distribution's kernel package, with apt-get download"})
 	}
-	if p.image.Needed {
+	if src := p.image.reuse; p.image.Needed && src != "" {
+		as = append(as, Action{Op: "copy-image", Target: p.layout.ImageDir(), Detail: "from " + src + ", built from the same kernel and agent"})
+	} else if p.image.Needed {
 		from := "the fetched kernel package"
 		if p.image.Kernel != nil {
 			from = p.image.Kernel.Path
@@ -285,15 +450,30 @@ func (p *plan) actions(o Options) []Action {
 		}
 	}
 	as = append(as, fileActions(p.config, "the runtime configuration")...)
+	if p.switchTo {
+		detail := "the new version, atomically"
+		if p.from != "" && p.from != p.layout.Version {
+			detail = fmt.Sprintf("from %s, atomically; %s is kept for rollback", versionTarget(p.from), versionTarget(p.from))
+		}
+		as = append(as, Action{Op: "switch", Target: p.layout.CurrentLink() + " -> " + versionTarget(p.layout.Version), Detail: detail})
+	}
 	switch {
+	case p.ctrd != nil:
+		as = append(as, p.ctrd.actions()...)
 	case p.readOnly != "":
 		as = append(as, Action{Op: "print-stanza", Target: "daemon.json", Detail: p.readOnly})
 	case len(p.edit.Changes) > 0:
 		as = append(as, Action{Op: "edit-daemon-json", Target: p.daemonJSON, Detail: fmt.Sprintf("register runtime %q", o.RuntimeName)},
 			Action{Op: "reload-docker", Target: "dockerd", Detail: "SIGHUP, wait for its reload event, check that it lists " + o.RuntimeName})
 	}
-	if p.readOnly == "" && p.changes() && !o.SkipSmoke {
+	if p.readOnly == "" && p.ctrd == nil && p.changes() && !o.SkipSmoke {
 		as = append(as, Action{Op: "smoke-test", Target: "docker run --rm --runtime=" + o.RuntimeName + " IMAGE uname -r"})
+	}
+	for _, id := range p.pruneVersions {
+		as = append(as, Action{Op: "remove-version", Target: Layout{Prefix: p.layout.Prefix, Version: id}.Root(), Detail: "neither current nor kept for rollback"})
+	}
+	if len(p.pruneFlat) > 0 {
+		as = append(as, Action{Op: "remove-flat-layout", Target: p.layout.Prefix, Detail: fmt.Sprintf("%d files of the layout before versions, once the new version is in use", len(p.pruneFlat))})
 	}
 	return as
 }

@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/kata-deploy/kata-deploy/installer/engine"
+	"github.com/kata-deploy/kata-deploy/installer/hostinfo"
 )
 
 // Smoke is the outcome of the smoke container.
@@ -44,6 +45,10 @@ func (x *installer) smoke(ctx context.Context) error {
 	want := x.res.GuestKernel
 	if err == nil && want != "" && s.GuestKernel != want {
 		err = fmt.Errorf("the container printed kernel %q, not the guest's %q: it did not run in a VM", s.GuestKernel, want)
+	}
+	if host, herr := hostinfo.KernelRelease(); err == nil && want == "" && herr == nil && s.GuestKernel == host {
+		// An upstream release's guest kernel is not known here; the host's it must not be.
+		err = fmt.Errorf("the container printed the host's kernel %q: it did not run in a VM", host)
 	}
 	if err != nil {
 		s.Error = err.Error()

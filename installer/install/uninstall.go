@@ -10,10 +10,13 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/kata-deploy/kata-deploy/installer/containerdcfg"
+	"github.com/kata-deploy/kata-deploy/installer/containerdsvc"
 	"github.com/kata-deploy/kata-deploy/installer/daemonjson"
 	"github.com/kata-deploy/kata-deploy/installer/engine"
 	"github.com/kata-deploy/kata-deploy/installer/manifest"
 	"github.com/kata-deploy/kata-deploy/installer/registration"
+	"github.com/kata-deploy/kata-deploy/installer/textdiff"
 )
 
 // UninstallResult is what Uninstall did (or would do).
@@ -33,9 +36,15 @@ type UninstallResult struct {
 	Restored []string `json:"restored,omitempty"`
 	// Kept are files left because they were changed since install.
 	Kept []string `json:"kept,omitempty"`
-	// Containers are the running containers of the runtime (uninstall refuses without --force).
+	// Containers are the running containers of the runtime (uninstall refuses without --force);
+	// with containerd, the shim processes running from the install.
 	Containers []engine.Container `json:"containers,omitempty"`
 	Warnings   []string           `json:"warnings,omitempty"`
+	// ContainerdConfig is the main configuration the import is removed from; ContainerdDiff the
+	// planned revert (dry run); ContainerdRestart what the restart of containerd did.
+	ContainerdConfig  string                 `json:"containerdConfig,omitempty"`
+	ContainerdDiff    string                 `json:"containerdDiff,omitempty"`
+	ContainerdRestart *containerdsvc.Restart `json:"containerdRestart,omitempty"`
 }
 
 // Uninstall removes what the manifest under o.Prefix records and reverts its daemon.json changes.
@@ -45,7 +54,7 @@ func Uninstall(ctx context.Context, o Options, d Deps) (*UninstallResult, error)
 		return nil, err
 	}
 	res := &UninstallResult{SchemaVersion: ResultSchemaVersion, DryRun: o.DryRun, Prefix: o.Prefix}
-	x := &installer{o: o, d: d, warns: &res.Warnings}
+	x := &installer{o: o, d: d, res: &Result{}, warns: &res.Warnings}
 	if !o.DryRun {
 		lock, err := manifest.Acquire(o.LockPath)
 		if err != nil {
@@ -65,8 +74,16 @@ func Uninstall(ctx context.Context, o Options, d Deps) (*UninstallResult, error)
 	if m.DaemonJSON != nil {
 		res.DaemonJSON = m.DaemonJSON.Path
 	}
-	docker, _, err := d.Docker(ctx)
-	if err != nil {
+	if err := reconcileContainerd(m); err != nil {
+		return res, err
+	}
+	reconcileUpstream(m)
+	forgetUnplaced(m)
+	if m.Engine == manifest.EngineContainerd {
+		if err := x.checkShims(res); err != nil {
+			return res, err
+		}
+	} else if docker, _, err := d.Docker(ctx); err != nil {
 		x.warn(fmt.Sprintf("Docker is not reachable (%v): daemon.json is reverted without a reload, and running containers cannot be checked", err))
 	} else {
 		defer docker.Close()
@@ -88,7 +105,10 @@ func Uninstall(ctx context.Context, o Options, d Deps) (*UninstallResult, error)
 	if err := x.unregister(ctx); err != nil {
 		return res, err
 	}
+	res.ContainerdRestart = x.res.Containerd
 	x.removeFiles(res)
+	x.removeLinks(res)
+	x.m.Versions, x.m.Current, x.m.Previous, x.m.Switch = nil, "", "", nil
 	if err := x.done(StepFiles); err != nil {
 		return res, err
 	}
@@ -103,7 +123,26 @@ func describeContainers(cs []engine.Container) string {
 	return fmt.Sprintf("%d running: %s", len(cs), strings.Join(parts, ", "))
 }
 
+// checkShims refuses to uninstall a containerd registration while shims of the install run
+// (there is no Docker to ask which containers use the runtime).
+func (x *installer) checkShims(res *UninstallResult) error {
+	if x.m.Containerd != nil {
+		res.ContainerdConfig = x.m.Containerd.Config
+	}
+	res.Containers = runningFrom("/proc", installDirs(x.m))
+	if len(res.Containers) > 0 && !x.o.Force {
+		return fmt.Errorf("%w: %s; stop those pods first, or pass --force (they keep running, but without their runtime's files)", ErrInUse, describeContainers(res.Containers))
+	}
+	return nil
+}
+
 func (x *installer) unregister(ctx context.Context) error {
+	if x.m.Engine == manifest.EngineContainerd {
+		if err := x.unregisterContainerd(ctx, true); err != nil {
+			return err
+		}
+		return x.done(StepUnregistered)
+	}
 	st := x.m.DaemonJSON
 	if st == nil {
 		return nil
@@ -152,6 +191,43 @@ func (x *installer) removeFiles(res *UninstallResult) {
 		}
 	}
 	x.m.Scratch = nil
+}
+
+// removeLinks removes the recorded symlinks that still point where kata-deploy pointed them.
+func (x *installer) removeLinks(res *UninstallResult) {
+	var kept []manifest.Link
+	for i := len(x.m.Links) - 1; i >= 0; i-- {
+		l := x.m.Links[i]
+		switch x.removeLink(l) {
+		case "kept":
+			kept = append(kept, l)
+			res.Kept = append(res.Kept, l.Path)
+		case "removed":
+			res.Removed = append(res.Removed, l.Path)
+		}
+	}
+	slices.Reverse(kept)
+	x.m.Links = kept
+}
+
+// removeLink returns "removed", "kept" or "" (nothing there).
+func (x *installer) removeLink(l manifest.Link) string {
+	target, err := os.Readlink(l.Path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return ""
+	case err != nil:
+		x.warn(fmt.Sprintf("%s is no longer the symlink kata-deploy made (%v); left as is", l.Path, err))
+		return "kept"
+	case !l.Owns(target):
+		x.warn(fmt.Sprintf("%s now points at %s, not where kata-deploy pointed it; left as is", l.Path, target))
+		return "kept"
+	}
+	if err := os.Remove(l.Path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		x.warn(fmt.Sprintf("could not remove %s: %v", l.Path, err))
+		return "kept"
+	}
+	return "removed"
 }
 
 // removeFile returns "removed", "kept" or "" (nothing there).
@@ -208,6 +284,7 @@ func (x *installer) removeDirs(res *UninstallResult) error {
 		x.removeDir(d, res)
 	}
 	x.m.Dirs = slices.DeleteFunc(x.m.Dirs, func(d string) bool { return d != prefix })
+	x.restoreAside(res)
 	if err := x.done(StepDirsRemoved); err != nil {
 		return err
 	}
@@ -246,8 +323,23 @@ func (x *installer) planUninstall(res *UninstallResult) error {
 			res.Removed = append(res.Removed, f.Path)
 		}
 	}
+	for i := len(x.m.Links) - 1; i >= 0; i-- {
+		l := x.m.Links[i]
+		if target, err := os.Readlink(l.Path); err == nil && l.Owns(target) {
+			res.Removed = append(res.Removed, l.Path)
+		} else if err == nil || !errors.Is(err, fs.ErrNotExist) {
+			res.Kept = append(res.Kept, l.Path)
+		}
+	}
 	for i := len(x.m.Dirs) - 1; i >= 0; i-- {
 		res.Removed = append(res.Removed, x.m.Dirs[i]+"/")
+	}
+	if c := x.m.Containerd; c != nil && c.Import != nil {
+		if data, _, err := daemonjson.ReadFile(c.Config); err == nil {
+			if out, ok := containerdcfg.RemoveImport(c.Config, data, *c.Import); ok {
+				res.ContainerdDiff = textdiff.Unified("a"+c.Config, "b"+c.Config, string(data), string(out))
+			}
+		}
 	}
 	st := x.m.DaemonJSON
 	if st == nil || !st.Registered() {

@@ -19,14 +19,42 @@ import (
 
 	"github.com/google/renameio/v2"
 
+	"github.com/kata-deploy/kata-deploy/installer/containerdcfg"
 	"github.com/kata-deploy/kata-deploy/installer/registration"
 )
 
 // FileName is the manifest's name inside the install prefix.
 const FileName = "manifest.json"
 
-// SchemaVersion is the version of the manifest format; fields are only ever added while it is 1.
-const SchemaVersion = 1
+// SchemaVersion is the version of the manifest format this kata-deploy writes. Version 1 is the
+// flat layout (bin/ and share/ directly under the prefix); version 2 added the versioned layout,
+// symlinks, upstream Kata installs and containerd registrations. Fields are only ever added while
+// the version stays the same; Load reads both.
+const SchemaVersion = 2
+
+// MinSchemaVersion is the oldest manifest format Load reads.
+const MinSchemaVersion = 1
+
+// Layouts of an install.
+const (
+	// LayoutFlat is the layout of schema 1: the files directly under the prefix.
+	LayoutFlat = ""
+	// LayoutVersioned keeps each set of artifacts in <prefix>/versions/<id>/ and points
+	// <prefix>/current at the one in use.
+	LayoutVersioned = "versioned"
+)
+
+// Sources of the installed runtime.
+const (
+	SourceBuiltin  = ""         // kata-deploy's own shim, agent and guest image
+	SourceUpstream = "upstream" // a Kata Containers static release tarball, extracted as is
+)
+
+// Engines a runtime is registered with.
+const (
+	EngineDocker     = ""           // daemon.json
+	EngineContainerd = "containerd" // a drop-in under containerd's imports
+)
 
 // maxJournal bounds the journal: the newest entries are what a user debugging a failure needs.
 const maxJournal = 200
@@ -62,7 +90,75 @@ type Manifest struct {
 	Image *Image `json:"image,omitempty"`
 	// DaemonJSON is the registration in Docker's daemon.json.
 	DaemonJSON *registration.State `json:"daemonJSON,omitempty"`
-	Journal    []Entry             `json:"journal,omitempty"`
+
+	// Layout is LayoutFlat (schema 1) or LayoutVersioned.
+	Layout string `json:"layout,omitempty"`
+	// Current is the id of the version <prefix>/current points at; Previous the one rollback
+	// returns to ("" when there is none).
+	Current  string    `json:"current,omitempty"`
+	Previous string    `json:"previous,omitempty"`
+	Versions []Version `json:"versions,omitempty"`
+	// Switch is a change of <prefix>/current journaled before the rename that makes it.
+	Switch *Switch `json:"switch,omitempty"`
+	// Links are the symlinks install created.
+	Links []Link `json:"links,omitempty"`
+
+	// Source is SourceBuiltin or SourceUpstream; Upstream describes the latter.
+	Source   string    `json:"source,omitempty"`
+	Upstream *Upstream `json:"upstream,omitempty"`
+
+	// Engine is EngineDocker or EngineContainerd; Containerd is the registration of the latter.
+	Engine     string               `json:"engine,omitempty"`
+	Containerd *containerdcfg.State `json:"containerd,omitempty"`
+
+	Journal []Entry `json:"journal,omitempty"`
+}
+
+// Version is one set of artifacts of the versioned layout, in <prefix>/versions/<ID>/.
+type Version struct {
+	ID      string    `json:"id"`
+	Created time.Time `json:"created"`
+	// KataDeployVersion is the kata-deploy that installed it.
+	KataDeployVersion string `json:"kataDeployVersion,omitempty"`
+	// Ready: every file of the version is written; only a ready version is switched to.
+	Ready bool   `json:"ready"`
+	Image *Image `json:"image,omitempty"`
+}
+
+// Switch is the intent of a change of <prefix>/current: once the link points at To, the
+// current version is To and the previous one Previous.
+type Switch struct {
+	To       string `json:"to"`
+	Previous string `json:"previous,omitempty"`
+}
+
+// Link is a symlink install created.
+type Link struct {
+	Path   string `json:"path"`
+	Target string `json:"target"`
+	// PendingTarget is a target being switched to: set before the rename, cleared after.
+	PendingTarget string `json:"pendingTarget,omitempty"`
+}
+
+// Upstream records an upstream Kata Containers release extracted by install.
+type Upstream struct {
+	// Tarball is the file installed from, with its checksum and the release's version.
+	Tarball string `json:"tarball"`
+	SHA256  string `json:"sha256"`
+	Version string `json:"version,omitempty"`
+	// Dir is where it was extracted (/opt/kata, where the release's configuration expects it).
+	Dir string `json:"dir"`
+	// Staging is the directory the release is extracted into before it is renamed to Dir.
+	Staging string `json:"staging,omitempty"`
+	// Aside is where a Dir that was there before (replaced with --force) was moved; uninstall
+	// moves it back.
+	Aside string `json:"aside,omitempty"`
+	// Placed: the extracted release was renamed to Dir. Until then the files recorded under
+	// Dir are in Staging, and Dir (if any) is not kata-deploy's.
+	Placed bool `json:"placed,omitempty"`
+	// Shim and Config are the files the runtime is registered with.
+	Shim   string `json:"shim"`
+	Config string `json:"config"`
 }
 
 // File is one file install wrote.
@@ -106,7 +202,7 @@ type Entry struct {
 // New starts a record for an install into prefix.
 func New(prefix, runtimeName, version string, now time.Time) *Manifest {
 	return &Manifest{SchemaVersion: SchemaVersion, Version: version, Prefix: prefix, RuntimeName: runtimeName,
-		State: StateInstalling, Created: now.UTC(), Updated: now.UTC()}
+		State: StateInstalling, Created: now.UTC(), Updated: now.UTC(), Layout: LayoutVersioned}
 }
 
 // Path is where the manifest of prefix lives.
@@ -125,8 +221,8 @@ func Load(prefix string) (*Manifest, error) {
 	if err := json.Unmarshal(data, &m); err != nil {
 		return nil, fmt.Errorf("%s is damaged (%v): restore it from a backup, or remove the install by hand", Path(prefix), err)
 	}
-	if m.SchemaVersion != SchemaVersion {
-		return nil, fmt.Errorf("%s has schema version %d, this kata-deploy reads %d: use the kata-deploy that installed it", Path(prefix), m.SchemaVersion, SchemaVersion)
+	if m.SchemaVersion < MinSchemaVersion || m.SchemaVersion > SchemaVersion {
+		return nil, fmt.Errorf("%s has schema version %d, this kata-deploy reads %d to %d: use the kata-deploy that installed it", Path(prefix), m.SchemaVersion, MinSchemaVersion, SchemaVersion)
 	}
 	return &m, nil
 }
@@ -191,6 +287,57 @@ func (m *Manifest) AddDir(dir string) {
 	if !slices.Contains(m.Dirs, dir) {
 		m.Dirs = append(m.Dirs, dir)
 	}
+}
+
+// FindVersion returns the record of version id, or nil.
+func (m *Manifest) FindVersion(id string) *Version {
+	for i := range m.Versions {
+		if m.Versions[i].ID == id {
+			return &m.Versions[i]
+		}
+	}
+	return nil
+}
+
+// PutVersion adds or replaces the record of v.ID.
+func (m *Manifest) PutVersion(v Version) {
+	if cur := m.FindVersion(v.ID); cur != nil {
+		*cur = v
+		return
+	}
+	m.Versions = append(m.Versions, v)
+}
+
+// DropVersion forgets version id.
+func (m *Manifest) DropVersion(id string) {
+	m.Versions = slices.DeleteFunc(m.Versions, func(v Version) bool { return v.ID == id })
+}
+
+// Link returns the record of the symlink at path, or nil.
+func (m *Manifest) Link(path string) *Link {
+	for i := range m.Links {
+		if m.Links[i].Path == path {
+			return &m.Links[i]
+		}
+	}
+	return nil
+}
+
+// PutLink adds or replaces the record of l.Path.
+func (m *Manifest) PutLink(l Link) {
+	if cur := m.Link(l.Path); cur != nil {
+		*cur = l
+		return
+	}
+	m.Links = append(m.Links, l)
+}
+
+// Versioned reports whether the install uses the versioned layout.
+func (m *Manifest) Versioned() bool { return m.Layout == LayoutVersioned }
+
+// Owns reports whether the symlink at l.Path, pointing at target, is kata-deploy's.
+func (l *Link) Owns(target string) bool {
+	return target != "" && (target == l.Target || target == l.PendingTarget)
 }
 
 // Owns reports whether the file at path, with checksum sha, is kata-deploy's.

@@ -20,12 +20,17 @@ import (
 
 const lockHelperEnv = "KATA_DEPLOY_MANIFEST_LOCK_HELPER"
 
+// heldLock keeps the helper process's lock reachable while it waits to be killed.
+var heldLock *Lock
+
 func TestMain(m *testing.M) {
 	if path := os.Getenv(lockHelperEnv); path != "" {
-		if _, err := Acquire(path); err != nil {
+		l, err := Acquire(path)
+		if err != nil {
 			fmt.Println(err)
 			os.Exit(1)
 		}
+		heldLock = l // an unreferenced Lock's file would be closed by the GC, dropping the flock
 		fmt.Println("locked")
 		select {} // hold it until killed
 	}
@@ -83,7 +88,8 @@ func TestLoadErrors(t *testing.T) {
 		name, content, want string
 	}{
 		{"damaged", "{not json", "damaged"},
-		{"future schema", `{"schemaVersion": 2}`, "schema version 2"},
+		{"future schema", `{"schemaVersion": 3}`, "schema version 3"},
+		{"no schema", `{}`, "schema version 0"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -99,6 +105,49 @@ func TestLoadErrors(t *testing.T) {
 	}
 	if _, err := Load(t.TempDir()); !errors.Is(err, ErrNotInstalled) {
 		t.Errorf("empty prefix: %v", err)
+	}
+}
+
+// A schema 1 manifest (the flat layout) still loads, and is flat.
+func TestLoadSchema1(t *testing.T) {
+	prefix := t.TempDir()
+	old := `{"schemaVersion": 1, "version": "0.1", "prefix": "` + prefix + `", "runtimeName": "kata", "state": "installed",
+	  "files": [{"path": "` + prefix + `/bin/shim", "sha256": "aa", "size": 1, "mode": 493}]}`
+	if err := os.WriteFile(Path(prefix), []byte(old), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	m, err := Load(prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Versioned() || m.Layout != LayoutFlat || m.SchemaVersion != 1 || len(m.Files) != 1 {
+		t.Errorf("schema 1 manifest: %+v", m)
+	}
+	if n := New(prefix, "kata", "v", time.Now()); !n.Versioned() || n.SchemaVersion != SchemaVersion {
+		t.Errorf("a new manifest is not versioned: %+v", n)
+	}
+}
+
+func TestVersionsAndLinks(t *testing.T) {
+	m := New(t.TempDir(), "kata", "v", time.Now())
+	m.PutVersion(Version{ID: "a"})
+	m.PutVersion(Version{ID: "b"})
+	m.PutVersion(Version{ID: "a", Ready: true})
+	if len(m.Versions) != 2 || !m.FindVersion("a").Ready || m.FindVersion("c") != nil {
+		t.Errorf("versions %+v", m.Versions)
+	}
+	m.DropVersion("a")
+	if len(m.Versions) != 1 || m.FindVersion("a") != nil {
+		t.Errorf("after drop: %+v", m.Versions)
+	}
+	m.PutLink(Link{Path: "/p/current", Target: "versions/a"})
+	m.PutLink(Link{Path: "/p/current", Target: "versions/a", PendingTarget: "versions/b"})
+	l := m.Link("/p/current")
+	if len(m.Links) != 1 || !l.Owns("versions/a") || !l.Owns("versions/b") || l.Owns("versions/c") || l.Owns("") {
+		t.Errorf("links %+v", m.Links)
+	}
+	if m.Link("/p/other") != nil {
+		t.Error("unknown link found")
 	}
 }
 

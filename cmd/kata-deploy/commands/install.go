@@ -39,6 +39,26 @@ func newInstallCommand() *cobra.Command {
   5. a smoke container (docker run --rm --runtime=NAME busybox uname -r) that must print the
      guest kernel
 
+The artifacts go into <prefix>/versions/<id>/ and <prefix>/current points at them; the runtime
+is registered through current, so "kata-deploy upgrade" and "kata-deploy rollback" switch
+versions with one atomic rename, without touching daemon.json.
+
+With --from kata-static-<version>-<arch>.tar.xz (or .tar.zst; kata-go-static-… from 4.1), the
+upstream Kata Containers release replaces steps 2 and 3: it is extracted to /opt/kata, where its
+configuration expects it, every entry checked first (relative paths under opt/kata/ only, no
+"..", only files, directories and symlinks, no symlink leading out, bounded sizes), through a
+staging directory renamed into place; an /opt/kata kata-deploy did not install is refused, or
+moved aside with --force and put back by uninstall. The runtime is registered with the release's
+bin/containerd-shim-kata-v2 and options.ConfigPath
+/opt/kata/share/defaults/kata-containers/configuration-qemu.toml. A refused tarball leaves nothing.
+
+With --engine containerd (a Kubernetes node without Docker), step 4 is a drop-in
+<config dir>/conf.d/kata-deploy-NAME.toml registering the runtime with containerd's CRI (type
+io.containerd.kata.v2, runtime_path and options.ConfigPath, in the main configuration's version
+2, 3 or 4), added to the main configuration's imports unless an entry already covers it, checked
+with "containerd config dump"; containerd is restarted (systemctl restart when systemd runs it,
+otherwise you are told to) and there is no smoke container. Use NAME as a RuntimeClass handler.
+
 Everything is recorded in <prefix>/manifest.json, step by step, so "kata-deploy uninstall" puts
 the host back exactly as it was, and an interrupted install is finished by running it again.
 A second install with the same inputs changes nothing. --dry-run prints the plan and the
@@ -52,7 +72,9 @@ finish), 2 usage error.`,
 		Example: `  sudo kata-deploy install
   sudo kata-deploy install --dry-run
   sudo kata-deploy install --kernel linux-image-6.1.0-57-amd64_6.1.192-3_amd64.deb --default
-  docker run --rm --runtime=kata busybox uname -r`,
+  docker run --rm --runtime=kata busybox uname -r
+  sudo kata-deploy install --engine containerd      # Kubernetes node: RuntimeClass handler "kata"
+  sudo kata-deploy install --from kata-static-3.18.0-amd64.tar.zst`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := outputFormat(output); err != nil {
@@ -90,6 +112,12 @@ finish), 2 usage error.`,
 	f.StringVar(&o.ArtifactsDir, "artifacts-dir", "", "directory with containerd-shim-kata-v2 and kata-agent (default: this executable's directory)")
 	f.StringVar(&o.DaemonJSON, "config-file", "", "the daemon.json to edit, when it cannot be found from the running dockerd")
 	f.StringVar(&o.Accelerator, "accelerator", "", `"kvm", "tcg" or "auto" (default: what works on this host, as "check" says)`)
+	f.StringVar(&o.From, "from", "", "install an upstream Kata Containers release instead (kata-static-<version>-<arch>.tar.xz or .tar.zst), extracted to /opt/kata")
+	f.StringVar(&o.KataDir, "kata-dir", "", "where --from extracts the release (default /opt/kata, where its configuration expects it)")
+	_ = f.MarkHidden("kata-dir")
+	f.StringVar(&o.Engine, "engine", install.EngineDocker, `register with "docker" (daemon.json) or "containerd" (a drop-in under its imports, for Kubernetes nodes)`)
+	f.StringVar(&o.ContainerdAddress, "containerd-address", "", "containerd's socket, with --engine containerd (default /run/containerd/containerd.sock)")
+	f.StringVar(&o.ContainerdConfig, "containerd-config", "", "containerd's main configuration, when containerd is not running (default: what the running containerd reads, else /etc/containerd/config.toml)")
 	f.BoolVar(&o.SkipSmoke, "skip-smoke", false, "do not run the smoke container")
 	f.StringVar(&o.SmokeImage, "smoke-image", "", "local image for the smoke container (default: busybox, when present)")
 	f.StringVarP(&dockerHost, "host", "H", "", "Docker daemon (default: $DOCKER_HOST or unix:///var/run/docker.sock)")
@@ -171,6 +199,9 @@ func printPlan(w io.Writer, r *install.Result) {
 	if r.DaemonJSONDiff != "" {
 		fmt.Fprintf(w, "\n%s", r.DaemonJSONDiff)
 	}
+	if r.ContainerdDiff != "" {
+		fmt.Fprintf(w, "\n%s", r.ContainerdDiff)
+	}
 	if r.Stanza != "" {
 		fmt.Fprintf(w, "\nStanza to add to daemon.json by hand:\n%s", r.Stanza)
 	}
@@ -179,6 +210,12 @@ func printPlan(w io.Writer, r *install.Result) {
 func printInstalled(w io.Writer, r *install.Result) {
 	fmt.Fprintf(w, "Installed runtime %q under %s", r.RuntimeName, r.Prefix)
 	var facts []string
+	if r.Upstream != "" {
+		facts = append(facts, "upstream Kata Containers "+r.Upstream)
+	}
+	if r.Version != "" {
+		facts = append(facts, "version "+r.Version)
+	}
 	if r.GuestKernel != "" {
 		facts = append(facts, "guest kernel "+r.GuestKernel)
 	}
@@ -196,13 +233,43 @@ func printInstalled(w io.Writer, r *install.Result) {
 		}
 		fmt.Fprintf(w, "  registered in %s%s\n", r.DaemonJSON, reload)
 	}
-	if s := r.Smoke; s != nil {
-		switch {
-		case s.Skipped != "":
-			fmt.Fprintf(w, "  smoke test skipped (%s)\n", s.Skipped)
-		case s.Error == "":
-			fmt.Fprintf(w, "  smoke test: docker run --rm --runtime=%s %s uname -r -> %s in %.1f s\n", r.RuntimeName, s.Image, s.GuestKernel, s.Seconds)
-		}
+	if r.ContainerdDropIn != "" {
+		printContainerd(w, r)
+	}
+	printSmoke(w, r.RuntimeName, r.Smoke)
+	if r.PreviousVersion != "" {
+		fmt.Fprintf(w, "  replaces version %s, which is kept: `kata-deploy rollback` switches back to it\n", r.PreviousVersion)
+	}
+	if r.Migrated {
+		fmt.Fprintln(w, "  the install of an earlier kata-deploy was moved into versions")
+	}
+	if r.Engine == install.EngineContainerd {
+		fmt.Fprintf(w, "Try: a pod with a RuntimeClass whose handler is %q (kubectl apply a RuntimeClass, then runtimeClassName in the pod spec)\n", r.RuntimeName)
+		return
 	}
 	fmt.Fprintf(w, "Try: docker run --rm --runtime=%s busybox uname -r\n", r.RuntimeName)
+}
+
+func printContainerd(w io.Writer, r *install.Result) {
+	fmt.Fprintf(w, "  registered with containerd by %s (imported by %s)", r.ContainerdDropIn, r.ContainerdConfig)
+	switch c := r.Containerd; {
+	case c == nil:
+	case c.Restarted:
+		fmt.Fprintf(w, "; %s restarted", c.Unit)
+	case c.Pending:
+		fmt.Fprint(w, "; containerd must be restarted to load it (see the warning above)")
+	}
+	fmt.Fprintln(w)
+}
+
+func printSmoke(w io.Writer, runtime string, s *install.Smoke) {
+	if s == nil {
+		return
+	}
+	switch {
+	case s.Skipped != "":
+		fmt.Fprintf(w, "  smoke test skipped (%s)\n", s.Skipped)
+	case s.Error == "":
+		fmt.Fprintf(w, "  smoke test: docker run --rm --runtime=%s %s uname -r -> %s in %.1f s\n", runtime, s.Image, s.GuestKernel, s.Seconds)
+	}
 }

@@ -82,7 +82,8 @@ Start here:
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error {
 		return &exitError{code: ExitUsage, err: err}
 	})
-	root.AddCommand(newVersionCommand(), newCheckCommand(), newInstallCommand(), newUninstallCommand(), newStatusCommand())
+	root.AddCommand(newVersionCommand(), newCheckCommand(), newInstallCommand(), newUninstallCommand(), newStatusCommand(),
+		newUpgradeCommand(), newRollbackCommand())
 	return root
 }
 

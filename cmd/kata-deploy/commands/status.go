@@ -20,9 +20,11 @@ func newStatusCommand() *cobra.Command {
 		Use:   "status",
 		Short: "Show the install: version, artifacts, registration, what Docker sees, running VM containers",
 		Long: `status reports on the install under --prefix without changing anything: its version and
-state, every installed file with its recorded sha256 and whether it is still intact, whether
-daemon.json holds the entry install wrote, whether Docker lists the runtime, the containers
-running with it, and the accelerator (configured, and what works on this host now).
+state, the current and previous versions (what rollback returns to), every installed file with its
+recorded sha256 and whether it is still intact, whether daemon.json holds the entry install
+wrote and whether Docker lists the runtime (with containerd: whether the drop-in is imported,
+seen in containerd's configuration, and loaded by a restart), the containers running with it,
+and the accelerator (configured, and what works on this host now).
 
 Exit status: 0 installed and healthy, 1 not installed or a problem (listed), 2 usage error.
 The JSON output (--output json, schemaVersion 1) only ever gains fields.`,
@@ -55,6 +57,7 @@ The JSON output (--output json, schemaVersion 1) only ever gains fields.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.Prefix, "prefix", install.DefaultPrefix, "directory of the install")
+	f.StringVar(&o.ContainerdAddress, "containerd-address", "", "containerd's socket, for an install registered with containerd (default /run/containerd/containerd.sock)")
 	f.StringVarP(&dockerHost, "host", "H", "", "Docker daemon (default: $DOCKER_HOST or unix:///var/run/docker.sock)")
 	f.StringVarP(&output, "output", "o", "text", `output format: "text" or "json"`)
 	return cmd
@@ -71,16 +74,35 @@ func printStatus(w io.Writer, s *install.Status) {
 	row("State", fmt.Sprintf("%s (version %s)", s.State, s.Version))
 	row("Runtime", fmt.Sprintf("%s (default runtime: %s)", s.RuntimeName, yesNo(s.Default)))
 	row("Guest kernel", orDash(s.GuestKernel))
+	switch {
+	case s.Upstream != nil:
+		row("Release", fmt.Sprintf("upstream Kata Containers %s in %s (from %s)", orDash(s.Upstream.Version), s.Upstream.Dir, s.Upstream.Tarball))
+	case s.Layout == "flat":
+		row("Version", "- (installed by an earlier kata-deploy without versions)")
+	case s.CurrentVersion != nil:
+		row("Version", describeVersion(s.CurrentVersion)+" (current)")
+	}
+	if s.PreviousVersion != nil {
+		row("Previous", describeVersion(s.PreviousVersion)+" (kata-deploy rollback)")
+	}
+	for _, v := range s.OtherVersions {
+		row("Leftover", describeVersion(&v))
+	}
 	reg := "not registered"
 	if s.Registered {
 		reg = "registered"
 	}
-	row("daemon.json", fmt.Sprintf("%s: %s", orDash(s.DaemonJSON), reg))
-	docker := "not reachable: " + s.Docker.Error
-	if s.Docker.Reachable {
-		docker = fmt.Sprintf("lists %s: %s; default runtime %s", s.RuntimeName, yesNo(s.Docker.SeesRuntime), s.Docker.DefaultRuntime)
+	if c := s.Containerd; c != nil {
+		row("containerd", fmt.Sprintf("%s imported by %s: %s; running: %s; its configuration has %s: %s; restart pending: %s",
+			c.DropIn, c.Config, yesNo(c.Imported), yesNo(c.Running), s.RuntimeName, yesNo(c.SeesRuntime), yesNo(c.RestartPending)))
+	} else {
+		row("daemon.json", fmt.Sprintf("%s: %s", orDash(s.DaemonJSON), reg))
+		docker := "not reachable: " + s.Docker.Error
+		if s.Docker.Reachable {
+			docker = fmt.Sprintf("lists %s: %s; default runtime %s", s.RuntimeName, yesNo(s.Docker.SeesRuntime), s.Docker.DefaultRuntime)
+		}
+		row("Docker", docker)
 	}
-	row("Docker", docker)
 	containers := "none running"
 	if n := len(s.Containers); n > 0 {
 		var names []string
@@ -95,6 +117,9 @@ func printStatus(w io.Writer, s *install.Status) {
 	for _, a := range s.Artifacts {
 		fmt.Fprintf(w, "    %-8s %.12s  %s\n", a.State, a.SHA256, a.Path)
 	}
+	for _, n := range s.Notes {
+		fmt.Fprintf(w, "  Note: %s\n", n)
+	}
 	if len(s.Problems) == 0 {
 		fmt.Fprintln(w, "Healthy.")
 		return
@@ -103,6 +128,20 @@ func printStatus(w io.Writer, s *install.Status) {
 	for _, p := range s.Problems {
 		fmt.Fprintf(w, "  - %s\n", p)
 	}
+}
+
+func describeVersion(v *install.VersionStatus) string {
+	d := fmt.Sprintf("%s, installed %s", v.ID, v.Created.Local().Format("2006-01-02 15:04"))
+	if v.KataDeployVersion != "" {
+		d += " by kata-deploy " + v.KataDeployVersion
+	}
+	if v.GuestKernel != "" {
+		d += ", guest kernel " + v.GuestKernel
+	}
+	if !v.Intact {
+		d += ", DAMAGED (a file is missing or changed)"
+	}
+	return d
 }
 
 func yesNo(b bool) string {

@@ -24,6 +24,8 @@ func newUninstallCommand() *cobra.Command {
 
   - daemon.json: only the changes install made are reverted (later edits of yours survive; an
     entry you changed is kept and reported), Docker is reloaded and checked
+  - with containerd: the import install added to its main configuration is cut out (the file is
+    byte for byte what it was), the drop-in removed, containerd restarted
   - files: only those install created and that are unchanged since; changed ones are kept and
     reported, and files install replaced with --force are put back
   - directories install created, when empty
@@ -65,6 +67,7 @@ Exit status: 0 uninstalled (or nothing was installed), 1 failed, 2 usage error.`
 	f := cmd.Flags()
 	f.StringVar(&o.Prefix, "prefix", install.DefaultPrefix, "directory of the install")
 	f.BoolVar(&o.Force, "force", false, "uninstall even while containers use the runtime")
+	f.StringVar(&o.ContainerdAddress, "containerd-address", "", "containerd's socket, for an install registered with containerd (default /run/containerd/containerd.sock)")
 	f.BoolVar(&o.DryRun, "dry-run", false, "print what would be removed and the daemon.json diff; change nothing")
 	f.StringVarP(&dockerHost, "host", "H", "", "Docker daemon (default: $DOCKER_HOST or unix:///var/run/docker.sock)")
 	f.StringVarP(&output, "output", "o", "text", `output format: "text" or "json"`)
@@ -86,6 +89,13 @@ func printUninstall(w io.Writer, r *install.UninstallResult) {
 	if r.DaemonJSON != "" {
 		fmt.Fprintf(w, "  daemon.json %s: kata-deploy's changes reverted\n", r.DaemonJSON)
 	}
+	if r.ContainerdConfig != "" {
+		fmt.Fprintf(w, "  containerd: the import in %s and the drop-in removed", r.ContainerdConfig)
+		if c := r.ContainerdRestart; c != nil && c.Restarted {
+			fmt.Fprintf(w, "; %s restarted", c.Unit)
+		}
+		fmt.Fprintln(w)
+	}
 	if len(r.Removed) > 0 {
 		fmt.Fprintf(w, "  removed: %s\n", strings.Join(r.Removed, ", "))
 	}
@@ -97,5 +107,8 @@ func printUninstall(w io.Writer, r *install.UninstallResult) {
 	}
 	if r.DaemonJSONDiff != "" {
 		fmt.Fprintf(w, "\n%s", r.DaemonJSONDiff)
+	}
+	if r.ContainerdDiff != "" {
+		fmt.Fprintf(w, "\n%s", r.ContainerdDiff)
 	}
 }
