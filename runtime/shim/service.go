@@ -154,6 +154,9 @@ func loadConfig(r *taskAPI.CreateTaskRequest) (*config.Config, error) {
 			}
 		}
 	}
+	if exe, err := os.Executable(); err == nil {
+		path = pinToOwnVersion(path, exe)
+	}
 	cfg, err := config.Load(path)
 	if err != nil {
 		return nil, fmt.Errorf("loading the runtime configuration %s: %w", path, err)
