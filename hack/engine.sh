@@ -206,14 +206,19 @@ down() {
 	stop_pidfile "$CONTAINERD_PID" containerd
 	# Shims outlive containerd by design; ours are the ones whose socket lives under our state dir.
 	pkill -f "containerd-shim-runc-v2 .*-address $CONTAINERD_SOCK" 2>/dev/null || true
+	unmount_under "$RUN"
+	unmount_under "$STATE"
 	rm -f "$ENV_FILE"
+}
+
+# unmount_under detaches what the stopped daemons left mounted below a directory of ours
+# (dockerd's data-root bind mount, its default netns file, overlay mounts).
+unmount_under() {
+	grep -o " $1/[^ ]*" /proc/mounts | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
 }
 
 purge() {
 	down
-	# Leftover overlay mounts under the data-root would make rm fail.
-	grep -o " $STATE[^ ]*" /proc/mounts | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
-	grep -o " $RUN[^ ]*" /proc/mounts | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
 	rm -rf "$STATE" "$RUN"
 }
 
