@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/kata-deploy/kata-deploy/internal/testreq"
 )
 
 func TestConfigFlag(t *testing.T) {
@@ -109,7 +111,7 @@ func TestNotRunning(t *testing.T) {
 func TestDumpWithRealContainerd(t *testing.T) {
 	bin := filepath.Join(os.Getenv("KATA_TEST_ENGINE_BIN"), "containerd")
 	if _, err := os.Stat(bin); err != nil {
-		t.Skipf("SKIPPED: no containerd binary at $KATA_TEST_ENGINE_BIN (source the test engine's env: . \"$(hack/engine.sh env)\")")
+		testreq.Skipf(t, "no containerd binary at $KATA_TEST_ENGINE_BIN (source the test engine's env: . \"$(hack/engine.sh env)\")")
 	}
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "config.toml")

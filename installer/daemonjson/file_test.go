@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kata-deploy/kata-deploy/internal/testreq"
 	"golang.org/x/sys/unix"
 )
 
@@ -127,9 +128,7 @@ func TestWriteKeepsMode(t *testing.T) {
 }
 
 func TestWriteKeepsOwner(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("SKIPPED: changing a file's owner needs root; run the tests as root to cover owner preservation")
-	}
+	testreq.Root(t) // changing a file's owner
 	path := filepath.Join(t.TempDir(), "daemon.json")
 	writeFile(t, path, "{}", 0o640)
 	if err := os.Chown(path, 1234, 5678); err != nil {
@@ -164,12 +163,12 @@ func readOnlyDir(t *testing.T, content string) string {
 		return dir
 	}
 	if err := unix.Mount("tmpfs", dir, "tmpfs", 0, "size=1m"); err != nil {
-		t.Skipf("SKIPPED: root but cannot mount a tmpfs (%v); CI should run this test with CAP_SYS_ADMIN or as non-root", err)
+		testreq.Skipf(t, "root but cannot mount a tmpfs (%v): run this test with CAP_SYS_ADMIN or as non-root", err)
 	}
 	t.Cleanup(func() { unix.Unmount(dir, unix.MNT_DETACH) })
 	writeFile(t, filepath.Join(dir, "daemon.json"), content, 0o644)
 	if err := unix.Mount("", dir, "", unix.MS_REMOUNT|unix.MS_RDONLY, ""); err != nil {
-		t.Skipf("SKIPPED: cannot remount the tmpfs read-only: %v", err)
+		testreq.Skipf(t, "cannot remount the tmpfs read-only: %v", err)
 	}
 	return dir
 }
@@ -260,9 +259,7 @@ func TestBackupMissingAndSymlink(t *testing.T) {
 }
 
 func TestBackupKeepsOwner(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("SKIPPED: changing a file's owner needs root")
-	}
+	testreq.Root(t) // changing a file's owner
 	path := filepath.Join(t.TempDir(), "daemon.json")
 	writeFile(t, path, "{}", 0o640)
 	if err := os.Chown(path, 0, 4321); err != nil {

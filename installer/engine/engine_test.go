@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/kata-deploy/kata-deploy/installer/registration"
+	"github.com/kata-deploy/kata-deploy/internal/testreq"
 )
 
 func TestValidateArgs(t *testing.T) {
@@ -52,9 +53,8 @@ func TestUnixSocketPath(t *testing.T) {
 // Against the test engine (hack/engine.sh up): a reload is confirmed by its event, validation uses
 // the daemon's own binary and command line, and the daemon.json found is the engine's.
 func TestAgainstTestEngine(t *testing.T) {
-	if os.Getenv("KATA_TEST_ENGINE") == "" || os.Geteuid() != 0 {
-		t.Skip("SKIPPED: needs the test engine (hack/engine.sh up; source its env file) and root")
-	}
+	testreq.Engine(t)
+	testreq.Root(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	e, err := Connect(ctx, "")

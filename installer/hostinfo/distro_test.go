@@ -6,6 +6,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/kata-deploy/kata-deploy/internal/testreq"
 )
 
 func TestParseOSReleaseFixtures(t *testing.T) {
@@ -197,9 +199,7 @@ func TestReadDistro(t *testing.T) {
 }
 
 func TestReadDistroThisHost(t *testing.T) {
-	if _, err := os.Stat("/etc/os-release"); err != nil {
-		t.Skip("SKIP: this host has no /etc/os-release")
-	}
+	testreq.File(t, "/etc/os-release", "a distribution's base-files")
 	d, err := ReadDistro("/")
 	if err != nil {
 		t.Fatalf("ReadDistro(/): %v", err)

@@ -5,12 +5,14 @@ import (
 	"os"
 	"strings"
 	"testing"
+
+	"github.com/kata-deploy/kata-deploy/internal/testreq"
 )
 
 func TestKernelRelease(t *testing.T) {
 	want, err := os.ReadFile("/proc/sys/kernel/osrelease")
 	if err != nil {
-		t.Skip("SKIP: no /proc/sys/kernel/osrelease to compare with")
+		testreq.Skipf(t, "no /proc/sys/kernel/osrelease to compare with: %v", err)
 	}
 	got, err := KernelRelease()
 	if err != nil {
@@ -27,7 +29,7 @@ func fsType(t *testing.T, mountpoint string) string {
 	t.Helper()
 	f, err := os.Open("/proc/self/mountinfo")
 	if err != nil {
-		t.Skip("SKIP: no /proc/self/mountinfo")
+		testreq.Skipf(t, "no /proc/self/mountinfo: %v", err)
 	}
 	defer f.Close()
 	typ := ""
@@ -49,7 +51,7 @@ func TestCgroupVersionThisHost(t *testing.T) {
 	typ := fsType(t, "/sys/fs/cgroup")
 	want := map[string]int{"cgroup2": 2, "tmpfs": 1, "cgroup": 1}[typ]
 	if want == 0 {
-		t.Skipf("SKIP: /sys/fs/cgroup is %q here, not a cgroup mount", typ)
+		testreq.Skipf(t, "/sys/fs/cgroup is %q here, not a cgroup mount", typ)
 	}
 	got, err := CgroupVersion("/sys/fs/cgroup")
 	if err != nil {

@@ -2,11 +2,12 @@ package hostinfo
 
 import (
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/kata-deploy/kata-deploy/internal/testreq"
 )
 
 func TestParseQEMUVersion(t *testing.T) {
@@ -55,9 +56,7 @@ func fakeQEMU(t *testing.T, path, out string, code int) {
 }
 
 func TestFindQEMU(t *testing.T) {
-	if _, err := exec.LookPath("sh"); err != nil {
-		t.Skip("SKIP: no /bin/sh to run the fake QEMU scripts")
-	}
+	testreq.Command(t, "sh") // runs the fake QEMU scripts
 	const ver = `QEMU emulator version 8.2.2 (Debian 1:8.2.2+ds-0ubuntu1)\n`
 	tests := []struct {
 		name     string
@@ -156,10 +155,7 @@ func TestDefaultQEMUSearchPaths(t *testing.T) {
 
 // The real QEMU of this host, when installed (CI installs Debian's qemu-system-x86).
 func TestFindQEMUThisHost(t *testing.T) {
-	path, err := exec.LookPath("qemu-system-x86_64")
-	if err != nil {
-		t.Skip("SKIP: qemu-system-x86_64 is not installed (apt-get install qemu-system-x86)")
-	}
+	path := testreq.Command(t, "qemu-system-x86_64")
 	q, err := FindQEMU(nil)
 	if err != nil {
 		t.Fatal(err)

@@ -18,6 +18,7 @@ import (
 
 	"github.com/kata-deploy/kata-deploy/installer/containerdcfg"
 	"github.com/kata-deploy/kata-deploy/installer/containerdsvc"
+	"github.com/kata-deploy/kata-deploy/internal/testreq"
 )
 
 // fakeContainerd stands in for containerdsvc.Daemon. Its state (restarts, start time) lives in a
@@ -449,10 +450,7 @@ func TestKilledContainerdUninstallIsCompleted(t *testing.T) {
 
 // runningFrom finds processes by the directory of their executable: a VM container's shim.
 func TestRunningFrom(t *testing.T) {
-	sleep, err := exec.LookPath("sleep")
-	if err != nil {
-		t.Skip("SKIPPED: no sleep binary")
-	}
+	sleep := testreq.Command(t, "sleep", "coreutils")
 	prefix := t.TempDir()
 	bin := filepath.Join(prefix, "versions", "abc", "bin", "containerd-shim-kata-v2")
 	must(t, os.MkdirAll(filepath.Dir(bin), 0o755))

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/kata-deploy/kata-deploy/internal/testreq"
 )
 
 func TestUnified(t *testing.T) {
@@ -33,10 +35,7 @@ func TestUnified(t *testing.T) {
 
 // The output must be a patch that patch(1) applies to a, giving b.
 func TestUnifiedAppliesWithPatch(t *testing.T) {
-	patch, err := exec.LookPath("patch")
-	if err != nil {
-		t.Skip("SKIPPED: patch(1) is not installed (apt-get install patch)")
-	}
+	patch := testreq.Command(t, "patch")
 	pairs := [][2]string{
 		{"{\n  \"debug\": true\n}\n", "{\n  \"debug\": true,\n  \"runtimes\": {\n    \"kata\": {}\n  }\n}\n"},
 		{strings.Repeat("line\n", 20) + "end\n", "start\n" + strings.Repeat("line\n", 20)},

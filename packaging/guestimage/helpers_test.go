@@ -13,6 +13,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/kata-deploy/kata-deploy/internal/testreq"
 	"github.com/klauspost/compress/zstd"
 	"github.com/ulikunitz/xz"
 )
@@ -235,9 +236,7 @@ func zstdBytes(t testing.TB, b []byte) []byte {
 // cliCompress runs a compressor found on PATH, skipping the test if absent.
 func cliCompress(t testing.TB, data []byte, name string, args ...string) []byte {
 	t.Helper()
-	if _, err := exec.LookPath(name); err != nil {
-		t.Skipf("SKIP: %s not installed (apt-get install %s to run this case)", name, name)
-	}
+	testreq.Command(t, name)
 	cmd := exec.Command(name, args...)
 	cmd.Stdin = bytes.NewReader(data)
 	var out, stderr bytes.Buffer
@@ -320,9 +319,7 @@ func cliCompressOrNil(t testing.TB, data []byte, name string, args ...string) []
 // compileC compiles C source to an x86-64 object file with gcc.
 func compileC(t *testing.T, src string) []byte {
 	t.Helper()
-	if _, err := exec.LookPath("gcc"); err != nil {
-		t.Skip("SKIP: gcc not installed (apt-get install gcc to run this test)")
-	}
+	testreq.Command(t, "gcc")
 	out := filepath.Join(t.TempDir(), "m.o")
 	cmd := exec.Command("gcc", "-c", "-O2", "-x", "c", "-o", out, "-")
 	cmd.Stdin = strings.NewReader(src)

@@ -14,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/cavaliergopher/cpio"
+	"github.com/kata-deploy/kata-deploy/internal/testreq"
 )
 
 type cpioEntry struct {
@@ -150,9 +151,7 @@ func TestWriteInitrdRejects(t *testing.T) {
 // The system cpio tool (GNU cpio, as initramfs-tools uses) must list and
 // extract the archive the same way the kernel will.
 func TestWriteInitrdWithGNUCpio(t *testing.T) {
-	if _, err := exec.LookPath("cpio"); err != nil {
-		t.Skip("SKIP: cpio not installed (apt-get install cpio to run this test)")
-	}
+	testreq.Command(t, "cpio")
 	var buf bytes.Buffer
 	if err := WriteInitrd(&buf, initrdFiles([]byte("agent"), []Module{{Name: "virtio", Data: []byte("ko")}})); err != nil {
 		t.Fatal(err)

@@ -3,7 +3,6 @@ package agent
 import (
 	"context"
 	"net"
-	"os"
 	"reflect"
 	"runtime"
 	"slices"
@@ -15,6 +14,7 @@ import (
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
+	"github.com/kata-deploy/kata-deploy/internal/testreq"
 	"github.com/kata-deploy/kata-deploy/runtime/agentproto"
 )
 
@@ -123,12 +123,8 @@ func TestSameRoute(t *testing.T) {
 
 func requireRootNetNS(t *testing.T) *testNS {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("SKIPPED in -short mode: needs root and network namespaces")
-	}
-	if os.Geteuid() != 0 {
-		t.Skip("SKIPPED: needs root to create network namespaces")
-	}
+	testreq.Short(t, "needs root and network namespaces")
+	testreq.Root(t) // network namespaces
 	guest, _ := newTestNS(t)
 	_, peer := newTestNS(t)
 	return &testNS{Handle: guest, peer: peer}

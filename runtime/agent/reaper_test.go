@@ -3,18 +3,15 @@ package agent
 import (
 	"context"
 	"os"
-	"os/exec"
 	"testing"
 	"time"
 
+	"github.com/kata-deploy/kata-deploy/internal/testreq"
 	"golang.org/x/sys/unix"
 )
 
 func TestReaperDeliversStatuses(t *testing.T) {
-	sh, err := exec.LookPath("sh")
-	if err != nil {
-		t.Skip("no sh")
-	}
+	sh := testreq.Command(t, "sh")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	r := NewReaper()

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/kata-containers/govmm/qemu"
+	"github.com/kata-deploy/kata-deploy/internal/testreq"
 	"golang.org/x/sys/unix"
 )
 
@@ -203,9 +204,7 @@ func TestKernelCmdlineTooLong(t *testing.T) {
 // command line it built. govmm sets credentials, so this needs root.
 func launchArgs(t *testing.T, c Config) []string {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("SKIP: govmm's launcher sets process credentials, which needs root")
-	}
+	testreq.Root(t) // govmm's launcher sets process credentials
 	q, err := qemuConfig(context.Background(), &c, newLayout(c.StateDir))
 	if err != nil {
 		t.Fatal(err)
@@ -355,9 +354,7 @@ func TestStartRefusesBusyStateDir(t *testing.T) {
 // TestStartFailureCleansUp runs Start against a fake QEMU that fails, or
 // that "succeeds" without starting anything.
 func TestStartFailureCleansUp(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("SKIP: Start needs root (network namespace, govmm credentials)")
-	}
+	testreq.Root(t) // Start makes a network namespace; govmm sets credentials
 	tests := []struct {
 		name, fail, want string
 	}{

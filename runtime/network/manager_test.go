@@ -18,6 +18,7 @@ import (
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
+	"github.com/kata-deploy/kata-deploy/internal/testreq"
 	"github.com/kata-deploy/kata-deploy/runtime/agentproto"
 	"github.com/kata-deploy/kata-deploy/runtime/hypervisor"
 )
@@ -111,15 +112,9 @@ func (a *fakeAgent) last() (agentproto.Network, int) {
 
 func requireRoot(t *testing.T) {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("SKIPPED in -short mode: needs root and network namespaces")
-	}
-	if os.Geteuid() != 0 {
-		t.Skip("SKIPPED: needs root to create network namespaces, veths and taps")
-	}
-	if _, err := os.Stat("/dev/net/tun"); err != nil {
-		t.Skip("SKIPPED: /dev/net/tun is missing (modprobe tun)")
-	}
+	testreq.Short(t, "needs root and network namespaces")
+	testreq.Root(t) // network namespaces, veths and taps
+	testreq.Tun(t)
 }
 
 // newNetNS creates a network namespace and returns a handle to it, a netlink handle in it and a

@@ -9,6 +9,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
+	"github.com/kata-deploy/kata-deploy/internal/testreq"
 	"github.com/kata-deploy/kata-deploy/runtime/config"
 )
 
@@ -73,9 +74,7 @@ func TestIsBind(t *testing.T) {
 // TestShareAndUnshare mounts for real: the guest spec points into the share, the host sees the
 // bind mounts, and unshare removes every mount and the directory without touching the sources.
 func TestShareAndUnshare(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("SKIPPED: bind mounts need root")
-	}
+	testreq.Root(t) // bind mounts
 	src := t.TempDir()
 	rootfs := filepath.Join(src, "rootfs")
 	os.Mkdir(rootfs, 0o755)
@@ -126,9 +125,7 @@ func TestShareAndUnshare(t *testing.T) {
 // TestRemoveShallowNeverDeletesThroughAMount: should a bind mount still be in place, removal fails
 // instead of deleting the user's files through it.
 func TestRemoveShallowNeverDeletesThroughAMount(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("SKIPPED: bind mounts need root")
-	}
+	testreq.Root(t) // bind mounts
 	src := t.TempDir()
 	os.WriteFile(filepath.Join(src, "precious"), []byte("data"), 0o644)
 	dir := t.TempDir()

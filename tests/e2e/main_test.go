@@ -13,6 +13,8 @@ import (
 	"path/filepath"
 	"runtime"
 	"testing"
+
+	"github.com/kata-deploy/kata-deploy/internal/testreq"
 )
 
 var (
@@ -51,18 +53,13 @@ func buildBinaries(dir string) error {
 // requireEngine skips (or fails under KATA_E2E_REQUIRED=1) when the test engine is not up.
 func requireEngine(t *testing.T) {
 	t.Helper()
-	if os.Getenv("KATA_TEST_ENGINE") == "" || os.Getenv("DOCKER_HOST") == "" {
-		missing(t, "the test engine is not up: run `hack/engine.sh up` and source the env file it prints")
-	}
+	testreq.Engine(t)
 }
 
 // missing reports a missing prerequisite.
 func missing(t *testing.T, why string) {
 	t.Helper()
-	if os.Getenv("KATA_E2E_REQUIRED") == "1" {
-		t.Fatalf("prerequisite missing (KATA_E2E_REQUIRED=1): %s", why)
-	}
-	t.Skipf("SKIPPED, prerequisite missing: %s", why)
+	testreq.Skipf(t, "%s", why)
 }
 
 // result of running a command.
