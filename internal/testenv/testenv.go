@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/kata-deploy/kata-deploy/internal/testguest"
 	"github.com/kata-deploy/kata-deploy/packaging/guestimage"
 	"github.com/kata-deploy/kata-deploy/runtime/config"
 )
@@ -24,7 +25,7 @@ import (
 type Kata struct {
 	Name        string // the runtime name in daemon.json
 	BinDir      string // containerd-shim-kata-v2 and kata-agent
-	ImageDir    string // vmlinux, initrd.img, manifest.json
+	ImageDir    string // vmlinux, initrd.img, manifest.json: the shared test image, never modify
 	ConfigPath  string
 	Config      *config.Config
 	GuestKernel string // what `uname -r` prints in the guest
@@ -36,70 +37,47 @@ type Kata struct {
 // socket lives under it, and socket paths are limited to 107 bytes.
 const StateDir = "/run/kata-e2e"
 
-// Cache is where downloads shared between runs are kept (the Debian kernel package).
-func Cache() string {
-	if d := os.Getenv("KATA_TEST_CACHE"); d != "" {
-		return d
-	}
-	return "/var/cache/kata-deploy/test"
-}
+// Cache is where downloads and images shared between runs are kept (internal/testguest).
+func Cache() string { return testguest.CacheDir() }
 
 // EngineUp reports whether the test engine's environment is loaded.
 func EngineUp() bool {
 	return os.Getenv("KATA_TEST_ENGINE") != "" && os.Getenv("DOCKER_HOST") != ""
 }
 
-// SetUpKata builds everything into binDir and registers the runtime as name.
+// SetUpKata builds the shim into binDir, takes the test guest image (internal/testguest, with
+// this tree's agent) and registers the runtime as name.
 func SetUpKata(ctx context.Context, binDir, name string) (*Kata, error) {
-	k := &Kata{Name: name, BinDir: binDir, ImageDir: filepath.Join(binDir, "guest")}
-	if err := goBuild(binDir, nil, "github.com/kata-deploy/kata-deploy/cmd/containerd-shim-kata-v2"); err != nil {
-		return nil, err
+	k := &Kata{Name: name, BinDir: binDir}
+	shim := filepath.Join(binDir, "containerd-shim-kata-v2")
+	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", shim, "github.com/kata-deploy/kata-deploy/cmd/containerd-shim-kata-v2")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("building the shim: %w\n%s", err, out)
 	}
-	if err := goBuild(binDir, []string{"CGO_ENABLED=0"}, "github.com/kata-deploy/kata-deploy/cmd/kata-agent"); err != nil {
+	agent, err := testguest.BuildAgent(ctx, binDir)
+	if err != nil {
 		return nil, err
 	}
 	deb, err := KernelDeb(ctx)
 	if err != nil {
 		return nil, err
 	}
-	m, err := guestimage.Build(ctx, guestimage.Options{KernelDeb: deb, AgentBinary: filepath.Join(binDir, "kata-agent"), OutDir: k.ImageDir})
+	img, err := testguest.Build(ctx, deb, agent)
 	if err != nil {
-		return nil, fmt.Errorf("building the guest image: %w", err)
+		return nil, err
 	}
-	k.GuestKernel = m.KernelVersion
+	k.ImageDir, k.GuestKernel = img.Dir, img.Manifest.KernelVersion
 	if err := k.writeConfig(); err != nil {
 		return nil, err
 	}
-	if k.Unregister, err = RegisterRuntime(name, filepath.Join(binDir, "containerd-shim-kata-v2"), k.ConfigPath); err != nil {
+	if k.Unregister, err = RegisterRuntime(name, shim, k.ConfigPath); err != nil {
 		return nil, err
 	}
 	return k, nil
 }
 
-func goBuild(dir string, env []string, pkg string) error {
-	cmd := exec.Command("go", "build", "-trimpath", "-o", dir+"/", pkg)
-	cmd.Env = append(os.Environ(), env...)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("building %s: %v\n%s", pkg, err, out)
-	}
-	return nil
-}
-
-// KernelDeb returns a Debian kernel package from the cache, downloading it the first time.
-func KernelDeb(ctx context.Context) (string, error) {
-	dir := filepath.Join(Cache(), "kernel")
-	if debs, _ := filepath.Glob(filepath.Join(dir, "linux-image-*.deb")); len(debs) > 0 {
-		return debs[len(debs)-1], nil
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return "", err
-	}
-	deb, err := guestimage.FetchDebianKernel(ctx, dir)
-	if err != nil {
-		return "", fmt.Errorf("fetching Debian's kernel package (apt-get download): %w", err)
-	}
-	return deb, nil
-}
+// KernelDeb returns Debian's kernel package from the test cache, downloading it the first time.
+func KernelDeb(ctx context.Context) (string, error) { return testguest.KernelDeb(ctx) }
 
 func (k *Kata) writeConfig() error {
 	var err error

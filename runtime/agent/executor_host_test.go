@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kata-deploy/kata-deploy/internal/testreq"
 	"github.com/kata-deploy/kata-deploy/runtime/agent"
 	"github.com/kata-deploy/kata-deploy/runtime/agent/containerinit"
 	"github.com/kata-deploy/kata-deploy/runtime/agentproto"
@@ -28,9 +29,8 @@ func TestMain(m *testing.M) {
 // machine, in fresh namespaces (the host's mounts are untouched). Unlike
 // the VM, the host's root is not an initramfs, so this covers pivot_root.
 func TestRealExecutorOnHost(t *testing.T) {
-	if os.Geteuid() != 0 || !staticBusybox() {
-		skipOrFail(t, "REAL EXECUTOR TEST NOT RUN: needs root and a static %s (busybox-static)", busybox)
-	}
+	testreq.Root(t)
+	needStaticBusybox(t)
 	root := t.TempDir()
 	buildRootfs(t, root)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kata-deploy/kata-deploy/internal/testguest"
 	"github.com/kata-deploy/kata-deploy/runtime/agentproto"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
@@ -65,15 +66,12 @@ func TestVM(t *testing.T) {
 	needVM(t)
 	start := time.Now()
 	dir := t.TempDir()
-	vmlinux, modDir := kernelAssets(t)
-	agentBin := buildAgent(t, dir)
-	initrd := filepath.Join(dir, "initrd")
-	buildInitrd(t, initrd, agentBin, modDir)
+	img := testguest.Get(t)
 	share := filepath.Join(dir, "share")
 	blobSum := buildRootfs(t, share)
 	t.Logf("assets ready in %v", time.Since(start))
 
-	vm := bootVM(t, dir, vmlinux, initrd, share)
+	vm := bootVM(t, dir, img.Vmlinux, img.Initrd, share)
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Second)
 	defer cancel()
 	bootStart := time.Now()
@@ -84,7 +82,7 @@ func TestVM(t *testing.T) {
 		t.Fatalf("ping: %v", err)
 	}
 	t.Logf("agent %q up after %v, kernel %s", info.Version, time.Since(bootStart), info.KernelRelease)
-	if info.Version != "vmtest" || !strings.HasSuffix(info.KernelRelease, "-amd64") || info.ProtocolVersion != agentproto.ProtocolVersion {
+	if info.Version != testguest.AgentVersion || !strings.HasSuffix(info.KernelRelease, "-amd64") || info.ProtocolVersion != agentproto.ProtocolVersion {
 		t.Errorf("ping answered %+v", info)
 	}
 	c := vm.client

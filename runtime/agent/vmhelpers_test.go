@@ -6,40 +6,27 @@ import (
 	"crypto/sha256"
 	"debug/elf"
 	"errors"
-	"fmt"
 	"io"
-	"io/fs"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/cavaliergopher/cpio"
+	"github.com/kata-deploy/kata-deploy/internal/testreq"
 	"github.com/kata-deploy/kata-deploy/runtime/agentproto"
 )
 
-// This file boots the real agent in QEMU (TCG) the way the reference floor
-// does: Debian's kernel as a PVH vmlinux with qboot, an initrd holding the
-// agent as /init and the virtio/9p modules, a busybox rootfs over 9p.
+// This file boots the real agent in QEMU (TCG) the way the runtime does: the
+// test guest image (internal/testguest: Debian's kernel as a PVH vmlinux
+// booted with qboot, an initrd holding the agent as /init and its modules),
+// a busybox rootfs over 9p.
 
-const (
-	qemuBinary = "qemu-system-x86_64"
-	qbootROM   = "/usr/share/qemu/qboot.rom"
-	busybox    = "/bin/busybox"
-)
+const busybox = "/bin/busybox"
 
-// moduleOrder is the load order of the modules the test VM needs
-// (dependencies first), as in the reference floor.
-var moduleOrder = []string{
-	"virtio_ring", "virtio", "virtio_pci_legacy_dev", "virtio_pci_modern_dev", "virtio_pci",
-	"virtio_console", "netfs", "fscache", "9pnet", "9pnet_virtio", "9p",
-}
-
-// kernelParams are the reference floor's, plus the agent's debug switch.
+// kernelParams are the runtime's, plus the agent's debug switch.
 const kernelParams = "console=ttyS0 panic=-1 quiet tsc=reliable no_timer_check rcupdate.rcu_expedited=1 " +
 	"i8042.direct=1 i8042.dumbkbd=1 i8042.nopnp=1 i8042.noaux=1 noreplace-smp reboot=k cryptomgr.notests " +
 	"pci=lastbus=0 nomodeset agent.debug=1"
@@ -48,236 +35,26 @@ const kernelParams = "console=ttyS0 panic=-1 quiet tsc=reliable no_timer_check r
 // cannot run the VM test.
 func needVM(t *testing.T) {
 	t.Helper()
-	var missing []string
-	if os.Geteuid() != 0 {
-		missing = append(missing, "root")
-	}
-	if _, err := exec.LookPath(qemuBinary); err != nil {
-		missing = append(missing, qemuBinary+" (apt-get install qemu-system-x86)")
-	}
-	if _, err := os.Stat(qbootROM); err != nil {
-		missing = append(missing, qbootROM+" (apt-get install qemu-system-x86)")
-	}
-	if !staticBusybox() {
-		missing = append(missing, "a static "+busybox+" (apt-get install busybox-static)")
-	}
-	if _, err := exec.LookPath("dpkg-deb"); err != nil {
-		missing = append(missing, "dpkg-deb")
-	}
-	if len(missing) > 0 {
-		skipOrFail(t, "VM TEST NOT RUN: missing %s", strings.Join(missing, ", "))
-	}
-	if testing.Short() {
-		t.Skip("VM test skipped in -short mode")
-	}
+	testreq.Short(t, "boots a VM")
+	testreq.Root(t)
+	testreq.QEMU(t)
+	needStaticBusybox(t)
 }
 
-func skipOrFail(t *testing.T, format string, args ...any) {
+// needStaticBusybox requires a busybox without an ELF interpreter: the
+// rootfs has no libc.
+func needStaticBusybox(t *testing.T) {
 	t.Helper()
-	if os.Getenv("KATA_E2E_REQUIRED") == "1" {
-		t.Fatalf(format, args...)
-	}
-	t.Skipf(format, args...)
-}
-
-// staticBusybox reports whether busybox is an ELF file without an
-// interpreter: the rootfs has no libc.
-func staticBusybox() bool {
 	f, err := elf.Open(busybox)
 	if err != nil {
-		return false
+		testreq.Skipf(t, "no static %s (apt-get install busybox-static): %v", busybox, err)
+		return
 	}
 	defer f.Close()
 	for _, p := range f.Progs {
 		if p.Type == elf.PT_INTERP {
-			return false
+			testreq.Skipf(t, "%s is dynamically linked (apt-get install busybox-static)", busybox)
 		}
-	}
-	return true
-}
-
-func testCacheDir() string {
-	if d := os.Getenv("KATA_TEST_CACHE"); d != "" {
-		return d
-	}
-	return "/var/cache/kata-deploy/test"
-}
-
-// kernelPackage is the versioned package linux-image-amd64 depends on.
-func kernelPackage() string {
-	out, err := exec.Command("apt-cache", "depends", "linux-image-amd64").Output()
-	if err != nil {
-		return ""
-	}
-	for _, line := range strings.Split(string(out), "\n") {
-		f := strings.Fields(line)
-		if len(f) == 2 && f[0] == "Depends:" && strings.HasPrefix(f[1], "linux-image-") {
-			return f[1]
-		}
-	}
-	return ""
-}
-
-// kernelDeb finds the kernel package in the cache, downloading it if absent.
-func kernelDeb(t *testing.T) string {
-	t.Helper()
-	dir := testCacheDir()
-	pkg := kernelPackage()
-	pattern := "linux-image-*-amd64_*.deb"
-	if pkg != "" {
-		pattern = pkg + "_*.deb"
-	}
-	if m, _ := filepath.Glob(filepath.Join(dir, pattern)); len(m) > 0 {
-		sort.Strings(m)
-		return m[len(m)-1]
-	}
-	if pkg == "" {
-		skipOrFail(t, "VM TEST NOT RUN: no kernel package in %s and apt-cache cannot name one", dir)
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command("apt-get", "download", pkg)
-	cmd.Dir = dir
-	if out, err := cmd.CombinedOutput(); err != nil {
-		skipOrFail(t, "VM TEST NOT RUN: apt-get download %s: %v\n%s", pkg, err, out)
-	}
-	m, _ := filepath.Glob(filepath.Join(dir, pattern))
-	if len(m) == 0 {
-		t.Fatalf("apt-get download %s left no %s in %s", pkg, pattern, dir)
-	}
-	return m[0]
-}
-
-// kernelAssets returns a vmlinux and a directory of the modules the test
-// VM needs (<name>.ko), cached next to the package: extracting the whole
-// package takes 400 MB, kept only while the assets are made.
-func kernelAssets(t *testing.T) (vmlinux, modDir string) {
-	t.Helper()
-	deb := kernelDeb(t)
-	base := filepath.Join(filepath.Dir(deb), "agent-test", strings.TrimSuffix(filepath.Base(deb), ".deb"))
-	vmlinux, modDir = filepath.Join(base, "vmlinux"), filepath.Join(base, "modules")
-	if _, err := os.Stat(vmlinux); err == nil {
-		return vmlinux, modDir
-	}
-	if err := os.MkdirAll(base, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	root := t.TempDir()
-	if out, err := exec.Command("dpkg-deb", "-x", deb, root).CombinedOutput(); err != nil {
-		t.Fatalf("dpkg-deb -x %s: %v\n%s", deb, err, out)
-	}
-	tmpMods, err := os.MkdirTemp(base, "modules-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := map[string]bool{}
-	for _, m := range moduleOrder {
-		want[m+".ko"] = true
-	}
-	filepath.WalkDir(filepath.Join(root, "lib", "modules"), func(p string, d fs.DirEntry, err error) error {
-		if err == nil && !d.IsDir() && want[d.Name()] {
-			if data, err := os.ReadFile(p); err == nil {
-				os.WriteFile(filepath.Join(tmpMods, d.Name()), data, 0o644)
-			}
-		}
-		return nil
-	})
-	os.RemoveAll(modDir)
-	if err := os.Rename(tmpMods, modDir); err != nil {
-		t.Fatal(err)
-	}
-	vmlinuz, _ := filepath.Glob(filepath.Join(root, "boot", "vmlinuz-*"))
-	if len(vmlinuz) == 0 {
-		t.Fatalf("no boot/vmlinuz-* in %s", deb)
-	}
-	data, err := os.ReadFile(vmlinuz[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	i := bytes.Index(data, []byte("\xfd7zXZ\x00"))
-	if i < 0 {
-		t.Fatalf("%s has no xz payload", vmlinuz[0])
-	}
-	// The kernel's xz payload uses the x86 BCJ filter, which
-	// github.com/ulikunitz/xz cannot decode; the test uses xz(1) instead
-	// (packaging/guestimage has a Go decoder for production).
-	cmd := exec.Command("xz", "--decompress", "--stdout", "--single-stream")
-	cmd.Stdin = bytes.NewReader(data[i:])
-	elf, err := cmd.Output()
-	if err != nil {
-		skipOrFail(t, "VM TEST NOT RUN: decompress the kernel with xz(1) (apt-get install xz-utils): %v", err)
-	}
-	if !bytes.HasPrefix(elf, []byte("\x7fELF")) {
-		t.Fatalf("the decompressed kernel is not an ELF file")
-	}
-	// vmlinux is written last: its presence means the cache is complete.
-	tmp := vmlinux + fmt.Sprintf(".tmp%d", os.Getpid())
-	if err := os.WriteFile(tmp, elf, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(tmp, vmlinux); err != nil {
-		t.Fatal(err)
-	}
-	return vmlinux, modDir
-}
-
-// buildAgent compiles the agent statically.
-func buildAgent(t *testing.T, dir string) string {
-	t.Helper()
-	out := filepath.Join(dir, "kata-agent")
-	cmd := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w -X main.version=vmtest", "-o", out,
-		"github.com/kata-deploy/kata-deploy/cmd/kata-agent")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("build the agent: %v\n%s", err, b)
-	}
-	return out
-}
-
-// buildInitrd writes a newc archive: /init, the modules and their list.
-func buildInitrd(t *testing.T, path, agentBin, modDir string) {
-	t.Helper()
-	f, err := os.Create(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	w := cpio.NewWriter(f)
-	mtime := time.Unix(0, 0)
-	for _, d := range []string{"dev", "etc", "etc/kata-deploy", "lib", "lib/modules", "proc", "run", "sys", "tmp"} {
-		if err := w.WriteHeader(&cpio.Header{Name: d, Mode: cpio.TypeDir | 0o755, ModTime: mtime}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	add := func(name string, data []byte, mode cpio.FileMode) {
-		if err := w.WriteHeader(&cpio.Header{Name: name, Mode: cpio.TypeReg | mode, Size: int64(len(data)), ModTime: mtime}); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := w.Write(data); err != nil {
-			t.Fatal(err)
-		}
-	}
-	var list strings.Builder
-	for _, m := range moduleOrder {
-		data, err := os.ReadFile(filepath.Join(modDir, m+".ko"))
-		if errors.Is(err, fs.ErrNotExist) {
-			continue // built into this kernel
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		add("lib/modules/"+m+".ko", data, 0o644)
-		list.WriteString(m + "\n")
-	}
-	add("etc/kata-deploy/modules.load", []byte(list.String()), 0o644)
-	agent, err := os.ReadFile(agentBin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	add("init", agent, 0o755)
-	if err := w.Close(); err != nil {
-		t.Fatal(err)
 	}
 }
 
@@ -343,7 +120,7 @@ func bootVM(t *testing.T, dir, vmlinux, initrd, share string) *testVM {
 	sock := filepath.Join(dir, "agent.sock")
 	console := filepath.Join(dir, "console.log")
 	args := []string{
-		"-accel", "tcg", "-M", "q35", "-bios", qbootROM, "-m", "256", "-smp", "1",
+		"-accel", "tcg", "-M", "q35", "-bios", testreq.QbootROM, "-m", "256", "-smp", "1",
 		"-display", "none", "-no-reboot", "-nodefaults", "-serial", "file:" + console,
 		"-kernel", vmlinux, "-initrd", initrd, "-append", kernelParams,
 		"-fsdev", "local,id=fs0,path=" + share + ",security_model=none",
@@ -352,7 +129,7 @@ func bootVM(t *testing.T, dir, vmlinux, initrd, share string) *testVM {
 		"-chardev", "socket,id=agent,path=" + sock + ",server=on,wait=off",
 		"-device", "virtserialport,chardev=agent,name=agent.0",
 	}
-	cmd := exec.Command(qemuBinary, args...)
+	cmd := exec.Command(testreq.QEMUBinary, args...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {

@@ -2,7 +2,6 @@ package hypervisor
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -15,132 +14,48 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kata-deploy/kata-deploy/packaging/guestimage"
+	"github.com/kata-deploy/kata-deploy/internal/testguest"
+	"github.com/kata-deploy/kata-deploy/internal/testreq"
 )
 
-// The VM tests boot Debian's kernel under QEMU with a tiny /init
-// (testdata/guestinit) that reports over agent.0. They need root, QEMU and
-// Debian's kernel package (cached in $KATA_TEST_CACHE/kernel, fetched with
-// apt-get download the first time).
-
-// missing skips, or fails when the CI demands that nothing be skipped.
-func missing(t *testing.T, why string) {
-	t.Helper()
-	if os.Getenv("KATA_E2E_REQUIRED") == "1" {
-		t.Fatalf("KATA_E2E_REQUIRED=1 but %s", why)
-	}
-	t.Skip("SKIP: " + why)
-}
-
-func testCache() string {
-	if d := os.Getenv("KATA_TEST_CACHE"); d != "" {
-		return d
-	}
-	return "/var/cache/kata-deploy/test"
-}
-
-// kernelDeb finds Debian's kernel package in the test cache or downloads it.
-func kernelDeb(ctx context.Context, t *testing.T) string {
-	t.Helper()
-	dir := filepath.Join(testCache(), "kernel")
-	for _, d := range []string{dir, testCache()} {
-		if debs, _ := filepath.Glob(filepath.Join(d, "linux-image-*.deb")); len(debs) > 0 {
-			return debs[len(debs)-1]
-		}
-	}
-	deb, err := guestimage.FetchDebianKernel(ctx, dir)
-	if err != nil {
-		missing(t, fmt.Sprintf("no Debian kernel package in %s and apt-get download failed: %v", dir, err))
-	}
-	return deb
-}
-
-// baseImage returns a vmlinux and an initrd holding the modules the tests
-// need, built once per kernel package and cached: scanning the package
-// takes most of a minute under load.
-func baseImage(ctx context.Context, t *testing.T) (vmlinux, initrd string) {
-	t.Helper()
-	deb := kernelDeb(ctx, t)
-	dir := filepath.Join(testCache(), "hypervisor-guest", strings.TrimSuffix(filepath.Base(deb), ".deb"))
-	vmlinux, initrd = filepath.Join(dir, guestimage.VmlinuxName), filepath.Join(dir, guestimage.InitrdName)
-	if _, err := os.Stat(filepath.Join(dir, guestimage.ManifestName)); err == nil {
-		return vmlinux, initrd
-	}
-	// Any static binary will do as /init: each test appends its own.
-	t.Logf("building the test guest image from %s into %s (once)", deb, dir)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	_, err := guestimage.Build(ctx, guestimage.Options{
-		KernelDeb: deb, AgentBinary: buildGuestInit(t), OutDir: dir,
-		Modules: []string{"virtio_pci", "virtio_console", "9pnet_virtio", "9p", "virtiofs"},
-	})
-	if err != nil {
-		t.Fatalf("building the guest image: %v", err)
-	}
-	return vmlinux, initrd
-}
-
-func buildGuestInit(t *testing.T) string {
-	t.Helper()
-	out := filepath.Join(t.TempDir(), "init")
-	cmd := exec.Command("go", "build", "-o", out, "./testdata/guestinit")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("building the guest init: %v\n%s", err, b)
-	}
-	return out
-}
+// The VM tests boot the test guest image (internal/testguest) under QEMU
+// with a tiny /init (testdata/guestinit) in place of the agent; it reports
+// over agent.0. They need root and QEMU.
 
 // guest is what every VM test boots.
 type guest struct {
-	kernel, base, initrd, firmware, qemu, virtiofsd string
+	image                                     *testguest.Image
+	kernel, initrd, firmware, qemu, virtiofsd string
 }
 
-// withInit returns an initrd that is the base image with init as /init:
-// the kernel unpacks concatenated cpio archives in order, so the later
-// /init replaces the placeholder.
+// withInit returns the test image's initrd with init as its /init.
 func (g guest) withInit(t *testing.T, init []byte) string {
 	t.Helper()
-	var buf bytes.Buffer
-	if err := guestimage.WriteInitrd(&buf, []guestimage.File{{Path: guestimage.InitPath, Mode: 0o755, Data: init}}); err != nil {
-		t.Fatal(err)
-	}
-	base, err := os.ReadFile(g.base)
+	return g.image.WithInit(t, init)
+}
+
+// buildGuestInit compiles testdata/guestinit, static.
+func buildGuestInit(t *testing.T) []byte {
+	t.Helper()
+	path, err := testguest.BuildStatic(context.Background(), t.TempDir(), "init", "./testdata/guestinit")
 	if err != nil {
 		t.Fatal(err)
 	}
-	initrd := filepath.Join(t.TempDir(), "initrd.img")
-	if err := os.WriteFile(initrd, append(base, buf.Bytes()...), 0o644); err != nil {
+	data, err := os.ReadFile(path)
+	if err != nil {
 		t.Fatal(err)
 	}
-	return initrd
+	return data
 }
 
 func requireGuest(t *testing.T) guest {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("SKIP: boots VMs (not with -short)")
-	}
-	if os.Geteuid() != 0 {
-		missing(t, "VM tests need root (network namespaces, virtiofsd)")
-	}
-	qemuPath, err := exec.LookPath("qemu-system-x86_64")
-	if err != nil {
-		missing(t, "qemu-system-x86_64 is not installed (apt-get install qemu-system-x86)")
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	vmlinux, base := baseImage(ctx, t)
-	initBin, err := os.ReadFile(buildGuestInit(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	g := guest{kernel: vmlinux, base: base, qemu: qemuPath, virtiofsd: "/usr/lib/qemu/virtiofsd"}
-	g.initrd = g.withInit(t, initBin)
-	if _, err := os.Stat("/usr/share/qemu/qboot.rom"); err == nil {
-		g.firmware = "/usr/share/qemu/qboot.rom"
-	}
+	testreq.Short(t, "boots VMs")
+	testreq.Root(t) // network namespaces, virtiofsd
+	g := guest{qemu: testreq.QEMU(t), firmware: testreq.QbootROM, virtiofsd: "/usr/lib/qemu/virtiofsd"}
+	g.image = testguest.Get(t)
+	g.kernel = g.image.Vmlinux
+	g.initrd = g.withInit(t, buildGuestInit(t))
 	return g
 }
 
