@@ -28,6 +28,12 @@ func TestSecureJoin(t *testing.T) {
 		"dangling":      "/nonexistent/dir",
 		"etc/resolv":    "/run/resolv.conf",
 		"usr/lib/chain": "../../abs-etc",
+		"self":          "self",
+		"to-root":       "/",
+		"to-dotdot":     "..",
+		"var/deep":      "../../../../../../../../usr/../../etc",
+		"dangling-up":   "../../outside/file",
+		"var/abs-rel":   "/var/../rel-lib",
 	}
 	for name, target := range links {
 		if err := os.Symlink(target, filepath.Join(root, name)); err != nil {
@@ -53,6 +59,14 @@ func TestSecureJoin(t *testing.T) {
 		{"/usr/lib/chain/x", "/etc/x"},
 		{"/missing/../etc", "/etc"},
 		{"/a/./b//c/", "/a/b/c"},
+		{"/to-root/etc", "/etc"},
+		{"/to-dotdot/../etc", "/etc"},
+		{"/var/deep/group", "/etc/group"},
+		{"/dangling-up", "/outside/file"},
+		{"/var/abs-rel/y", "/usr/lib/y"},
+		{"/rel-lib/../x", "/usr/x"}, // ".." after a symlink applies to its target
+		{"../../../../..", ""},
+		{"/abs-escape/../../../x", "/x"},
 	}
 	for _, tt := range tests {
 		got, err := secureJoin(root, tt.path)
@@ -64,7 +78,9 @@ func TestSecureJoin(t *testing.T) {
 			t.Errorf("secureJoin(%q) = %q, want %q", tt.path, got, want)
 		}
 	}
-	if _, err := secureJoin(root, "/loop1/x"); !errors.Is(err, unix.ELOOP) {
-		t.Errorf("symlink loop: got %v, want ELOOP", err)
+	for _, loop := range []string{"/loop1/x", "/self", "/var/../self/y"} {
+		if _, err := secureJoin(root, loop); !errors.Is(err, unix.ELOOP) {
+			t.Errorf("symlink loop %s: got %v, want ELOOP", loop, err)
+		}
 	}
 }
