@@ -3,6 +3,7 @@ module github.com/kata-deploy/kata-deploy
 go 1.26.6
 
 require (
+	github.com/aymanbagabas/go-udiff v0.4.2
 	github.com/cavaliergopher/cpio v1.0.1
 	github.com/containerd/containerd/api v1.12.0
 	github.com/containerd/containerd/v2 v2.4.2

@@ -1,13 +1,11 @@
 package textdiff
 
 import (
-	"os"
-	"os/exec"
-	"path/filepath"
+	"fmt"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
-
-	"github.com/kata-deploy/kata-deploy/internal/testreq"
 )
 
 func TestUnified(t *testing.T) {
@@ -33,28 +31,77 @@ func TestUnified(t *testing.T) {
 	}
 }
 
-// The output must be a patch that patch(1) applies to a, giving b.
-func TestUnifiedAppliesWithPatch(t *testing.T) {
-	patch := testreq.Command(t, "patch")
+// The output must apply to a as a patch, giving b. The patch is applied in Go (apply, below),
+// so the test needs no patch(1) or diff(1).
+func TestUnifiedApplies(t *testing.T) {
 	pairs := [][2]string{
 		{"{\n  \"debug\": true\n}\n", "{\n  \"debug\": true,\n  \"runtimes\": {\n    \"kata\": {}\n  }\n}\n"},
 		{strings.Repeat("line\n", 20) + "end\n", "start\n" + strings.Repeat("line\n", 20)},
 		{"a\nb\nc\nd\ne\nf\ng\nh\ni\nj\nk\n", "a\nB\nc\nd\ne\nf\ng\nh\ni\nJ\nk\nl\n"},
+		{"{}", "{}\n"},
+		{"", "{}\n"},
 	}
 	for i, p := range pairs {
-		dir := t.TempDir()
-		file := filepath.Join(dir, "daemon.json")
-		if err := os.WriteFile(file, []byte(p[0]), 0o644); err != nil {
-			t.Fatal(err)
+		diff := Unified("a/daemon.json", "b/daemon.json", p[0], p[1])
+		got, err := apply(diff, p[0])
+		if err != nil {
+			t.Fatalf("pair %d: applying\n%s: %v", i, diff, err)
 		}
-		cmd := exec.Command(patch, "-s", file)
-		cmd.Stdin = strings.NewReader(Unified("a/daemon.json", "b/daemon.json", p[0], p[1]))
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("pair %d: patch: %v\n%s", i, err, out)
-		}
-		got, _ := os.ReadFile(file)
-		if string(got) != p[1] {
+		if got != p[1] {
 			t.Errorf("pair %d: patched text\n%q\nwant\n%q", i, got, p[1])
 		}
 	}
+}
+
+// apply itself must refuse a diff made for another text, or TestUnifiedApplies proves nothing.
+func TestApplyRefusesMismatch(t *testing.T) {
+	diff := Unified("a", "b", "x\ny\n", "x\nz\n")
+	if got, err := apply(diff, "x\nw\n"); err == nil {
+		t.Fatalf("applied to a text it does not fit: %q", got)
+	}
+}
+
+var hunkHeader = regexp.MustCompile(`^@@ -(\d+)(?:,\d+)? \+\d+(?:,\d+)? @@$`)
+
+// apply applies a unified diff to text the way patch(1) does without fuzz: every context and
+// removed line must match the text where the hunk header says.
+func apply(diff, text string) (string, error) {
+	old := strings.SplitAfter(text, "\n")
+	var out []string
+	next := 0 // the next line of old to copy
+	lines := strings.SplitAfter(diff, "\n")
+	for i := 2; i < len(lines) && lines[i] != ""; i++ { // after the --- and +++ lines
+		l := lines[i]
+		if m := hunkHeader.FindStringSubmatch(strings.TrimSuffix(l, "\n")); m != nil {
+			start, _ := strconv.Atoi(m[1])
+			if start > 0 && l[4:6] != "0," {
+				start-- // 1-based, except for an empty range
+			}
+			for ; next < start; next++ {
+				out = append(out, old[next])
+			}
+			continue
+		}
+		if l == "\\ No newline at end of file\n" {
+			if lines[i-1][0] != '-' { // a removed line was matched without its newline already
+				out[len(out)-1] = strings.TrimSuffix(out[len(out)-1], "\n")
+			}
+			continue
+		}
+		switch body := l[1:]; l[0] {
+		case '+':
+			out = append(out, body)
+		case ' ', '-':
+			if next >= len(old) || strings.TrimSuffix(old[next], "\n") != strings.TrimSuffix(body, "\n") {
+				return "", fmt.Errorf("line %d of the diff (%q) does not match line %d of the text", i+1, l, next+1)
+			}
+			if l[0] == ' ' {
+				out = append(out, old[next])
+			}
+			next++
+		default:
+			return "", fmt.Errorf("line %d of the diff: %q", i+1, l)
+		}
+	}
+	return strings.Join(append(out, old[next:]...), ""), nil
 }
