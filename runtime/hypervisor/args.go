@@ -50,13 +50,6 @@ func kernelCmdline(extra []string, debug bool) (string, error) {
 	return line, nil
 }
 
-// rawArgs is a qemu.Device carrying options this govmm version cannot
-// express (memfd-backed shared memory). QEMU is still launched by govmm.
-type rawArgs []string
-
-func (r rawArgs) Valid() bool                        { return len(r) > 0 }
-func (r rawArgs) QemuParams(_ *qemu.Config) []string { return append([]string(nil), r...) }
-
 func hasVirtiofs(shares []Share) bool {
 	return slices.ContainsFunc(shares, func(s Share) bool { return s.Type == ShareVirtiofs })
 }
@@ -86,39 +79,23 @@ func qemuConfig(ctx context.Context, c *Config, l layout) (qemu.Config, error) {
 			// Daemonized with a pid file, QEMU outlives the shim as in
 			// upstream Kata; Cleanup finds it through the pid file.
 			Daemonize: true,
-			// With Mlock unset this govmm emits "-realtime mlock=off",
-			// which QEMU 7.2 rejects; Mlock without Realtime emits
-			// nothing and leaves guest memory unlocked.
-			Mlock: true,
 		},
 		PidFile: l.pid,
 	}
+	noRealtimeArg(&q.Knobs)
 	// Under emulation the default CPU model (qemu64) boots faster than
 	// "max" (measured: about 0.6 s less); "host" needs KVM.
 	if c.Accelerator == AccelKVM {
 		q.CPUModel = "host"
 	}
 	q.Devices = devices(c, l)
-	// virtio-fs needs guest RAM that virtiofsd can map: memfd with
-	// share=on, which govmm cannot express. Leaving Memory.Size empty keeps
-	// govmm from adding its own memory backend.
 	if hasVirtiofs(c.Shares) {
-		q.Devices = append(q.Devices, sharedMemory(c.MemoryMiB))
+		// virtio-fs needs guest RAM that virtiofsd can map.
+		setSharedMemory(&q, c.MemoryMiB)
 	} else {
 		q.Memory = qemu.Memory{Size: strconv.Itoa(c.MemoryMiB) + "M"}
 	}
 	return q, nil
-}
-
-// sharedMemory is guest RAM in a shared memfd, bound to the VM's only NUMA
-// node, so that vhost-user daemons can map it.
-func sharedMemory(mib int) rawArgs {
-	size := strconv.Itoa(mib) + "M"
-	return rawArgs{
-		"-m", size,
-		"-object", "memory-backend-memfd,id=mem0,size=" + size + ",share=on",
-		"-numa", "node,memdev=mem0",
-	}
 }
 
 // devices lists the VM's devices: the serial console, the agent channel,

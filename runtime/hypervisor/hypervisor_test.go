@@ -204,11 +204,18 @@ func TestKernelCmdlineTooLong(t *testing.T) {
 // command line it built. govmm sets credentials, so this needs root.
 func launchArgs(t *testing.T, c Config) []string {
 	t.Helper()
-	testreq.Root(t) // govmm's launcher sets process credentials
 	q, err := qemuConfig(context.Background(), &c, newLayout(c.StateDir))
 	if err != nil {
 		t.Fatal(err)
 	}
+	return govmmArgs(t, q)
+}
+
+// govmmArgs runs govmm's launcher for q on the fake QEMU and returns the
+// command line it built.
+func govmmArgs(t *testing.T, q qemu.Config) []string {
+	t.Helper()
+	testreq.Root(t) // govmm's launcher sets process credentials
 	out := filepath.Join(t.TempDir(), "args.json")
 	t.Setenv(envFakeQEMUArgs, out)
 	q.Path = os.Args[0]

@@ -1,0 +1,50 @@
+package hypervisor
+
+import (
+	"slices"
+	"testing"
+
+	"github.com/kata-containers/govmm/qemu"
+)
+
+// Each test shows the govmm defect (so that an update that fixes it is
+// noticed) and that the workaround avoids it.
+
+func minimalQEMU() qemu.Config {
+	return qemu.Config{Name: "t", Machine: qemu.Machine{Type: "q35"}, Memory: qemu.Memory{Size: "256M"}}
+}
+
+func TestNoRealtimeArg(t *testing.T) {
+	q := minimalQEMU()
+	if args := govmmArgs(t, q); !slices.Contains(args, "-realtime") {
+		t.Errorf("govmm no longer emits -realtime without Mlock (%q): noRealtimeArg can go", args)
+	}
+	noRealtimeArg(&q.Knobs)
+	if args := govmmArgs(t, q); slices.Contains(args, "-realtime") || slices.ContainsFunc(args, func(a string) bool { return a == "mlock=off" || a == "mlock=on" }) {
+		t.Errorf("-realtime or mlock still on the command line: %q", args)
+	}
+}
+
+func TestSetSharedMemory(t *testing.T) {
+	q := minimalQEMU()
+	setSharedMemory(&q, 512)
+	args := govmmArgs(t, q)
+	want := []string{"-m", "512M", "-object", "memory-backend-memfd,id=mem0,size=512M,share=on", "-numa", "node,memdev=mem0"}
+	i := slices.Index(args, "-m")
+	if i < 0 || !slices.Equal(args[i:min(i+len(want), len(args))], want) {
+		t.Fatalf("command line %q lacks %q", args, want)
+	}
+	if n := count(args, "-m"); n != 1 {
+		t.Errorf("%d -m arguments (govmm added its own memory): %q", n, args)
+	}
+}
+
+func count(args []string, s string) int {
+	n := 0
+	for _, a := range args {
+		if a == s {
+			n++
+		}
+	}
+	return n
+}
