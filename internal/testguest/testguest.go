@@ -235,6 +235,21 @@ func lock(dir string) (func(), error) {
 	return func() { f.Close() }, nil
 }
 
+// BuildInit compiles a test's own /init (pkg, e.g. "./testdata/guestinit", static) and returns
+// its bytes, for WithInit.
+func BuildInit(t testing.TB, pkg string) []byte {
+	t.Helper()
+	path, err := BuildStatic(context.Background(), t.TempDir(), "init", pkg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
+}
+
 // WithInit returns a copy of the image's initrd whose /init is init: the kernel unpacks
 // concatenated cpio archives in order, so the appended /init replaces the agent while the
 // modules and their load list stay.

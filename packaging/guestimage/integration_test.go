@@ -37,7 +37,7 @@ func TestRealDebianKernel(t *testing.T) {
 	t.Run("9p modules in dependency order", func(t *testing.T) { checkModuleOrder(t, m.Modules) })
 	t.Run("same sha256 from the unpacked package", func(t *testing.T) { checkSameFromDir(t, img) })
 	t.Run("boots under QEMU", func(t *testing.T) {
-		bootGuest(t, img.WithInit(t, buildBootInit(t)), img.Vmlinux, len(m.Modules))
+		bootGuest(t, img.WithInit(t, testguest.BuildInit(t, "./testdata/bootinit")), img.Vmlinux, len(m.Modules))
 	})
 }
 
@@ -83,20 +83,6 @@ func checkSameFromDir(t *testing.T, img *testguest.Image) {
 	if !slices.Equal(m2.Modules, m.Modules) {
 		t.Fatalf("modules differ: %v vs %v", m2.Modules, m.Modules)
 	}
-}
-
-// buildBootInit compiles testdata/bootinit, the /init that reports what the guest sees.
-func buildBootInit(t *testing.T) []byte {
-	t.Helper()
-	path, err := testguest.BuildStatic(context.Background(), t.TempDir(), "init", "./testdata/bootinit")
-	if err != nil {
-		t.Fatal(err)
-	}
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return data
 }
 
 // bootGuest boots the image with QEMU (TCG, qboot, PVH vmlinux) and checks

@@ -34,20 +34,6 @@ func (g guest) withInit(t *testing.T, init []byte) string {
 	return g.image.WithInit(t, init)
 }
 
-// buildGuestInit compiles testdata/guestinit, static.
-func buildGuestInit(t *testing.T) []byte {
-	t.Helper()
-	path, err := testguest.BuildStatic(context.Background(), t.TempDir(), "init", "./testdata/guestinit")
-	if err != nil {
-		t.Fatal(err)
-	}
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return data
-}
-
 func requireGuest(t *testing.T) guest {
 	t.Helper()
 	testreq.Short(t, "boots VMs")
@@ -55,7 +41,7 @@ func requireGuest(t *testing.T) guest {
 	g := guest{qemu: testreq.QEMU(t), firmware: testreq.QbootROM, virtiofsd: "/usr/lib/qemu/virtiofsd"}
 	g.image = testguest.Get(t)
 	g.kernel = g.image.Vmlinux
-	g.initrd = g.withInit(t, buildGuestInit(t))
+	g.initrd = g.withInit(t, testguest.BuildInit(t, "./testdata/guestinit"))
 	return g
 }
 
