@@ -1,5 +1,6 @@
 # kata-deploy: `make test` runs every test (unit and end to end, against a real Docker engine).
 GO        ?= go
+STATICCHECK ?= $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2
 BIN       ?= bin
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT    ?= $(shell git rev-parse HEAD 2>/dev/null)
@@ -31,9 +32,13 @@ test:
 unit:
 	$(GO) test -short ./...
 
+# Static checks: formatting, go vet, staticcheck (pinned; fetched through the module proxy and
+# cached), and go.mod/go.sum exactly as `go mod tidy` leaves them.
 lint:
-	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt:"; echo "$$out"; exit 1; fi
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	$(STATICCHECK) ./...
+	@$(GO) mod tidy -diff || { echo "go.mod/go.sum are not tidy: run go mod tidy"; exit 1; }
 
 engine-up:
 	hack/engine.sh up

@@ -7,13 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 echo "== static checks"
-unformatted=$(gofmt -l $(git ls-files '*.go'))
-if [ -n "$unformatted" ]; then
-	echo "gofmt would change:"
-	echo "$unformatted"
-	exit 1
-fi
-go vet ./...
+make lint
 
 echo "== test engine"
 env_file=$(hack/engine.sh up)

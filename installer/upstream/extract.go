@@ -211,7 +211,7 @@ func (x *extractor) entry(hdr *tar.Header, rel string, r io.Reader) error {
 		if rel != "" && !x.implicit[rel] {
 			err = x.root.Mkdir(rel, 0o755)
 		}
-	case tar.TypeReg, tar.TypeRegA:
+	case tar.TypeReg: // the reader turns the old TypeRegA into TypeReg
 		e.Type = TypeFile
 		err = x.file(&e, hdr.Size, r)
 	case tar.TypeSymlink:

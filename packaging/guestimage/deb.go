@@ -63,7 +63,7 @@ func debDataTar(r io.Reader) (io.Reader, func(), error) {
 	for {
 		m, err := readArHeader(r)
 		if errors.Is(err, io.EOF) {
-			return nil, nil, errors.New("Debian package has no data.tar member")
+			return nil, nil, errors.New("the Debian package has no data.tar member")
 		}
 		if err != nil {
 			return nil, nil, err
