@@ -1,11 +1,11 @@
 # kata-deploy: `make test` runs every test (unit and end to end, against a real Docker engine).
-GO        ?= go
+GO          ?= go
 STATICCHECK ?= $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2
-BIN       ?= bin
-VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
-COMMIT    ?= $(shell git rev-parse HEAD 2>/dev/null)
-LDFLAGS   := -s -w -X github.com/kata-deploy/kata-deploy/internal/version.Version=$(VERSION) \
-             -X github.com/kata-deploy/kata-deploy/internal/version.Commit=$(COMMIT)
+BIN         ?= bin
+VERSION     ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT      ?= $(shell git rev-parse HEAD 2>/dev/null)
+LDFLAGS     := -s -w -X github.com/kata-deploy/kata-deploy/internal/version.Version=$(VERSION) \
+               -X github.com/kata-deploy/kata-deploy/internal/version.Commit=$(COMMIT)
 
 .PHONY: all build demo bench test unit lint engine-up engine-down clean
 

@@ -75,3 +75,13 @@ func TestEngine(t *testing.T) {
 		t.Fatalf("want a failure saying how to start the engine, got %q", f.failed)
 	}
 }
+
+// -short is the caller's choice: it skips even under KATA_E2E_REQUIRED=1 and never fails.
+func TestShortNeverFails(t *testing.T) {
+	t.Setenv(RequiredEnv, "1")
+	f := &fakeT{}
+	Short(f, "slow")
+	if f.failed != "" || (testing.Short() != (f.skipped != "")) {
+		t.Fatalf("short %v: skipped %q, failed %q", testing.Short(), f.skipped, f.failed)
+	}
+}
