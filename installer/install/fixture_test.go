@@ -19,6 +19,7 @@ import (
 	"github.com/kata-deploy/kata-deploy/installer/fakedocker"
 	"github.com/kata-deploy/kata-deploy/installer/hostinfo"
 	"github.com/kata-deploy/kata-deploy/installer/manifest"
+	"github.com/kata-deploy/kata-deploy/internal/layout"
 	"github.com/kata-deploy/kata-deploy/packaging/guestimage"
 )
 
@@ -50,8 +51,8 @@ func newFixture(t testing.TB, daemonJSON []byte) *fixture {
 		must(t, os.WriteFile(f.daemonJSON(), daemonJSON, 0o644))
 	}
 	must(t, os.MkdirAll(f.artifacts(), 0o755))
-	must(t, os.WriteFile(filepath.Join(f.artifacts(), ShimName), []byte("#!/bin/sh\n# shim v1\n"), 0o755))
-	must(t, os.WriteFile(filepath.Join(f.artifacts(), AgentName), []byte("agent v1"), 0o755))
+	must(t, os.WriteFile(filepath.Join(f.artifacts(), layout.ShimName), []byte("#!/bin/sh\n# shim v1\n"), 0o755))
+	must(t, os.WriteFile(filepath.Join(f.artifacts(), layout.AgentName), []byte("agent v1"), 0o755))
 	must(t, os.WriteFile(f.kernelDeb(), []byte("kernel package v1"), 0o644))
 	must(t, os.WriteFile(filepath.Join(f.dir, "qemu"), []byte("#!/bin/sh\n"), 0o755))
 	must(t, f.daemon.Reload(context.Background()))
@@ -160,13 +161,13 @@ func (f *fixture) tree() []string {
 }
 
 // layout is the layout of the current version, as the manifest records it.
-func (f *fixture) layout() Layout {
+func (f *fixture) layout() layout.Layout {
 	f.t.Helper()
 	m, err := manifest.Load(f.prefix())
 	if err != nil {
 		f.t.Fatal(err)
 	}
-	return Layout{Prefix: f.prefix(), Version: m.Current}
+	return layout.Layout{Prefix: f.prefix(), Version: m.Current}
 }
 
 func (f *fixture) file(path string) []byte {

@@ -15,6 +15,7 @@ import (
 	"github.com/kata-deploy/kata-deploy/installer/daemonjson"
 	"github.com/kata-deploy/kata-deploy/installer/engine"
 	"github.com/kata-deploy/kata-deploy/installer/manifest"
+	"github.com/kata-deploy/kata-deploy/internal/layout"
 	"github.com/kata-deploy/kata-deploy/packaging/guestimage"
 	"github.com/kata-deploy/kata-deploy/runtime/config"
 )
@@ -227,8 +228,8 @@ func TestNewInputsMakeANewVersion(t *testing.T) {
 	old := f.layout()
 	oldInitrd := f.file(old.Initrd())
 	djBefore, reloads := f.file(f.daemonJSON()), f.daemon.State().Reloads
-	must(t, os.WriteFile(filepath.Join(f.artifacts(), AgentName), []byte("agent v2"), 0o755))
-	must(t, os.WriteFile(filepath.Join(f.artifacts(), ShimName), []byte("shim v2"), 0o755))
+	must(t, os.WriteFile(filepath.Join(f.artifacts(), layout.AgentName), []byte("agent v2"), 0o755))
+	must(t, os.WriteFile(filepath.Join(f.artifacts(), layout.ShimName), []byte("shim v2"), 0o755))
 	res, err := f.install(nil)
 	if err != nil {
 		t.Fatal(err)
@@ -297,7 +298,7 @@ func TestForeignFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l := Layout{Prefix: f.prefix(), Version: dry.Version}
+	l := layout.Layout{Prefix: f.prefix(), Version: dry.Version}
 	must(t, os.MkdirAll(l.Bin(), 0o755))
 	must(t, os.WriteFile(l.Shim(), []byte("someone else's shim"), 0o700))
 	if _, err := f.install(nil); err == nil || !strings.Contains(err.Error(), "--force") {
@@ -321,7 +322,7 @@ func TestForeignFile(t *testing.T) {
 	}
 	tree := f.tree()
 	v := "/kata-deploy/versions/" + l.Version
-	if !slices.Equal(tree, []string{"/kata-deploy", "/kata-deploy/versions", v, v + "/bin", v + "/bin/" + ShimName}) {
+	if !slices.Equal(tree, []string{"/kata-deploy", "/kata-deploy/versions", v, v + "/bin", v + "/bin/" + layout.ShimName}) {
 		t.Errorf("left: %v", tree)
 	}
 }
@@ -630,7 +631,7 @@ func TestDaemonJSONEditedDuringBuild(t *testing.T) {
 // registered, and uninstall leaves it.
 func TestIdenticalEntryBeforeInstallIsLeft(t *testing.T) {
 	f := newFixture(t, nil)
-	l := Layout{Prefix: f.prefix(), Version: "any"}
+	l := layout.Layout{Prefix: f.prefix(), Version: "any"}
 	before := `{"runtimes": {"kata": {"runtimeType": "` + l.EntryShim() + `", "options": {"ConfigPath": "` + l.EntryConfig() + `"}}}}`
 	must(t, os.WriteFile(f.daemonJSON(), []byte(before), 0o644))
 	if _, err := f.install(nil); err != nil {

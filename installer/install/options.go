@@ -27,20 +27,16 @@ import (
 	"github.com/kata-deploy/kata-deploy/installer/manifest"
 	"github.com/kata-deploy/kata-deploy/installer/registration"
 	"github.com/kata-deploy/kata-deploy/installer/upstream"
+	"github.com/kata-deploy/kata-deploy/internal/layout"
 	"github.com/kata-deploy/kata-deploy/packaging/guestimage"
 )
 
 // Defaults.
 const (
-	DefaultPrefix      = "/opt/kata-deploy"
+	DefaultPrefix      = layout.DefaultPrefix
 	DefaultRuntimeName = "kata"
 	DefaultKernelCache = "/var/cache/kata-deploy/kernel"
 	DefaultSmokeImage  = "busybox"
-	ShimName           = "containerd-shim-kata-v2"
-	AgentName          = "kata-agent"
-	// VersionsDirName and CurrentLinkName are the versioned layout's names under the prefix.
-	VersionsDirName = "versions"
-	CurrentLinkName = "current"
 )
 
 // Options say what to install and how.
@@ -249,65 +245,6 @@ func (o Options) progress(msg string) {
 	if o.Progress != nil {
 		o.Progress(msg)
 	}
-}
-
-// Layout names the files of an install. In the versioned layout each set of artifacts lives in
-// <prefix>/versions/<Version>/ and the symlink <prefix>/current points at the one in use; the
-// runtime is registered through current, so that switching versions is one atomic rename with
-// no daemon.json change and no reload (running containers keep the shim they started with).
-// Version "" is the flat layout of manifest schema 1 (bin/ and share/ directly under the
-// prefix), which only migration, uninstall and status still meet.
-type Layout struct {
-	Prefix  string
-	Version string
-}
-
-// Root is the directory holding the version's bin/ and share/.
-func (l Layout) Root() string {
-	if l.Version == "" {
-		return l.Prefix
-	}
-	return filepath.Join(l.Prefix, VersionsDirName, l.Version)
-}
-
-// Paths of the version's files.
-func (l Layout) Bin() string           { return filepath.Join(l.Root(), "bin") }
-func (l Layout) Shim() string          { return filepath.Join(l.Root(), "bin", ShimName) }
-func (l Layout) Share() string         { return filepath.Join(l.Root(), "share") }
-func (l Layout) ImageDir() string      { return filepath.Join(l.Root(), "share", "kata-deploy") }
-func (l Layout) Vmlinux() string       { return filepath.Join(l.ImageDir(), guestimage.VmlinuxName) }
-func (l Layout) Initrd() string        { return filepath.Join(l.ImageDir(), guestimage.InitrdName) }
-func (l Layout) ImageManifest() string { return filepath.Join(l.ImageDir(), "image-manifest.json") }
-func (l Layout) Staging() string       { return filepath.Join(l.ImageDir(), ".build") }
-func (l Layout) DefaultsDir() string   { return filepath.Join(l.Root(), "share", "defaults") }
-func (l Layout) Config() string        { return filepath.Join(l.DefaultsDir(), "configuration-qemu.toml") }
-
-// VersionsDir holds the versions; CurrentLink is the symlink to the one in use.
-func (l Layout) VersionsDir() string { return filepath.Join(l.Prefix, VersionsDirName) }
-func (l Layout) CurrentLink() string { return filepath.Join(l.Prefix, CurrentLinkName) }
-
-// EntryShim and EntryConfig are the paths the runtime is registered with: through current in
-// the versioned layout.
-func (l Layout) EntryShim() string {
-	if l.Version == "" {
-		return l.Shim()
-	}
-	return filepath.Join(l.CurrentLink(), "bin", ShimName)
-}
-
-func (l Layout) EntryConfig() string {
-	if l.Version == "" {
-		return l.Config()
-	}
-	return filepath.Join(l.CurrentLink(), "share", "defaults", "configuration-qemu.toml")
-}
-
-// Dirs are the directories of an install, parents first.
-func (l Layout) Dirs() []string {
-	if l.Version == "" {
-		return []string{l.Prefix, l.Bin(), l.Share(), l.ImageDir(), l.DefaultsDir()}
-	}
-	return []string{l.Prefix, l.VersionsDir(), l.Root(), l.Bin(), l.Share(), l.ImageDir(), l.DefaultsDir()}
 }
 
 // Validate checks the options as Install, Uninstall and GetStatus will, for a usage error

@@ -13,6 +13,7 @@ import (
 	"github.com/kata-deploy/kata-deploy/installer/dockerd"
 	"github.com/kata-deploy/kata-deploy/installer/manifest"
 	"github.com/kata-deploy/kata-deploy/installer/registration"
+	"github.com/kata-deploy/kata-deploy/internal/layout"
 )
 
 // Action is one thing an install does (or, with --dry-run, would do).
@@ -70,7 +71,7 @@ type imagePlan struct {
 
 // plan is everything an install will do, computed before anything changes.
 type plan struct {
-	layout      Layout // the version installed
+	layout      layout.Layout // the version installed
 	newDirs     []string
 	adoptPrefix bool // an empty prefix without a manifest: left by a run killed right after mkdir
 	shim        fileAction
@@ -146,7 +147,7 @@ func planFile(m *manifest.Manifest, f fileAction, force bool) (fileAction, error
 
 // planImage decides whether the guest image must be built: its inputs changed, or a file of it
 // is missing or not recorded as complete.
-func planImage(m *manifest.Manifest, built *manifest.Image, l Layout, kernel *source, agent source, force bool) (imagePlan, error) {
+func planImage(m *manifest.Manifest, built *manifest.Image, l layout.Layout, kernel *source, agent source, force bool) (imagePlan, error) {
 	ip := imagePlan{Kernel: kernel, Agent: agent, Fetch: kernel == nil}
 	if kernel != nil {
 		ip.Key = imageKey(kernel.SHA256, agent.SHA256)
@@ -204,7 +205,7 @@ func imageKey(kernelSHA, agentSHA string) string {
 }
 
 // planDirs lists the layout's directories that do not exist yet.
-func planDirs(l Layout) ([]string, error) {
+func planDirs(l layout.Layout) ([]string, error) {
 	var dirs []string
 	for _, d := range l.Dirs() {
 		fi, err := os.Stat(d)
@@ -361,7 +362,7 @@ func (x *installer) makePlan(ctx context.Context, m *manifest.Manifest, loc dock
 // planVersion names the version the inputs make, and decides the switch of current and what is
 // pruned once it is in use.
 func (x *installer) planVersion(p *plan, m *manifest.Manifest, in inputs) error {
-	canonical, err := runtimeConfig(x.host, Layout{Prefix: "/", Version: "@"}, x.o.Accelerator)
+	canonical, err := runtimeConfig(x.host, layout.Layout{Prefix: "/", Version: "@"}, x.o.Accelerator)
 	if err != nil {
 		return err
 	}
@@ -369,7 +370,7 @@ func (x *installer) planVersion(p *plan, m *manifest.Manifest, in inputs) error 
 	if in.kernel != nil {
 		id = versionID(in.shim.SHA256, imageKey(in.kernel.SHA256, in.agent.SHA256), bytesSum(canonical))
 	}
-	p.layout = Layout{Prefix: x.o.Prefix, Version: id}
+	p.layout = layout.Layout{Prefix: x.o.Prefix, Version: id}
 	x.res.Version = id
 	target, err := readCurrent(x.o.Prefix)
 	if err != nil {
@@ -403,13 +404,13 @@ func (x *installer) planVersion(p *plan, m *manifest.Manifest, in inputs) error 
 // warnConfigNotCarried tells the user that their edits of the current version's configuration do
 // not follow into the new version.
 func (x *installer) warnConfigNotCarried(m *manifest.Manifest, from string) {
-	cfg := Layout{Prefix: m.Prefix, Version: from}.Config()
+	cfg := layout.Layout{Prefix: m.Prefix, Version: from}.Config()
 	rec := m.File(cfg)
 	if rec == nil {
 		return
 	}
 	if cur, _, err := fileSum(cfg); err == nil && cur != "" && !rec.Owns(cur) {
-		x.warn(fmt.Sprintf("%s was changed since install; the new version gets a fresh configuration: carry your changes over to %s", cfg, Layout{Prefix: m.Prefix, Version: x.res.Version}.Config()))
+		x.warn(fmt.Sprintf("%s was changed since install; the new version gets a fresh configuration: carry your changes over to %s", cfg, layout.Layout{Prefix: m.Prefix, Version: x.res.Version}.Config()))
 	}
 }
 
@@ -470,7 +471,7 @@ func (p *plan) actions(o Options) []Action {
 		as = append(as, Action{Op: "smoke-test", Target: "docker run --rm --runtime=" + o.RuntimeName + " IMAGE uname -r"})
 	}
 	for _, id := range p.pruneVersions {
-		as = append(as, Action{Op: "remove-version", Target: Layout{Prefix: p.layout.Prefix, Version: id}.Root(), Detail: "neither current nor kept for rollback"})
+		as = append(as, Action{Op: "remove-version", Target: layout.Layout{Prefix: p.layout.Prefix, Version: id}.Root(), Detail: "neither current nor kept for rollback"})
 	}
 	if len(p.pruneFlat) > 0 {
 		as = append(as, Action{Op: "remove-flat-layout", Target: p.layout.Prefix, Detail: fmt.Sprintf("%d files of the layout before versions, once the new version is in use", len(p.pruneFlat))})

@@ -14,6 +14,7 @@ import (
 	"github.com/kata-deploy/kata-deploy/installer/hostinfo"
 	"github.com/kata-deploy/kata-deploy/installer/manifest"
 	"github.com/kata-deploy/kata-deploy/installer/registration"
+	"github.com/kata-deploy/kata-deploy/internal/layout"
 	"github.com/kata-deploy/kata-deploy/runtime/config"
 )
 
@@ -122,7 +123,7 @@ func GetStatus(ctx context.Context, o Options, d Deps) (*Status, error) {
 	if m.State != manifest.StateInstalled {
 		s.problem(fmt.Sprintf("the install is %s: a run was interrupted; run `kata-deploy install` (or uninstall) again to finish it", m.State))
 	}
-	var l Layout
+	var l layout.Layout
 	shim, config := "", ""
 	if m.Source == manifest.SourceUpstream {
 		shim, config = s.checkUpstream(m)
@@ -171,14 +172,14 @@ func (s *Status) checkUpstream(m *manifest.Manifest) (shim, config string) {
 
 // checkVersions reports the versions and checks that current points at the current one; it
 // returns the layout in use.
-func (s *Status) checkVersions(m *manifest.Manifest) Layout {
+func (s *Status) checkVersions(m *manifest.Manifest) layout.Layout {
 	if !m.Versioned() {
 		s.Layout = "flat"
 		if m.Image != nil {
 			s.GuestKernel = m.Image.KernelVersion
 		}
 		s.Notes = append(s.Notes, "installed by an earlier kata-deploy, without versions: the next `kata-deploy upgrade` (or install) moves it into versions, after which rollback is possible")
-		return Layout{Prefix: m.Prefix}
+		return layout.Layout{Prefix: m.Prefix}
 	}
 	s.Layout = manifest.LayoutVersioned
 	for _, v := range m.Versions {
@@ -199,7 +200,7 @@ func (s *Status) checkVersions(m *manifest.Manifest) Layout {
 	if len(s.OtherVersions) > 0 {
 		s.Notes = append(s.Notes, "versions other than the current and the previous one are left by an interrupted or failed upgrade: the next install or upgrade removes them")
 	}
-	l := Layout{Prefix: m.Prefix, Version: m.Current}
+	l := layout.Layout{Prefix: m.Prefix, Version: m.Current}
 	if m.Current == "" {
 		return l
 	}
@@ -214,7 +215,7 @@ func (s *Status) checkVersions(m *manifest.Manifest) Layout {
 }
 
 func versionStatus(m *manifest.Manifest, v manifest.Version) VersionStatus {
-	vs := VersionStatus{ID: v.ID, Path: Layout{Prefix: m.Prefix, Version: v.ID}.Root(), Created: v.Created,
+	vs := VersionStatus{ID: v.ID, Path: layout.Layout{Prefix: m.Prefix, Version: v.ID}.Root(), Created: v.Created,
 		KataDeployVersion: v.KataDeployVersion, Ready: v.Ready}
 	if v.Image != nil {
 		vs.GuestKernel = v.Image.KernelVersion
@@ -322,7 +323,7 @@ func (s *Status) checkDocker(ctx context.Context, m *manifest.Manifest, d Deps) 
 
 // readConfig reads the accelerator from the runtime configuration and checks the file the way
 // the shim will.
-func (s *Status) readConfig(l Layout) {
+func (s *Status) readConfig(l layout.Layout) {
 	data, err := os.ReadFile(l.Config())
 	if err != nil {
 		return // a missing file is reported with the artifacts

@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/kata-deploy/kata-deploy/installer/manifest"
+	"github.com/kata-deploy/kata-deploy/internal/layout"
 )
 
 // Upgrade installs the artifacts given (a newer shim, agent or kernel) as a new version beside
@@ -65,7 +66,7 @@ func Rollback(ctx context.Context, o Options, d Deps) (*RollbackResult, error) {
 	if o.DryRun {
 		return res, nil
 	}
-	o.progress(fmt.Sprintf("switching %s back to %s", Layout{Prefix: m.Prefix}.CurrentLink(), versionTarget(m.Previous)))
+	o.progress(fmt.Sprintf("switching %s back to %s", layout.Layout{Prefix: m.Prefix}.CurrentLink(), versionTarget(m.Previous)))
 	if err := x.switchCurrent(m.Previous, m.Current, StepSwitched); err != nil {
 		return res, err
 	}

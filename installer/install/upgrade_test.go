@@ -12,12 +12,13 @@ import (
 	"github.com/kata-deploy/kata-deploy/installer/daemonjson"
 	"github.com/kata-deploy/kata-deploy/installer/manifest"
 	"github.com/kata-deploy/kata-deploy/installer/registration"
+	"github.com/kata-deploy/kata-deploy/internal/layout"
 )
 
 // newAgent makes the next install or upgrade produce a new version.
 func (f *fixture) newAgent(t testing.TB, content string) {
 	t.Helper()
-	must(t, os.WriteFile(filepath.Join(f.artifacts(), AgentName), []byte(content), 0o755))
+	must(t, os.WriteFile(filepath.Join(f.artifacts(), layout.AgentName), []byte(content), 0o755))
 }
 
 func (f *fixture) upgrade(mod func(*Options)) (*Result, error) {
@@ -56,7 +57,7 @@ func (f *fixture) status(t testing.TB) *Status {
 
 // versionsOnDisk lists <prefix>/versions.
 func (f *fixture) versionsOnDisk() []string {
-	entries, _ := os.ReadDir(filepath.Join(f.prefix(), VersionsDirName))
+	entries, _ := os.ReadDir(filepath.Join(f.prefix(), layout.VersionsDirName))
 	var ids []string
 	for _, e := range entries {
 		ids = append(ids, e.Name())
@@ -189,7 +190,7 @@ func TestUpgradeAndRollbackRefusals(t *testing.T) {
 		t.Fatal(err)
 	}
 	m := f.manifest(t)
-	prev := Layout{Prefix: f.prefix(), Version: m.Previous}
+	prev := layout.Layout{Prefix: f.prefix(), Version: m.Previous}
 	must(t, os.Remove(prev.Initrd()))
 	if _, err := f.rollback(nil); err == nil || !strings.Contains(err.Error(), "initrd.img is missing") {
 		t.Errorf("rollback to a damaged version: %v", err)
@@ -341,9 +342,9 @@ func TestKilledRollbackIsConsistent(t *testing.T) {
 
 // flatInstall puts on the fixture what kata-deploy before versions installed: bin/ and share/
 // directly under the prefix, a schema 1 manifest, the flat paths registered in daemon.json.
-func (f *fixture) flatInstall(t testing.TB) Layout {
+func (f *fixture) flatInstall(t testing.TB) layout.Layout {
 	t.Helper()
-	l := Layout{Prefix: f.prefix()}
+	l := layout.Layout{Prefix: f.prefix()}
 	m := manifest.New(f.prefix(), "kata", "0.1.0", f.deps().Now())
 	m.Layout, m.SchemaVersion, m.State = manifest.LayoutFlat, 1, manifest.StateInstalled
 	for _, d := range l.Dirs() {
@@ -470,7 +471,7 @@ func TestNewVersionReusesTheGuestImage(t *testing.T) {
 		t.Fatal(err)
 	}
 	old := f.layout()
-	must(t, os.WriteFile(filepath.Join(f.artifacts(), ShimName), []byte("shim v2"), 0o755))
+	must(t, os.WriteFile(filepath.Join(f.artifacts(), layout.ShimName), []byte("shim v2"), 0o755))
 	dry, err := f.upgrade(func(o *Options) { o.DryRun = true })
 	if err != nil || !slices.ContainsFunc(dry.Actions, func(a Action) bool { return a.Op == "copy-image" && strings.Contains(a.Detail, old.ImageDir()) }) {
 		t.Errorf("dry run: %+v %v", dry.Actions, err)
@@ -485,7 +486,7 @@ func TestNewVersionReusesTheGuestImage(t *testing.T) {
 	}
 	// A damaged source is not reused: the image is built.
 	must(t, os.WriteFile(l.Initrd(), []byte("damaged"), 0o644))
-	must(t, os.WriteFile(filepath.Join(f.artifacts(), ShimName), []byte("shim v3"), 0o755))
+	must(t, os.WriteFile(filepath.Join(f.artifacts(), layout.ShimName), []byte("shim v3"), 0o755))
 	must(t, os.WriteFile(old.Initrd(), []byte("damaged too"), 0o644))
 	if _, err := f.upgrade(nil); err != nil {
 		t.Fatal(err)

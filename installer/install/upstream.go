@@ -12,6 +12,7 @@ import (
 	"github.com/kata-deploy/kata-deploy/installer/dockerd"
 	"github.com/kata-deploy/kata-deploy/installer/manifest"
 	"github.com/kata-deploy/kata-deploy/installer/upstream"
+	"github.com/kata-deploy/kata-deploy/internal/layout"
 )
 
 // Upstream install steps, as passed to Options.AfterStep.
@@ -63,8 +64,8 @@ func (x *installer) makeUpstreamPlan(ctx context.Context, m *manifest.Manifest, 
 	if err := x.planUpstreamDir(m, u); err != nil {
 		return nil, err
 	}
-	p := &plan{upstream: u, layout: Layout{Prefix: x.o.Prefix}}
-	if p.newDirs, err = planDirs(Layout{Prefix: x.o.Prefix, Version: "-"}); err != nil {
+	p := &plan{upstream: u, layout: layout.Layout{Prefix: x.o.Prefix}}
+	if p.newDirs, err = planDirs(layout.Layout{Prefix: x.o.Prefix, Version: "-"}); err != nil {
 		return nil, err
 	}
 	p.newDirs = slices.DeleteFunc(p.newDirs, func(d string) bool { return d != x.o.Prefix })
