@@ -217,26 +217,44 @@ func Load(prefix string) (*Manifest, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading the install manifest: %w", err)
 	}
+	m, err := decode(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s %w", Path(prefix), err)
+	}
+	return m, nil
+}
+
+// decode reads a manifest in any format Load accepts.
+func decode(data []byte) (*Manifest, error) {
 	var m Manifest
 	if err := json.Unmarshal(data, &m); err != nil {
-		return nil, fmt.Errorf("%s is damaged (%v): restore it from a backup, or remove the install by hand", Path(prefix), err)
+		return nil, fmt.Errorf("is damaged (%v): restore it from a backup, or remove the install by hand", err)
 	}
 	if m.SchemaVersion < MinSchemaVersion || m.SchemaVersion > SchemaVersion {
-		return nil, fmt.Errorf("%s has schema version %d, this kata-deploy reads %d to %d: use the kata-deploy that installed it", Path(prefix), m.SchemaVersion, MinSchemaVersion, SchemaVersion)
+		return nil, fmt.Errorf("has schema version %d, this kata-deploy reads %d to %d: use the kata-deploy that installed it", m.SchemaVersion, MinSchemaVersion, SchemaVersion)
 	}
 	return &m, nil
+}
+
+// encode is the manifest as Save writes it.
+func encode(m *Manifest) ([]byte, error) {
+	data, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		return nil, fmt.Errorf("encoding the install manifest: %w", err)
+	}
+	return append(data, '\n'), nil
 }
 
 // Save writes the manifest into its prefix atomically and durably (temporary file, fsync,
 // rename, directory fsync): a crash leaves the old record or the new one.
 func (m *Manifest) Save(now time.Time) error {
 	m.Updated = now.UTC()
-	data, err := json.MarshalIndent(m, "", "  ")
+	data, err := encode(m)
 	if err != nil {
 		return err
 	}
 	p := Path(m.Prefix)
-	if err := renameio.WriteFile(p, append(data, '\n'), 0o644); err != nil {
+	if err := renameio.WriteFile(p, data, 0o644); err != nil {
 		return fmt.Errorf("writing the install manifest %s: %w", p, err)
 	}
 	return syncDir(m.Prefix)
