@@ -94,3 +94,38 @@ func TestGoldenRoundTrip(t *testing.T) {
 		t.Errorf("%s re-encodes differently:\n%s", goldenPath(), again)
 	}
 }
+
+// Every field of Manifest has its field in record, in the same order: a field added to one
+// only would be lost on disk.
+func TestRecordMirrorsManifest(t *testing.T) {
+	mt, rt := reflect.TypeOf(Manifest{}), reflect.TypeOf(record{})
+	if mt.NumField() != rt.NumField() {
+		t.Fatalf("Manifest has %d fields, record %d", mt.NumField(), rt.NumField())
+	}
+	for i := range mt.NumField() {
+		if m, r := mt.Field(i).Name, rt.Field(i).Name; m != r {
+			t.Errorf("field %d: Manifest.%s, record.%s", i, m, r)
+		}
+	}
+}
+
+// Values that the golden file does not show survive the conversion as they were.
+func TestRecordConversion(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		m    *Manifest
+	}{
+		{"nothing registered", &Manifest{SchemaVersion: 1}},
+		{"pending write without changes", &Manifest{DaemonJSON: &registration.State{Path: "/d", Pending: &registration.Pending{}}}},
+		{"empty change lists", &Manifest{DaemonJSON: &registration.State{Changes: []daemonjson.Change{},
+			Pending: &registration.Pending{Changes: []daemonjson.Change{}}}}},
+		{"absent values", &Manifest{DaemonJSON: &registration.State{Changes: []daemonjson.Change{{Key: "/k"}}}}},
+		{"containerd without import", &Manifest{Containerd: &containerdcfg.State{Config: "/c", ConfigVersion: 2}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := fromRecord(toRecord(tc.m)); !reflect.DeepEqual(got, tc.m) {
+				t.Errorf("got %+v, want %+v", got, tc.m)
+			}
+		})
+	}
+}
