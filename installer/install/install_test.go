@@ -13,7 +13,7 @@ import (
 
 	"github.com/kata-deploy/kata-deploy/installer/check"
 	"github.com/kata-deploy/kata-deploy/installer/daemonjson"
-	"github.com/kata-deploy/kata-deploy/installer/engine"
+	"github.com/kata-deploy/kata-deploy/installer/dockerapi"
 	"github.com/kata-deploy/kata-deploy/installer/manifest"
 	"github.com/kata-deploy/kata-deploy/internal/layout"
 	"github.com/kata-deploy/kata-deploy/packaging/guestimage"
@@ -345,7 +345,7 @@ func TestUninstallRefusesWhileContainersRun(t *testing.T) {
 	if _, err := f.install(nil); err != nil {
 		t.Fatal(err)
 	}
-	f.daemon.Containers = []engine.Container{{ID: "0123456789ab", Name: "web", Image: "busybox"}}
+	f.daemon.Containers = []dockerapi.Container{{ID: "0123456789ab", Name: "web", Image: "busybox"}}
 	res, err := f.uninstall(nil)
 	if !errors.Is(err, ErrInUse) || !strings.Contains(err.Error(), "web (0123456789ab") || len(res.Containers) != 1 {
 		t.Fatalf("err = %v", err)
@@ -529,7 +529,7 @@ func TestStatus(t *testing.T) {
 	}
 	l := f.layout()
 	must(t, os.Remove(l.Initrd()))
-	f.daemon.Containers = []engine.Container{{ID: "abc", Name: "vm1"}}
+	f.daemon.Containers = []dockerapi.Container{{ID: "abc", Name: "vm1"}}
 	s, _ = GetStatus(context.Background(), f.options(), f.deps())
 	if s.Healthy || len(s.Containers) != 1 || !strings.Contains(strings.Join(s.Problems, "\n"), "initrd.img is missing") {
 		t.Errorf("broken install: %+v", s)

@@ -21,8 +21,8 @@ import (
 	"github.com/kata-deploy/kata-deploy/installer/check"
 	"github.com/kata-deploy/kata-deploy/installer/containerdsvc"
 	"github.com/kata-deploy/kata-deploy/installer/daemonjson"
+	"github.com/kata-deploy/kata-deploy/installer/dockerapi"
 	"github.com/kata-deploy/kata-deploy/installer/dockerd"
-	"github.com/kata-deploy/kata-deploy/installer/engine"
 	"github.com/kata-deploy/kata-deploy/installer/hostinfo"
 	"github.com/kata-deploy/kata-deploy/installer/manifest"
 	"github.com/kata-deploy/kata-deploy/installer/registration"
@@ -133,9 +133,9 @@ var UninstallSteps = []string{StepUninstalling, registration.CheckpointUnloadWri
 // Docker is what the installer needs from the Docker daemon.
 type Docker interface {
 	registration.Daemon
-	ContainersUsing(ctx context.Context, runtime string) ([]engine.Container, error)
+	ContainersUsing(ctx context.Context, runtime string) ([]dockerapi.Container, error)
 	HasImage(ctx context.Context, ref string) (bool, error)
-	Run(ctx context.Context, o engine.RunOptions) (engine.RunResult, error)
+	Run(ctx context.Context, o dockerapi.RunOptions) (dockerapi.RunResult, error)
 	Close() error
 }
 

@@ -10,7 +10,7 @@ import (
 
 	"github.com/kata-deploy/kata-deploy/installer/containerdcfg"
 	"github.com/kata-deploy/kata-deploy/installer/daemonjson"
-	"github.com/kata-deploy/kata-deploy/installer/engine"
+	"github.com/kata-deploy/kata-deploy/installer/dockerapi"
 	"github.com/kata-deploy/kata-deploy/installer/hostinfo"
 	"github.com/kata-deploy/kata-deploy/installer/manifest"
 	"github.com/kata-deploy/kata-deploy/installer/registration"
@@ -45,7 +45,7 @@ type Status struct {
 		SeesRuntime    bool   `json:"seesRuntime"`
 		DefaultRuntime string `json:"defaultRuntime,omitempty"`
 	} `json:"docker"`
-	Containers []engine.Container `json:"containers"`
+	Containers []dockerapi.Container `json:"containers"`
 	// Accelerator is what the runtime configuration says; HostAccelerator what works here.
 	Accelerator       string   `json:"accelerator,omitempty"`
 	HostAccelerator   string   `json:"hostAccelerator"`
@@ -113,7 +113,7 @@ func GetStatus(ctx context.Context, o Options, d Deps) (*Status, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Status{SchemaVersion: StatusSchemaVersion, Prefix: o.Prefix, Containers: []engine.Container{}}
+	s := &Status{SchemaVersion: StatusSchemaVersion, Prefix: o.Prefix, Containers: []dockerapi.Container{}}
 	s.HostAccelerator, s.AcceleratorReason = hostAccelerator()
 	m, err := loadManifest(o.Prefix)
 	if err != nil || m == nil {

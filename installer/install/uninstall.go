@@ -13,7 +13,7 @@ import (
 	"github.com/kata-deploy/kata-deploy/installer/containerdcfg"
 	"github.com/kata-deploy/kata-deploy/installer/containerdsvc"
 	"github.com/kata-deploy/kata-deploy/installer/daemonjson"
-	"github.com/kata-deploy/kata-deploy/installer/engine"
+	"github.com/kata-deploy/kata-deploy/installer/dockerapi"
 	"github.com/kata-deploy/kata-deploy/installer/manifest"
 	"github.com/kata-deploy/kata-deploy/installer/registration"
 	"github.com/kata-deploy/kata-deploy/installer/textdiff"
@@ -38,8 +38,8 @@ type UninstallResult struct {
 	Kept []string `json:"kept,omitempty"`
 	// Containers are the running containers of the runtime (uninstall refuses without --force);
 	// with containerd, the shim processes running from the install.
-	Containers []engine.Container `json:"containers,omitempty"`
-	Warnings   []string           `json:"warnings,omitempty"`
+	Containers []dockerapi.Container `json:"containers,omitempty"`
+	Warnings   []string              `json:"warnings,omitempty"`
 	// ContainerdConfig is the main configuration the import is removed from; ContainerdDiff the
 	// planned revert (dry run); ContainerdRestart what the restart of containerd did.
 	ContainerdConfig  string                 `json:"containerdConfig,omitempty"`
@@ -115,7 +115,7 @@ func Uninstall(ctx context.Context, o Options, d Deps) (*UninstallResult, error)
 	return res, x.removeDirs(res)
 }
 
-func describeContainers(cs []engine.Container) string {
+func describeContainers(cs []dockerapi.Container) string {
 	var parts []string
 	for _, c := range cs {
 		parts = append(parts, fmt.Sprintf("%s (%s, image %s)", c.Name, c.ID, c.Image))
