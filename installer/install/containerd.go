@@ -120,7 +120,7 @@ func (x *installer) planContainerd(ctx context.Context, p *plan, m *manifest.Man
 		return err
 	}
 	f := fileAction{Path: dropIn, Mode: 0o644, Data: content, SHA256: bytesSum(content), Size: int64(len(content))}
-	if c.dropIn, err = planFile(m, f, x.o.Force); err != nil {
+	if c.dropIn, err = planFile(m, f, x.o.Replace); err != nil {
 		return err
 	}
 	if c.newDirs, err = missingDirs(filepath.Dir(dropIn)); err != nil {

@@ -215,7 +215,10 @@ func runHelper(spec string) int {
 	}
 	f := openFixture(&testing.T{}, job.Dir)
 	o := f.options()
-	o.Engine, o.Force = job.Engine, job.Force
+	o.Engine = job.Engine
+	if job.Force {
+		o.Replace, o.IgnoreInUse = ReplaceAll, true
+	}
 	if job.From != "" {
 		o.From, o.KataDir, o.ArtifactsDir, o.Kernel = job.From, job.KataDir, "", ""
 	}

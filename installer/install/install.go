@@ -210,7 +210,7 @@ func (x *installer) warnModified(p *plan) {
 	}
 	for _, f := range files {
 		if f.State == fileModified {
-			x.warn(fmt.Sprintf("%s was changed since kata-deploy installed it; left as is (pass --force to replace it)", f.Path))
+			x.warn(fmt.Sprintf("%s was changed since kata-deploy installed it; left as is (pass --replace-modified or --force to replace it)", f.Path))
 		}
 	}
 }

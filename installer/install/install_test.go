@@ -307,7 +307,7 @@ func TestForeignFile(t *testing.T) {
 	if _, err := os.Stat(manifest.Path(f.prefix())); !os.IsNotExist(err) || string(f.file(f.daemonJSON())) != "{}" {
 		t.Fatal("a refused install changed something")
 	}
-	if _, err := f.install(func(o *Options) { o.Force = true }); err != nil {
+	if _, err := f.install(func(o *Options) { o.Replace = ReplaceAll }); err != nil {
 		t.Fatal(err)
 	}
 	ures, err := f.uninstall(nil)
@@ -353,7 +353,7 @@ func TestUninstallRefusesWhileContainersRun(t *testing.T) {
 	if !f.loaded() {
 		t.Fatal("a refused uninstall unregistered the runtime")
 	}
-	if _, err := f.uninstall(func(o *Options) { o.Force = true }); err != nil {
+	if _, err := f.uninstall(func(o *Options) { o.IgnoreInUse = true }); err != nil {
 		t.Fatal(err)
 	}
 	if f.loaded() || len(f.tree()) != 0 {

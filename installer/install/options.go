@@ -44,10 +44,13 @@ type Options struct {
 	Prefix      string // absolute; DefaultPrefix when empty
 	RuntimeName string // DefaultRuntimeName when empty
 	Default     bool   // also make it Docker's default-runtime
-	// Force replaces files kata-deploy does not own, a different runtime entry of the same
-	// name, and (uninstall) proceeds while containers use the runtime.
-	Force  bool
-	DryRun bool
+	// Replace says what install and upgrade may replace that is not kata-deploy's as it
+	// installed it (the CLI's --force sets all of it).
+	Replace Replace
+	// IgnoreInUse: uninstall proceeds while containers use the runtime (they keep running,
+	// without their runtime's files).
+	IgnoreInUse bool
+	DryRun      bool
 	// ArtifactsDir holds containerd-shim-kata-v2 and kata-agent; empty means the directory of
 	// the running executable.
 	ArtifactsDir string
@@ -89,6 +92,21 @@ type Options struct {
 	// upgrade: Upgrade, which requires an existing install.
 	upgrade bool
 }
+
+// Replace lists what an install may replace that is not kata-deploy's as it installed it.
+type Replace struct {
+	// Foreign: files under the prefix, and an upstream release's directory, that kata-deploy
+	// did not install. They are moved aside, and uninstall puts them back.
+	Foreign bool
+	// Modified: kata-deploy's files changed since it installed them (kept aside like foreign
+	// ones); without it they are left as they are, with a warning.
+	Modified bool
+	// RuntimeEntry: a different entry of the same runtime name in daemon.json.
+	RuntimeEntry bool
+}
+
+// ReplaceAll replaces everything: what --force means.
+var ReplaceAll = Replace{Foreign: true, Modified: true, RuntimeEntry: true}
 
 // Install step names, in order, as passed to Options.AfterStep.
 const (
@@ -184,7 +202,7 @@ type Deps struct {
 // ErrPreflight is returned when the host cannot run VM containers.
 var ErrPreflight = errors.New("the host cannot run VM containers")
 
-// ErrInUse is returned by Uninstall while containers use the runtime (without Force).
+// ErrInUse is returned by Uninstall while containers use the runtime (without IgnoreInUse).
 var ErrInUse = errors.New("containers are using the runtime")
 
 func (o Options) withDefaults() (Options, error) {

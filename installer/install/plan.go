@@ -112,7 +112,7 @@ func writes(f fileAction) bool {
 }
 
 // stateOf compares the file at path with the manifest's record and the wanted checksum.
-func stateOf(m *manifest.Manifest, path, want string, force bool) (fileState, string, error) {
+func stateOf(m *manifest.Manifest, path, want string, replace Replace) (fileState, string, error) {
 	cur, _, err := fileSum(path)
 	if err != nil {
 		return "", "", err
@@ -124,30 +124,30 @@ func stateOf(m *manifest.Manifest, path, want string, force bool) (fileState, st
 	switch {
 	case cur == "":
 		return fileCreate, cur, nil
-	case rec == nil && force:
+	case rec == nil && replace.Foreign:
 		return fileForeign, cur, nil
 	case rec == nil:
-		return "", cur, fmt.Errorf("%s exists and kata-deploy did not install it: move it away, choose another --prefix, or pass --force to replace it (it is kept aside and restored by uninstall)", path)
+		return "", cur, fmt.Errorf("%s exists and kata-deploy did not install it: move it away, choose another --prefix, or pass --replace-foreign (or --force) to replace it (it is kept aside and restored by uninstall)", path)
 	case cur == want:
 		return fileSame, cur, nil
 	case rec.Owns(cur):
 		return fileUpdate, cur, nil
-	case force:
+	case replace.Modified:
 		return fileForeign, cur, nil
 	}
 	return fileModified, cur, nil
 }
 
 // planFile fills in the state of a file action.
-func planFile(m *manifest.Manifest, f fileAction, force bool) (fileAction, error) {
-	st, cur, err := stateOf(m, f.Path, f.SHA256, force)
+func planFile(m *manifest.Manifest, f fileAction, replace Replace) (fileAction, error) {
+	st, cur, err := stateOf(m, f.Path, f.SHA256, replace)
 	f.State, f.Cur = st, cur
 	return f, err
 }
 
 // planImage decides whether the guest image must be built: its inputs changed, or a file of it
 // is missing or not recorded as complete.
-func planImage(m *manifest.Manifest, built *manifest.Image, l layout.Layout, kernel *source, agent source, force bool) (imagePlan, error) {
+func planImage(m *manifest.Manifest, built *manifest.Image, l layout.Layout, kernel *source, agent source, replace Replace) (imagePlan, error) {
 	ip := imagePlan{Kernel: kernel, Agent: agent, Fetch: kernel == nil}
 	if kernel != nil {
 		ip.Key = imageKey(kernel.SHA256, agent.SHA256)
@@ -168,8 +168,8 @@ func planImage(m *manifest.Manifest, built *manifest.Image, l layout.Layout, ker
 		case cur == "":
 			ip.Needed = true
 		case rec == nil:
-			if !force {
-				return ip, fmt.Errorf("%s exists and kata-deploy did not install it: move it away, choose another --prefix, or pass --force to replace it", path)
+			if !replace.Foreign {
+				return ip, fmt.Errorf("%s exists and kata-deploy did not install it: move it away, choose another --prefix, or pass --replace-foreign (or --force) to replace it", path)
 			}
 			f.State, ip.Needed = fileForeign, true
 		case cur == rec.SHA256 && rec.PendingSHA256 == "":
@@ -181,12 +181,12 @@ func planImage(m *manifest.Manifest, built *manifest.Image, l layout.Layout, ker
 		}
 		ip.Files = append(ip.Files, f)
 	}
-	if len(modified) > 0 && !force {
+	if len(modified) > 0 && !replace.Modified {
 		if ip.Needed {
-			return ip, fmt.Errorf("%v changed since kata-deploy installed them and the guest image must be rebuilt: pass --force to replace them", modified)
+			return ip, fmt.Errorf("%v changed since kata-deploy installed them and the guest image must be rebuilt: pass --replace-modified (or --force) to replace them", modified)
 		}
 	}
-	if force && len(modified) > 0 {
+	if replace.Modified && len(modified) > 0 {
 		ip.Needed = true
 	}
 	if !ip.Needed {
@@ -272,7 +272,7 @@ func (p *plan) entryConfig() string {
 // planEdit computes the registration edit of path. An entry of the runtime that kata-deploy
 // itself wrote (the flat layout's, before a migration) is replaced without --force.
 func (x *installer) planEdit(path string, m *manifest.Manifest, entry daemonjson.Runtime) (*registration.Edit, error) {
-	force := x.o.Force
+	force := x.o.Replace.RuntimeEntry
 	if !force && m != nil {
 		own, err := ownsEntry(path, m.DaemonJSON, x.o.RuntimeName)
 		if err != nil {
@@ -330,7 +330,7 @@ func (x *installer) makePlan(ctx context.Context, m *manifest.Manifest, loc dock
 	}
 	p.adoptPrefix = m == nil && isEmptyDir(l.Prefix)
 	shim := fileAction{Path: l.Shim(), Mode: 0o755, Src: in.shim.Path, SHA256: in.shim.SHA256, Size: in.shim.Size}
-	if p.shim, err = planFile(m, shim, x.o.Force); err != nil {
+	if p.shim, err = planFile(m, shim, x.o.Replace); err != nil {
 		return nil, err
 	}
 	var built *manifest.Image
@@ -339,7 +339,7 @@ func (x *installer) makePlan(ctx context.Context, m *manifest.Manifest, loc dock
 			built = v.Image
 		}
 	}
-	if p.image, err = planImage(m, built, l, in.kernel, in.agent, x.o.Force); err != nil {
+	if p.image, err = planImage(m, built, l, in.kernel, in.agent, x.o.Replace); err != nil {
 		return nil, err
 	}
 	if src, img := reusableImage(m, p.image.Key, l.Version); img != nil {
@@ -350,7 +350,7 @@ func (x *installer) makePlan(ctx context.Context, m *manifest.Manifest, loc dock
 		return nil, err
 	}
 	config := fileAction{Path: l.Config(), Mode: 0o644, Data: cfg, SHA256: bytesSum(cfg), Size: int64(len(cfg))}
-	if p.config, err = planFile(m, config, x.o.Force); err != nil {
+	if p.config, err = planFile(m, config, x.o.Replace); err != nil {
 		return nil, err
 	}
 	if err := x.planRegistration(ctx, p, m, loc); err != nil {
@@ -447,7 +447,7 @@ func (p *plan) actions(o Options) []Action {
 	}
 	for _, f := range p.image.Files {
 		if f.State == fileModified && !p.image.Needed {
-			as = append(as, Action{Op: "keep", Target: f.Path, Detail: "changed since install; left as is (--force rebuilds it)"})
+			as = append(as, Action{Op: "keep", Target: f.Path, Detail: "changed since install; left as is (--replace-modified or --force rebuilds it)"})
 		}
 	}
 	as = append(as, fileActions(p.config, "the runtime configuration")...)
@@ -486,9 +486,9 @@ func fileActions(f fileAction, what string) []Action {
 	case fileUpdate:
 		return []Action{{Op: "update", Target: f.Path, Detail: what + " (new content)"}}
 	case fileForeign:
-		return []Action{{Op: "replace", Target: f.Path, Detail: what + "; the file there now is kept aside (--force)"}}
+		return []Action{{Op: "replace", Target: f.Path, Detail: what + "; the file there now is kept aside (--replace-foreign or --force)"}}
 	case fileModified:
-		return []Action{{Op: "keep", Target: f.Path, Detail: "changed since install; left as is (--force replaces it)"}}
+		return []Action{{Op: "keep", Target: f.Path, Detail: "changed since install; left as is (--replace-modified or --force replaces it)"}}
 	}
 	return nil
 }

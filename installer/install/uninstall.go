@@ -91,8 +91,8 @@ func Uninstall(ctx context.Context, o Options, d Deps) (*UninstallResult, error)
 		if res.Containers, err = docker.ContainersUsing(ctx, m.RuntimeName); err != nil {
 			return res, err
 		}
-		if len(res.Containers) > 0 && !o.Force {
-			return res, fmt.Errorf("%w: %s; stop them first, or pass --force (they keep running, but without their runtime's files)", ErrInUse, describeContainers(res.Containers))
+		if len(res.Containers) > 0 && !o.IgnoreInUse {
+			return res, fmt.Errorf("%w: %s; stop them first, or pass --ignore-in-use or --force (they keep running, but without their runtime's files)", ErrInUse, describeContainers(res.Containers))
 		}
 	}
 	if o.DryRun {
@@ -130,8 +130,8 @@ func (x *installer) checkShims(res *UninstallResult) error {
 		res.ContainerdConfig = x.m.Containerd.Config
 	}
 	res.Containers = runningFrom("/proc", installDirs(x.m))
-	if len(res.Containers) > 0 && !x.o.Force {
-		return fmt.Errorf("%w: %s; stop those pods first, or pass --force (they keep running, but without their runtime's files)", ErrInUse, describeContainers(res.Containers))
+	if len(res.Containers) > 0 && !x.o.IgnoreInUse {
+		return fmt.Errorf("%w: %s; stop those pods first, or pass --ignore-in-use or --force (they keep running, but without their runtime's files)", ErrInUse, describeContainers(res.Containers))
 	}
 	return nil
 }

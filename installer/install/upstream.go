@@ -120,8 +120,8 @@ func (x *installer) planUpstreamDir(m *manifest.Manifest, u *upstreamPlan) error
 	case fi.IsDir() && isEmptyDir(u.dir):
 		// An empty directory is moved aside like any other, without --force: uninstall puts it
 		// back, and the host is as it was.
-	case !x.o.Force:
-		return fmt.Errorf("%s exists and kata-deploy did not install it (an upstream Kata installed by hand?): remove it, or pass --force (it is moved aside and put back by uninstall)", u.dir)
+	case !x.o.Replace.Foreign:
+		return fmt.Errorf("%s exists and kata-deploy did not install it (an upstream Kata installed by hand?): remove it, or pass --replace-foreign or --force (it is moved aside and put back by uninstall)", u.dir)
 	}
 	u.aside = u.dir + ".kata-deploy-orig-" + x.now().UTC().Format("20060102T150405Z")
 	return nil
@@ -145,7 +145,7 @@ func (u *upstreamPlan) actions() []Action {
 	}
 	var as []Action
 	if u.aside != "" {
-		as = append(as, Action{Op: "move-aside", Target: u.dir, Detail: "to " + u.aside + " (--force); uninstall puts it back"})
+		as = append(as, Action{Op: "move-aside", Target: u.dir, Detail: "to " + u.aside + " (--replace-foreign or --force); uninstall puts it back"})
 	}
 	return append(as, Action{Op: "extract", Target: u.dir,
 		Detail: fmt.Sprintf("Kata Containers %s (%s), every entry checked, through %s", u.release.Version, filepath.Base(u.tarball.Path), u.staging)})

@@ -109,7 +109,7 @@ func TestUpstreamExistingDir(t *testing.T) {
 	if _, err := os.Stat(manifest.Path(f.prefix())); !os.IsNotExist(err) {
 		t.Error("a refused install left a manifest")
 	}
-	res, err := f.install(f.fromOpts(tb, func(o *Options) { o.Force = true }))
+	res, err := f.install(f.fromOpts(tb, func(o *Options) { o.Replace = ReplaceAll }))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -252,7 +252,7 @@ func TestKilledUpstreamInstallIsCompleted(t *testing.T) {
 				handShim := f.file(filepath.Join(f.kataDir(), upstream.ShimPath))
 				f.killAfterFrom(t, step, tb, f.kataDir())
 				if then == "install" {
-					if _, err := f.install(f.fromOpts(tb, func(o *Options) { o.Force = true })); err != nil {
+					if _, err := f.install(f.fromOpts(tb, func(o *Options) { o.Replace = ReplaceAll })); err != nil {
 						t.Fatalf("rerun: %v", err)
 					}
 					if s := f.status(t); !s.Healthy {

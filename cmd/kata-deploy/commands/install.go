@@ -23,6 +23,7 @@ func newInstallCommand() *cobra.Command {
 	var (
 		o          install.Options
 		output     string
+		replace    replaceFlags
 		dockerHost string
 	)
 	cmd := &cobra.Command{
@@ -48,7 +49,7 @@ upstream Kata Containers release replaces steps 2 and 3: it is extracted to /opt
 configuration expects it, every entry checked first (relative paths under opt/kata/ only, no
 "..", only files, directories and symlinks, no symlink leading out, bounded sizes), through a
 staging directory renamed into place; an /opt/kata kata-deploy did not install is refused, or
-moved aside with --force and put back by uninstall. The runtime is registered with the release's
+moved aside with --replace-foreign (or --force) and put back by uninstall. The runtime is registered with the release's
 bin/containerd-shim-kata-v2 and options.ConfigPath
 /opt/kata/share/defaults/kata-containers/configuration-qemu.toml. A refused tarball leaves nothing.
 
@@ -80,6 +81,7 @@ finish), 2 usage error.`,
 			if err := outputFormat(output); err != nil {
 				return err
 			}
+			o.Replace = replace.value()
 			if err := o.Validate(); err != nil {
 				return usageErrorf("%v", err)
 			}
@@ -105,7 +107,7 @@ finish), 2 usage error.`,
 	f.StringVar(&o.Prefix, "prefix", install.DefaultPrefix, "directory to install into")
 	f.StringVar(&o.RuntimeName, "runtime-name", install.DefaultRuntimeName, "name of the runtime in Docker (docker run --runtime=NAME)")
 	f.BoolVar(&o.Default, "default", false, "also make it Docker's default runtime (default-runtime in daemon.json)")
-	f.BoolVar(&o.Force, "force", false, "replace files kata-deploy does not own (kept aside, restored by uninstall) and a different runtime entry of the same name")
+	bindReplace(f, &replace)
 	f.BoolVar(&o.DryRun, "dry-run", false, "print the plan and the daemon.json diff; change nothing")
 	f.StringVar(&o.Kernel, "kernel", "", "guest kernel package (linux-image-*.deb); default: the distribution's, fetched with apt-get download")
 	f.StringVar(&o.KernelCache, "kernel-cache", install.DefaultKernelCache, "where the fetched kernel package is kept")

@@ -32,7 +32,7 @@ func newUninstallCommand() *cobra.Command {
 
 After install and uninstall with nothing else changed, daemon.json is byte for byte what it was
 and nothing is left under the prefix. While containers use the runtime, uninstall refuses and
-lists them, unless --force. An interrupted uninstall is finished by running it again.
+lists them, unless --ignore-in-use (or --force). An interrupted uninstall is finished by running it again.
 
 Exit status: 0 uninstalled (or nothing was installed), 1 failed, 2 usage error.`,
 		Example: `  sudo kata-deploy uninstall
@@ -66,7 +66,8 @@ Exit status: 0 uninstalled (or nothing was installed), 1 failed, 2 usage error.`
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.Prefix, "prefix", install.DefaultPrefix, "directory of the install")
-	f.BoolVar(&o.Force, "force", false, "uninstall even while containers use the runtime")
+	f.BoolVar(&o.IgnoreInUse, "ignore-in-use", false, "uninstall even while containers use the runtime (they keep running, without their runtime's files)")
+	f.BoolVar(&o.IgnoreInUse, "force", false, "the same as --ignore-in-use")
 	f.StringVar(&o.ContainerdAddress, "containerd-address", "", "containerd's socket, for an install registered with containerd (default /run/containerd/containerd.sock)")
 	f.BoolVar(&o.DryRun, "dry-run", false, "print what would be removed and the daemon.json diff; change nothing")
 	f.StringVarP(&dockerHost, "host", "H", "", "Docker daemon (default: $DOCKER_HOST or unix:///var/run/docker.sock)")

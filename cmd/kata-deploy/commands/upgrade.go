@@ -16,6 +16,7 @@ func newUpgradeCommand() *cobra.Command {
 	var (
 		o          install.Options
 		output     string
+		replace    replaceFlags
 		dockerHost string
 	)
 	cmd := &cobra.Command{
@@ -46,6 +47,7 @@ Exit status: 0 upgraded (or nothing to do), 1 failed, 2 usage error.`,
 			if err := outputFormat(output); err != nil {
 				return err
 			}
+			o.Replace = replace.value()
 			if err := o.Validate(); err != nil {
 				return usageErrorf("%v", err)
 			}
@@ -67,7 +69,7 @@ Exit status: 0 upgraded (or nothing to do), 1 failed, 2 usage error.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.Prefix, "prefix", install.DefaultPrefix, "directory of the install")
-	f.BoolVar(&o.Force, "force", false, "replace files kata-deploy does not own (kept aside, restored by uninstall)")
+	bindReplace(f, &replace)
 	f.BoolVar(&o.DryRun, "dry-run", false, "print the plan; change nothing")
 	f.StringVar(&o.Kernel, "kernel", "", "guest kernel package (linux-image-*.deb); default: the one the install used")
 	f.StringVar(&o.KernelCache, "kernel-cache", install.DefaultKernelCache, "where a fetched kernel package is kept")
