@@ -182,14 +182,9 @@ func Install(ctx context.Context, o Options, d Deps) (*Result, error) {
 	if err != nil {
 		return res, err
 	}
-	res.Actions, res.DaemonJSON, res.Stanza = p.actions(x.o), p.daemonJSON, p.stanza
+	res.Actions = p.actions(x.o)
 	x.warnModified(p)
-	if p.edit != nil {
-		res.DaemonJSONDiff = p.edit.Diff()
-	}
-	if p.ctrd != nil {
-		res.ContainerdConfig, res.ContainerdDropIn, res.ContainerdDiff = p.ctrd.config, p.ctrd.dropIn.Path, p.ctrd.diff()
-	}
+	p.engine.report(res)
 	if p.upstream != nil {
 		res.Upstream, res.UpstreamDir = p.upstream.release.Version, p.upstream.dir
 	}
@@ -205,9 +200,7 @@ func Install(ctx context.Context, o Options, d Deps) (*Result, error) {
 // warnModified reports the installed files the user changed, which the install leaves alone.
 func (x *installer) warnModified(p *plan) {
 	files := append([]fileAction{p.shim, p.config}, p.image.Files...)
-	if p.ctrd != nil {
-		files = append(files, p.ctrd.dropIn)
-	}
+	files = append(files, p.engine.files()...)
 	for _, f := range files {
 		if f.State == fileModified {
 			x.warn(fmt.Sprintf("%s was changed since kata-deploy installed it; left as is (pass --replace-modified or --force to replace it)", f.Path))
@@ -302,7 +295,7 @@ func preflightError(failed []check.Line) error {
 func (x *installer) execute(ctx context.Context, p *plan, m *manifest.Manifest) error {
 	if m != nil && m.State == manifest.StateInstalled && !p.changes() {
 		x.m = m
-		return x.ensureRegistered(ctx, p)
+		return p.engine.ensure(ctx, x, p)
 	}
 	x.res.Changed = true
 	if err := x.startManifest(m, p); err != nil {
@@ -319,18 +312,7 @@ func (x *installer) execute(ctx context.Context, p *plan, m *manifest.Manifest) 
 			return err
 		}
 	}
-	if p.ctrd != nil {
-		return x.finishContainerd(ctx, p)
-	}
-	if p.readOnly != "" {
-		x.warn(fmt.Sprintf("daemon.json is not written (%s): add the stanza below to the daemon's configuration, then reload Docker", p.readOnly))
-		x.m.State = manifest.StateInstalled
-		if err := x.done(StepInstalled); err != nil {
-			return err
-		}
-		return x.prune()
-	}
-	if err := x.register(ctx, p); err != nil {
+	if err := p.engine.apply(ctx, x, p); err != nil {
 		x.m.Log(x.now(), "register", "failed", err)
 		_ = x.save()
 		return err
@@ -339,10 +321,8 @@ func (x *installer) execute(ctx context.Context, p *plan, m *manifest.Manifest) 
 	if err := x.done(StepInstalled); err != nil {
 		return err
 	}
-	err := x.smoke(ctx)
-	x.after(StepSmoke)
-	if err != nil {
-		return x.switchBack(p, err)
+	if err := p.engine.verify(ctx, x, p); err != nil {
+		return err
 	}
 	return x.prune()
 }
@@ -506,7 +486,7 @@ func (x *installer) settleRecord(path, sha string) {
 }
 
 // register edits daemon.json, reloads Docker and checks it, rolling back on failure.
-func (x *installer) register(ctx context.Context, p *plan) error {
+func (x *installer) register(ctx context.Context, r *dockerReg, p *plan) error {
 	if x.m.DaemonJSON == nil {
 		x.m.DaemonJSON = &registration.State{}
 	}
@@ -519,57 +499,21 @@ func (x *installer) register(ctx context.Context, p *plan) error {
 	}
 	// Planned again now: building the image takes a while, and daemon.json may have been edited
 	// meanwhile; the early plan only served to refuse a bad file before anything was installed.
-	edit, err := x.planEdit(p.daemonJSON, x.m, p.entry())
+	edit, err := x.planEdit(r.daemonJSON, x.m, p.entry())
 	if err != nil {
 		return fmt.Errorf("%w; daemon.json was not changed", err)
 	}
-	p.edit = edit
-	if len(p.edit.Changes) > 0 {
-		x.o.progress(fmt.Sprintf("registering runtime %q in %s and reloading Docker", x.o.RuntimeName, p.daemonJSON))
+	r.edit = edit
+	if len(r.edit.Changes) > 0 {
+		x.o.progress(fmt.Sprintf("registering runtime %q in %s and reloading Docker", x.o.RuntimeName, r.daemonJSON))
 		x.res.Reloaded = true
 	} else if loaded, err := x.runtimeLoaded(ctx); err != nil || !loaded {
 		x.res.Reloaded = true
 	}
-	if err := reg.Register(ctx, x.m.DaemonJSON, p.edit, x.o.RuntimeName, x.o.Default); err != nil {
+	if err := reg.Register(ctx, x.m.DaemonJSON, r.edit, x.o.RuntimeName, x.o.Default); err != nil {
 		return err
 	}
 	return x.done(StepRegistered)
-}
-
-// finishContainerd completes an install registered with containerd: there is no Docker for a
-// smoke test.
-func (x *installer) finishContainerd(ctx context.Context, p *plan) error {
-	if err := x.registerContainerd(ctx, p); err != nil {
-		x.m.Log(x.now(), "register", "failed", err)
-		_ = x.save()
-		return err
-	}
-	x.m.State = manifest.StateInstalled
-	if err := x.done(StepInstalled); err != nil {
-		return err
-	}
-	x.res.Smoke = &Smoke{Skipped: "--engine containerd: no Docker to run a container with; run a pod with a RuntimeClass whose handler is " + x.o.RuntimeName}
-	return x.prune()
-}
-
-// ensureRegistered is the whole of a rerun with nothing to change: the daemon must still list
-// the runtime (a run killed after the write and before the reload left it unloaded).
-func (x *installer) ensureRegistered(ctx context.Context, p *plan) error {
-	if p.ctrd != nil {
-		return x.ensureContainerdLoaded(ctx)
-	}
-	if p.readOnly != "" {
-		return nil
-	}
-	loaded, err := x.runtimeLoaded(ctx)
-	if err != nil {
-		return err
-	}
-	if loaded {
-		return nil
-	}
-	x.res.Changed = true
-	return x.register(ctx, p)
 }
 
 func (x *installer) runtimeLoaded(ctx context.Context) (bool, error) {

@@ -88,19 +88,15 @@ type plan struct {
 	// pruneVersions and pruneFlat are what is removed once the new version is in use.
 	pruneVersions []string
 	pruneFlat     []string
-	ctrd          *ctrdPlan     // --engine containerd
 	upstream      *upstreamPlan // --from
-	daemonJSON    string
-	edit          *registration.Edit // nil when daemon.json is read-only
-	stanza        string             // what to add by hand when read-only
-	readOnly      string             // why daemon.json is not written
+	engine        engine        // the registration
 }
 
 // changes reports whether the plan writes anything.
 func (p *plan) changes() bool {
 	return len(p.newDirs) > 0 || p.adoptPrefix || writes(p.shim) || writes(p.config) || p.image.Needed ||
 		p.switchTo || p.migrate || len(p.pruneVersions) > 0 || len(p.pruneFlat) > 0 ||
-		(p.edit != nil && len(p.edit.Changes) > 0) || p.ctrd.changes() || p.upstream.changes()
+		p.engine.changes() || p.upstream.changes()
 }
 
 func writes(f fileAction) bool {
@@ -222,31 +218,32 @@ func planDirs(l layout.Layout) ([]string, error) {
 }
 
 // planDaemonJSON chooses the daemon.json to edit and computes the edit.
-func (x *installer) planDaemonJSON(p *plan, m *manifest.Manifest, loc dockerd.ConfigLocation) error {
+func (x *installer) planDaemonJSON(p *plan, m *manifest.Manifest, loc dockerd.ConfigLocation) (*dockerReg, error) {
+	r := &dockerReg{}
 	path := loc.Path
 	switch {
 	case x.o.DaemonJSON != "" && loc.Path != "" && x.o.DaemonJSON != loc.Path:
-		return fmt.Errorf("the running dockerd reads %s (%s), not %s: a runtime registered there would never be loaded; drop --config-file, or restart dockerd with --config-file %s",
+		return nil, fmt.Errorf("the running dockerd reads %s (%s), not %s: a runtime registered there would never be loaded; drop --config-file, or restart dockerd with --config-file %s",
 			loc.Path, loc.Why, x.o.DaemonJSON, x.o.DaemonJSON)
 	case x.o.DaemonJSON != "":
 		path = x.o.DaemonJSON
 	case loc.ReadOnly || loc.Path == "":
-		p.readOnly = loc.Why
+		r.readOnly = loc.Why
 	}
-	if p.readOnly != "" {
-		p.stanza = registration.Stanza(x.o.RuntimeName, p.entry(), x.o.Default)
-		return nil
+	if r.readOnly != "" {
+		r.stanza = registration.Stanza(x.o.RuntimeName, p.entry(), x.o.Default)
+		return r, nil
 	}
 	if m != nil && m.DaemonJSON.Registered() && m.DaemonJSON.Path != path {
-		return fmt.Errorf("an earlier install registered the runtime in %s, but dockerd now reads %s: run `kata-deploy uninstall` first", m.DaemonJSON.Path, path)
+		return nil, fmt.Errorf("an earlier install registered the runtime in %s, but dockerd now reads %s: run `kata-deploy uninstall` first", m.DaemonJSON.Path, path)
 	}
-	p.daemonJSON = path
+	r.daemonJSON = path
 	edit, err := x.planEdit(path, m, p.entry())
 	if err != nil {
-		return fmt.Errorf("%w; nothing was changed", err)
+		return nil, fmt.Errorf("%w; nothing was changed", err)
 	}
-	p.edit = edit
-	return nil
+	r.edit = edit
+	return r, nil
 }
 
 // entry is the daemon.json runtime entry of the plan.
@@ -353,7 +350,7 @@ func (x *installer) makePlan(ctx context.Context, m *manifest.Manifest, loc dock
 	if p.config, err = planFile(m, config, x.o.Replace); err != nil {
 		return nil, err
 	}
-	if err := x.planRegistration(ctx, p, m, loc); err != nil {
+	if p.engine, err = x.planEngine(ctx, p, m, loc); err != nil {
 		return nil, err
 	}
 	return p, ctx.Err()
@@ -414,14 +411,6 @@ func (x *installer) warnConfigNotCarried(m *manifest.Manifest, from string) {
 	}
 }
 
-// planRegistration plans the registration with the engine.
-func (x *installer) planRegistration(ctx context.Context, p *plan, m *manifest.Manifest, loc dockerd.ConfigLocation) error {
-	if x.o.Engine == EngineContainerd {
-		return x.planContainerd(ctx, p, m)
-	}
-	return x.planDaemonJSON(p, m, loc)
-}
-
 // actions renders the plan for the user (and --dry-run).
 func (p *plan) actions(o Options) []Action {
 	var as []Action
@@ -458,18 +447,7 @@ func (p *plan) actions(o Options) []Action {
 		}
 		as = append(as, Action{Op: "switch", Target: p.layout.CurrentLink() + " -> " + versionTarget(p.layout.Version), Detail: detail})
 	}
-	switch {
-	case p.ctrd != nil:
-		as = append(as, p.ctrd.actions()...)
-	case p.readOnly != "":
-		as = append(as, Action{Op: "print-stanza", Target: "daemon.json", Detail: p.readOnly})
-	case len(p.edit.Changes) > 0:
-		as = append(as, Action{Op: "edit-daemon-json", Target: p.daemonJSON, Detail: fmt.Sprintf("register runtime %q", o.RuntimeName)},
-			Action{Op: "reload-docker", Target: "dockerd", Detail: "SIGHUP, wait for its reload event, check that it lists " + o.RuntimeName})
-	}
-	if p.readOnly == "" && p.ctrd == nil && p.changes() && !o.SkipSmoke {
-		as = append(as, Action{Op: "smoke-test", Target: "docker run --rm --runtime=" + o.RuntimeName + " IMAGE uname -r"})
-	}
+	as = append(as, p.engine.actions(p, o)...)
 	for _, id := range p.pruneVersions {
 		as = append(as, Action{Op: "remove-version", Target: layout.Layout{Prefix: p.layout.Prefix, Version: id}.Root(), Detail: "neither current nor kept for rollback"})
 	}

@@ -137,12 +137,11 @@ func (x *installer) checkShims(res *UninstallResult) error {
 }
 
 func (x *installer) unregister(ctx context.Context) error {
-	if x.m.Engine == manifest.EngineContainerd {
-		if err := x.unregisterContainerd(ctx, true); err != nil {
-			return err
-		}
-		return x.done(StepUnregistered)
-	}
+	return registeredWith(x.m).revert(ctx, x)
+}
+
+// unregisterDaemonJSON reverts kata-deploy's changes of daemon.json and reloads Docker.
+func (x *installer) unregisterDaemonJSON(ctx context.Context) error {
 	st := x.m.DaemonJSON
 	if st == nil {
 		return nil

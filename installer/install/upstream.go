@@ -70,7 +70,7 @@ func (x *installer) makeUpstreamPlan(ctx context.Context, m *manifest.Manifest, 
 	}
 	p.newDirs = slices.DeleteFunc(p.newDirs, func(d string) bool { return d != x.o.Prefix })
 	p.adoptPrefix = m == nil && isEmptyDir(x.o.Prefix)
-	if err := x.planRegistration(ctx, p, m, loc); err != nil {
+	if p.engine, err = x.planEngine(ctx, p, m, loc); err != nil {
 		return nil, err
 	}
 	return p, nil

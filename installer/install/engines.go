@@ -1,0 +1,128 @@
+package install
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/kata-deploy/kata-deploy/installer/dockerd"
+	"github.com/kata-deploy/kata-deploy/installer/manifest"
+	"github.com/kata-deploy/kata-deploy/installer/registration"
+)
+
+// engine is the runtime's registration with what runs containers: Docker's daemon.json
+// (dockerReg) or a containerd drop-in (ctrdPlan). A registration as a Docker managed plugin
+// would be a third implementation. An engine value is planned first (nothing written), then
+// applied after the artifacts are in place; revert undoes what the manifest records.
+type engine interface {
+	// changes reports whether applying the registration writes anything.
+	changes() bool
+	// actions render the registration for the user (and --dry-run); p tells whether anything
+	// at all changes.
+	actions(p *plan, o Options) []Action
+	// report describes the registration in the result.
+	report(res *Result)
+	// files are the files the registration writes, checked for changes by the user.
+	files() []fileAction
+	// apply registers the runtime once the artifacts are in place.
+	apply(ctx context.Context, x *installer, p *plan) error
+	// verify checks, once installed, that the engine runs the runtime (a smoke container),
+	// switching back to the previous version when it does not.
+	verify(ctx context.Context, x *installer, p *plan) error
+	// ensure is the whole of a rerun with nothing to change: the engine must still have the
+	// runtime loaded.
+	ensure(ctx context.Context, x *installer, p *plan) error
+	// revert undoes the registration the manifest records (uninstall).
+	revert(ctx context.Context, x *installer) error
+}
+
+// registeredWith is the engine of an existing install, for reverting it.
+func registeredWith(m *manifest.Manifest) engine {
+	if m.Engine == manifest.EngineContainerd {
+		return &ctrdPlan{}
+	}
+	return &dockerReg{}
+}
+
+// planEngine plans the registration with the engine the options name.
+func (x *installer) planEngine(ctx context.Context, p *plan, m *manifest.Manifest, loc dockerd.ConfigLocation) (engine, error) {
+	if x.o.Engine == EngineContainerd {
+		return x.planContainerd(ctx, p, m)
+	}
+	return x.planDaemonJSON(p, m, loc)
+}
+
+// dockerReg is the registration in Docker's daemon.json.
+type dockerReg struct {
+	daemonJSON string             // the file edited
+	edit       *registration.Edit // nil when daemon.json is read-only
+	stanza     string             // what to add by hand when read-only
+	readOnly   string             // why daemon.json is not written
+}
+
+func (r *dockerReg) changes() bool { return r.edit != nil && len(r.edit.Changes) > 0 }
+
+func (r *dockerReg) files() []fileAction { return nil }
+
+func (r *dockerReg) report(res *Result) {
+	res.DaemonJSON, res.Stanza = r.daemonJSON, r.stanza
+	if r.edit != nil {
+		res.DaemonJSONDiff = r.edit.Diff()
+	}
+}
+
+func (r *dockerReg) actions(p *plan, o Options) []Action {
+	var as []Action
+	switch {
+	case r.readOnly != "":
+		return []Action{{Op: "print-stanza", Target: "daemon.json", Detail: r.readOnly}}
+	case len(r.edit.Changes) > 0:
+		as = append(as, Action{Op: "edit-daemon-json", Target: r.daemonJSON, Detail: fmt.Sprintf("register runtime %q", o.RuntimeName)},
+			Action{Op: "reload-docker", Target: "dockerd", Detail: "SIGHUP, wait for its reload event, check that it lists " + o.RuntimeName})
+	}
+	if p.changes() && !o.SkipSmoke {
+		as = append(as, Action{Op: "smoke-test", Target: "docker run --rm --runtime=" + o.RuntimeName + " IMAGE uname -r"})
+	}
+	return as
+}
+
+// apply edits daemon.json, reloads Docker and checks it, rolling back on failure. A read-only
+// daemon.json is left to the user.
+func (r *dockerReg) apply(ctx context.Context, x *installer, p *plan) error {
+	if r.readOnly != "" {
+		x.warn(fmt.Sprintf("daemon.json is not written (%s): add the stanza below to the daemon's configuration, then reload Docker", r.readOnly))
+		return nil
+	}
+	return x.register(ctx, r, p)
+}
+
+// verify runs the smoke container; there is none when the user registers the runtime by hand.
+func (r *dockerReg) verify(ctx context.Context, x *installer, p *plan) error {
+	if r.readOnly != "" {
+		return nil
+	}
+	err := x.smoke(ctx)
+	x.after(StepSmoke)
+	if err != nil {
+		return x.switchBack(p, err)
+	}
+	return nil
+}
+
+func (r *dockerReg) ensure(ctx context.Context, x *installer, p *plan) error {
+	if r.readOnly != "" {
+		return nil
+	}
+	loaded, err := x.runtimeLoaded(ctx)
+	if err != nil {
+		return err
+	}
+	if loaded {
+		return nil
+	}
+	x.res.Changed = true
+	return x.register(ctx, r, p)
+}
+
+func (r *dockerReg) revert(ctx context.Context, x *installer) error {
+	return x.unregisterDaemonJSON(ctx)
+}
