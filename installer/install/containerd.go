@@ -116,7 +116,7 @@ func (x *installer) planDropIn(ctx context.Context, c *ctrdPlan, p *plan, m *man
 	}
 	c.create = !info.Exists
 	dropIn := filepath.Join(filepath.Dir(c.config), containerdDropInSubdir, dropInPrefix+x.o.RuntimeName+".toml")
-	c.runtime = containerdcfg.Runtime{Name: x.o.RuntimeName, Path: p.entryShim(), ConfigPath: p.entryConfig()}
+	c.runtime = containerdcfg.Runtime{Name: x.o.RuntimeName, Path: p.artifacts.entryShim(p), ConfigPath: p.artifacts.entryConfig(p)}
 	content, err := containerdcfg.DropIn(c.version, c.runtime, []string{
 		fmt.Sprintf("Written by kata-deploy: the VM runtime %q (RuntimeClass handler %q), installed under %s.", x.o.RuntimeName, x.o.RuntimeName, x.o.Prefix),
 		fmt.Sprintf("`kata-deploy uninstall --prefix %s` removes it and the import of it in %s.", x.o.Prefix, filepath.Base(c.config)),

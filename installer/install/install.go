@@ -185,9 +185,7 @@ func Install(ctx context.Context, o Options, d Deps) (*Result, error) {
 	res.Actions = p.actions(x.o)
 	x.warnModified(p)
 	p.engine.report(res)
-	if p.upstream != nil {
-		res.Upstream, res.UpstreamDir = p.upstream.release.Version, p.upstream.dir
-	}
+	p.artifacts.report(res)
 	if v := versionOf(m, p.layout.Version); v != nil && v.Image != nil && !p.image.Needed {
 		res.GuestKernel = v.Image.KernelVersion
 	}
@@ -301,11 +299,7 @@ func (x *installer) execute(ctx context.Context, p *plan, m *manifest.Manifest) 
 	if err := x.startManifest(m, p); err != nil {
 		return err
 	}
-	steps := []func(context.Context, *plan) error{x.makeDirs, x.startVersion, x.installShim, x.buildImage, x.writeConfig, x.finishVersion, x.switchVersion}
-	if p.upstream != nil {
-		steps = []func(context.Context, *plan) error{x.extractUpstream, x.placeUpstream}
-	}
-	for _, step := range steps {
+	for _, step := range p.artifacts.steps(x) {
 		if err := step(ctx, p); err != nil {
 			x.m.Log(x.now(), "install", "failed", err)
 			_ = x.save()

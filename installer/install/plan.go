@@ -74,9 +74,18 @@ type plan struct {
 	layout      layout.Layout // the version installed
 	newDirs     []string
 	adoptPrefix bool // an empty prefix without a manifest: left by a run killed right after mkdir
-	shim        fileAction
-	config      fileAction
-	image       imagePlan
+	// artifacts are where the runtime comes from: &builtinPlan, or upstream.
+	artifacts artifacts
+	builtinPlan
+	upstream *upstreamPlan // --from
+	engine   engine        // the registration
+}
+
+// builtinPlan is the install of kata-deploy's own runtime as a version of the versioned layout.
+type builtinPlan struct {
+	shim   fileAction
+	config fileAction
+	image  imagePlan
 	// from is the current version before this run ("" for none); switchTo says current must be
 	// (re)pointed at layout.Version, and previous is the version rollback returns to afterwards.
 	from        string
@@ -88,15 +97,11 @@ type plan struct {
 	// pruneVersions and pruneFlat are what is removed once the new version is in use.
 	pruneVersions []string
 	pruneFlat     []string
-	upstream      *upstreamPlan // --from
-	engine        engine        // the registration
 }
 
 // changes reports whether the plan writes anything.
 func (p *plan) changes() bool {
-	return len(p.newDirs) > 0 || p.adoptPrefix || writes(p.shim) || writes(p.config) || p.image.Needed ||
-		p.switchTo || p.migrate || len(p.pruneVersions) > 0 || len(p.pruneFlat) > 0 ||
-		p.engine.changes() || p.upstream.changes()
+	return len(p.newDirs) > 0 || p.adoptPrefix || p.artifacts.changes() || p.engine.changes()
 }
 
 func writes(f fileAction) bool {
@@ -248,22 +253,7 @@ func (x *installer) planDaemonJSON(p *plan, m *manifest.Manifest, loc dockerd.Co
 
 // entry is the daemon.json runtime entry of the plan.
 func (p *plan) entry() daemonjson.Runtime {
-	return registration.Entry(p.entryShim(), p.entryConfig())
-}
-
-// entryShim and entryConfig are what the runtime is registered with.
-func (p *plan) entryShim() string {
-	if p.upstream != nil {
-		return p.upstream.shim()
-	}
-	return p.layout.EntryShim()
-}
-
-func (p *plan) entryConfig() string {
-	if p.upstream != nil {
-		return p.upstream.config()
-	}
-	return p.layout.EntryConfig()
+	return registration.Entry(p.artifacts.entryShim(p), p.artifacts.entryConfig(p))
 }
 
 // planEdit computes the registration edit of path. An entry of the runtime that kata-deploy
@@ -317,6 +307,7 @@ func pendingChanges(st *registration.State) []daemonjson.Change {
 // makePlan computes the whole plan. Nothing is written.
 func (x *installer) makePlan(ctx context.Context, m *manifest.Manifest, loc dockerd.ConfigLocation, in inputs) (*plan, error) {
 	p := &plan{}
+	p.artifacts = &p.builtinPlan
 	if err := x.planVersion(p, m, in); err != nil {
 		return nil, err
 	}
@@ -417,44 +408,9 @@ func (p *plan) actions(o Options) []Action {
 	for _, d := range p.newDirs {
 		as = append(as, Action{Op: "mkdir", Target: d})
 	}
-	if p.upstream != nil {
-		as = append(as, p.upstream.actions()...)
-	}
-	as = append(as, fileActions(p.shim, "the shim, from "+p.shim.Src)...)
-	if p.image.Fetch {
-		as = append(as, Action{Op: "fetch-kernel", Target: o.KernelCache, Detail: "the distribution's kernel package, with apt-get download"})
-	}
-	if src := p.image.reuse; p.image.Needed && src != "" {
-		as = append(as, Action{Op: "copy-image", Target: p.layout.ImageDir(), Detail: "from " + src + ", built from the same kernel and agent"})
-	} else if p.image.Needed {
-		from := "the fetched kernel package"
-		if p.image.Kernel != nil {
-			from = p.image.Kernel.Path
-		}
-		as = append(as, Action{Op: "build-image", Target: p.layout.ImageDir(),
-			Detail: fmt.Sprintf("vmlinux and initrd.img from %s and the agent %s", from, p.image.Agent.Path)})
-	}
-	for _, f := range p.image.Files {
-		if f.State == fileModified && !p.image.Needed {
-			as = append(as, Action{Op: "keep", Target: f.Path, Detail: "changed since install; left as is (--replace-modified or --force rebuilds it)"})
-		}
-	}
-	as = append(as, fileActions(p.config, "the runtime configuration")...)
-	if p.switchTo {
-		detail := "the new version, atomically"
-		if p.from != "" && p.from != p.layout.Version {
-			detail = fmt.Sprintf("from %s, atomically; %s is kept for rollback", versionTarget(p.from), versionTarget(p.from))
-		}
-		as = append(as, Action{Op: "switch", Target: p.layout.CurrentLink() + " -> " + versionTarget(p.layout.Version), Detail: detail})
-	}
+	as = append(as, p.artifacts.actions(p, o)...)
 	as = append(as, p.engine.actions(p, o)...)
-	for _, id := range p.pruneVersions {
-		as = append(as, Action{Op: "remove-version", Target: layout.Layout{Prefix: p.layout.Prefix, Version: id}.Root(), Detail: "neither current nor kept for rollback"})
-	}
-	if len(p.pruneFlat) > 0 {
-		as = append(as, Action{Op: "remove-flat-layout", Target: p.layout.Prefix, Detail: fmt.Sprintf("%d files of the layout before versions, once the new version is in use", len(p.pruneFlat))})
-	}
-	return as
+	return append(as, p.artifacts.cleanupActions(p)...)
 }
 
 func fileActions(f fileAction, what string) []Action {

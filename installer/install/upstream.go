@@ -37,10 +37,22 @@ type upstreamPlan struct {
 	aside   string // a directory at dir that is not kata-deploy's, moved aside first (--force)
 }
 
-func (u *upstreamPlan) changes() bool { return u != nil && u.extract }
+func (u *upstreamPlan) changes() bool { return u.extract }
 
 func (u *upstreamPlan) shim() string   { return filepath.Join(u.dir, upstream.ShimPath) }
 func (u *upstreamPlan) config() string { return filepath.Join(u.dir, upstream.ConfigPath) }
+
+// The release's own shim and configuration are registered: there are no versions.
+func (u *upstreamPlan) entryShim(*plan) string   { return u.shim() }
+func (u *upstreamPlan) entryConfig(*plan) string { return u.config() }
+
+func (u *upstreamPlan) report(res *Result) { res.Upstream, res.UpstreamDir = u.release.Version, u.dir }
+
+func (u *upstreamPlan) steps(x *installer) []func(context.Context, *plan) error {
+	return []func(context.Context, *plan) error{x.extractUpstream, x.placeUpstream}
+}
+
+func (u *upstreamPlan) cleanupActions(*plan) []Action { return nil }
 
 // makeUpstreamPlan plans the install of the release tarball o.From.
 func (x *installer) makeUpstreamPlan(ctx context.Context, m *manifest.Manifest, loc dockerd.ConfigLocation) (*plan, error) {
@@ -64,7 +76,7 @@ func (x *installer) makeUpstreamPlan(ctx context.Context, m *manifest.Manifest, 
 	if err := x.planUpstreamDir(m, u); err != nil {
 		return nil, err
 	}
-	p := &plan{upstream: u, layout: layout.Layout{Prefix: x.o.Prefix}}
+	p := &plan{upstream: u, artifacts: u, layout: layout.Layout{Prefix: x.o.Prefix}}
 	if p.newDirs, err = planDirs(layout.Layout{Prefix: x.o.Prefix, Version: "-"}); err != nil {
 		return nil, err
 	}
@@ -139,7 +151,7 @@ func (x *installer) warnChangedUpstream(m *manifest.Manifest) {
 	}
 }
 
-func (u *upstreamPlan) actions() []Action {
+func (u *upstreamPlan) actions(*plan, Options) []Action {
 	if !u.extract {
 		return nil
 	}
