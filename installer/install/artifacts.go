@@ -16,7 +16,7 @@ type artifacts interface {
 	changes() bool
 	// actions render what is installed; cleanupActions what is removed once the runtime is
 	// registered and in use.
-	actions(p *plan, o Options) []Action
+	actions(p *plan, o options) []Action
 	cleanupActions(p *plan) []Action
 	// report describes them in the result.
 	report(res *Result)
@@ -44,7 +44,7 @@ func (b *builtinPlan) steps(x *installer) []func(context.Context, *plan) error {
 	return []func(context.Context, *plan) error{x.makeDirs, x.startVersion, x.installShim, x.buildImage, x.writeConfig, x.finishVersion, x.switchVersion}
 }
 
-func (b *builtinPlan) actions(p *plan, o Options) []Action {
+func (b *builtinPlan) actions(p *plan, o options) []Action {
 	as := fileActions(b.shim, "the shim, from "+b.shim.Src)
 	as = append(as, b.imageActions(p, o)...)
 	as = append(as, fileActions(b.config, "the runtime configuration")...)
@@ -58,7 +58,7 @@ func (b *builtinPlan) actions(p *plan, o Options) []Action {
 	return as
 }
 
-func (b *builtinPlan) imageActions(p *plan, o Options) []Action {
+func (b *builtinPlan) imageActions(p *plan, o options) []Action {
 	var as []Action
 	if b.image.Fetch {
 		as = append(as, Action{Op: "fetch-kernel", Target: o.KernelCache, Detail: "the distribution's kernel package, with apt-get download"})

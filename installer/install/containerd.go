@@ -226,7 +226,7 @@ func (c *ctrdPlan) revert(ctx context.Context, x *installer) error {
 }
 
 // actions render the containerd part of the plan.
-func (c *ctrdPlan) actions(*plan, Options) []Action {
+func (c *ctrdPlan) actions(*plan, options) []Action {
 	var as []Action
 	for _, d := range c.newDirs {
 		as = append(as, Action{Op: "mkdir", Target: d})

@@ -18,7 +18,7 @@ type engine interface {
 	changes() bool
 	// actions render the registration for the user (and --dry-run); p tells whether anything
 	// at all changes.
-	actions(p *plan, o Options) []Action
+	actions(p *plan, o options) []Action
 	// report describes the registration in the result.
 	report(res *Result)
 	// files are the files the registration writes, checked for changes by the user.
@@ -70,7 +70,7 @@ func (r *dockerReg) report(res *Result) {
 	}
 }
 
-func (r *dockerReg) actions(p *plan, o Options) []Action {
+func (r *dockerReg) actions(p *plan, o options) []Action {
 	var as []Action
 	switch {
 	case r.readOnly != "":

@@ -68,10 +68,16 @@ func openFixture(t testing.TB, dir string) *fixture {
 	return f
 }
 
-func (f *fixture) options() Options {
-	return Options{Prefix: f.prefix(), RuntimeName: "kata", ArtifactsDir: f.artifacts(), Kernel: f.kernelDeb(),
-		LockPath: filepath.Join(f.dir, "kata-deploy.lock"), KernelCache: filepath.Join(f.dir, "cache"), Version: "test"}
+func (f *fixture) options() InstallOptions {
+	return InstallOptions{
+		Common: Common{Prefix: f.prefix(), LockPath: filepath.Join(f.dir, "kata-deploy.lock")},
+		ArtifactOptions: ArtifactOptions{ArtifactsDir: f.artifacts(), Kernel: f.kernelDeb(),
+			KernelCache: filepath.Join(f.dir, "cache"), Version: "test"},
+		RuntimeName: "kata",
+	}
 }
+
+func (f *fixture) statusOptions() StatusOptions { return StatusOptions{Prefix: f.prefix()} }
 
 func (f *fixture) deps() Deps {
 	return Deps{
@@ -130,7 +136,7 @@ func (f *fixture) build(_ context.Context, o guestimage.Options) (*guestimage.Ma
 	return m, nil
 }
 
-func (f *fixture) install(mod func(*Options)) (*Result, error) {
+func (f *fixture) install(mod func(*InstallOptions)) (*Result, error) {
 	o := f.options()
 	if mod != nil {
 		mod(&o)
@@ -138,8 +144,8 @@ func (f *fixture) install(mod func(*Options)) (*Result, error) {
 	return Install(context.Background(), o, f.deps())
 }
 
-func (f *fixture) uninstall(mod func(*Options)) (*UninstallResult, error) {
-	o := f.options()
+func (f *fixture) uninstall(mod func(*UninstallOptions)) (*UninstallResult, error) {
+	o := UninstallOptions{Common: f.options().Common}
 	if mod != nil {
 		mod(&o)
 	}
@@ -217,7 +223,7 @@ func runHelper(spec string) int {
 	o := f.options()
 	o.Engine = job.Engine
 	if job.Force {
-		o.Replace, o.IgnoreInUse = ReplaceAll, true
+		o.Replace = ReplaceAll
 	}
 	if job.From != "" {
 		o.From, o.KataDir, o.ArtifactsDir, o.Kernel = job.From, job.KataDir, "", ""
@@ -233,11 +239,11 @@ func runHelper(spec string) int {
 	case "install":
 		_, err = Install(context.Background(), o, f.deps())
 	case "upgrade":
-		_, err = Upgrade(context.Background(), o, f.deps())
+		_, err = Upgrade(context.Background(), UpgradeOptions{Common: o.Common, ArtifactOptions: o.ArtifactOptions}, f.deps())
 	case "rollback":
-		_, err = Rollback(context.Background(), o, f.deps())
+		_, err = Rollback(context.Background(), RollbackOptions{Common: o.Common}, f.deps())
 	default:
-		_, err = Uninstall(context.Background(), o, f.deps())
+		_, err = Uninstall(context.Background(), UninstallOptions{Common: o.Common, IgnoreInUse: job.Force}, f.deps())
 	}
 	fmt.Fprintf(os.Stderr, "helper: step %q not reached (err %v)\n", job.Step, err)
 	return 3

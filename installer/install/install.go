@@ -67,7 +67,7 @@ type Result struct {
 
 // installer carries one Install or Uninstall run.
 type installer struct {
-	o      Options
+	o      options
 	d      Deps
 	host   Host
 	docker Docker
@@ -112,7 +112,12 @@ func (x *installer) after(step string) {
 }
 
 // Install installs the built-in runtime under o.Prefix and registers it with Docker.
-func Install(ctx context.Context, o Options, d Deps) (*Result, error) {
+func Install(ctx context.Context, o InstallOptions, d Deps) (*Result, error) {
+	return install(ctx, o.options(), d)
+}
+
+// install is Install and Upgrade.
+func install(ctx context.Context, o options, d Deps) (*Result, error) {
 	o, err := o.withDefaults()
 	if err != nil {
 		return nil, err
@@ -143,14 +148,8 @@ func Install(ctx context.Context, o Options, d Deps) (*Result, error) {
 		defer docker.Close()
 		x.docker, loc = docker, l
 	}
-	if !o.DryRun {
-		lock, err := manifest.Acquire(o.LockPath)
-		if err != nil {
-			return res, err
-		}
-		defer lock.Release()
-	}
-	m, err := loadManifest(o.Prefix)
+	m, release, err := begin(o)
+	defer release()
 	if err != nil {
 		return res, err
 	}
@@ -167,7 +166,7 @@ func Install(ctx context.Context, o Options, d Deps) (*Result, error) {
 	}
 	if x.o.upgrade && m != nil {
 		// An upgrade keeps what the install chose.
-		x.o.RuntimeName, x.o.Default = m.RuntimeName, m.Default
+		x.o.RuntimeName, x.o.SetDefaultRuntime = m.RuntimeName, m.Default
 		res.RuntimeName = m.RuntimeName
 	}
 	if m != nil && m.RuntimeName != x.o.RuntimeName {
@@ -204,6 +203,22 @@ func (x *installer) warnModified(p *plan) {
 			x.warn(fmt.Sprintf("%s was changed since kata-deploy installed it; left as is (pass --replace-modified or --force to replace it)", f.Path))
 		}
 	}
+}
+
+// begin starts every command that changes an install: it takes the lock that serialises them
+// (not for a dry run, which changes nothing) and loads the manifest, the journal of the runs
+// before, settling what a killed one left journaled. release gives the lock back.
+func begin(o options) (m *manifest.Manifest, release func(), err error) {
+	release = func() {}
+	if !o.DryRun {
+		lock, err := manifest.Acquire(o.LockPath)
+		if err != nil {
+			return nil, release, err
+		}
+		release = func() { _ = lock.Release() }
+	}
+	m, err = loadManifest(o.Prefix)
+	return m, release, err
 }
 
 // loadManifest reads the manifest of prefix (nil when there is none) and settles a switch of
@@ -362,7 +377,7 @@ func (x *installer) startManifest(m *manifest.Manifest, p *plan) error {
 	}
 	x.m = m
 	m.State, m.Version = manifest.StateInstalling, x.o.Version
-	m.Default = m.Default || x.o.Default
+	m.Default = m.Default || x.o.SetDefaultRuntime
 	return x.done(StepPrefix)
 }
 
@@ -504,7 +519,7 @@ func (x *installer) register(ctx context.Context, r *dockerReg, p *plan) error {
 	} else if loaded, err := x.runtimeLoaded(ctx); err != nil || !loaded {
 		x.res.Reloaded = true
 	}
-	if err := reg.Register(ctx, x.m.DaemonJSON, r.edit, x.o.RuntimeName, x.o.Default); err != nil {
+	if err := reg.Register(ctx, x.m.DaemonJSON, r.edit, x.o.RuntimeName, x.o.SetDefaultRuntime); err != nil {
 		return err
 	}
 	return x.done(StepRegistered)
@@ -515,5 +530,5 @@ func (x *installer) runtimeLoaded(ctx context.Context) (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("asking Docker for its runtimes: %w", err)
 	}
-	return slices.Contains(names, x.o.RuntimeName) && (!x.o.Default || def == x.o.RuntimeName), nil
+	return slices.Contains(names, x.o.RuntimeName) && (!x.o.SetDefaultRuntime || def == x.o.RuntimeName), nil
 }

@@ -39,18 +39,26 @@ const (
 	DefaultSmokeImage  = "busybox"
 )
 
-// Options say what to install and how.
-type Options struct {
-	Prefix      string // absolute; DefaultPrefix when empty
-	RuntimeName string // DefaultRuntimeName when empty
-	Default     bool   // also make it Docker's default-runtime
-	// Replace says what install and upgrade may replace that is not kata-deploy's as it
-	// installed it (the CLI's --force sets all of it).
-	Replace Replace
-	// IgnoreInUse: uninstall proceeds while containers use the runtime (they keep running,
-	// without their runtime's files).
-	IgnoreInUse bool
-	DryRun      bool
+// Common are the options of every command that changes an install.
+type Common struct {
+	Prefix   string // absolute; DefaultPrefix when empty
+	LockPath string // manifest.DefaultLockPath when empty
+	DryRun   bool
+	// ContainerdAddress is containerd's socket (containerdsvc.DefaultAddress when empty), for an
+	// install registered with containerd.
+	ContainerdAddress string
+
+	// Progress receives a line per step of a long operation.
+	Progress func(string)
+	// Warn receives what the user should know that does not stop the operation.
+	Warn func(string)
+	// AfterStep, when set, is called after each durable step with its name (Steps): the hook
+	// of the fault-injection tests, which kill the process there.
+	AfterStep func(string)
+}
+
+// ArtifactOptions say which artifacts make a version of the built-in runtime.
+type ArtifactOptions struct {
 	// ArtifactsDir holds containerd-shim-kata-v2 and kata-agent; empty means the directory of
 	// the running executable.
 	ArtifactsDir string
@@ -58,11 +66,32 @@ type Options struct {
 	// the distribution's kernel package fetched into KernelCache.
 	Kernel      string
 	KernelCache string
+	// Accelerator overrides the detected one: "auto", "kvm" or "tcg".
+	Accelerator string
 	// DaemonJSON overrides the daemon.json the running dockerd reads (only where that cannot be
 	// found out).
 	DaemonJSON string
-	// Accelerator overrides the detected one: "auto", "kvm" or "tcg".
-	Accelerator string
+	// Replace says what may be replaced that is not kata-deploy's as it installed it (the
+	// CLI's --force sets all of it).
+	Replace Replace
+	// Version is kata-deploy's version, recorded in the manifest.
+	Version string
+}
+
+// SmokeOptions say whether and with what a smoke container checks the runtime.
+type SmokeOptions struct {
+	SkipSmoke  bool
+	SmokeImage string // empty: busybox when present locally
+}
+
+// InstallOptions say what to install and how.
+type InstallOptions struct {
+	Common
+	ArtifactOptions
+	SmokeOptions
+	RuntimeName string // DefaultRuntimeName when empty
+	// SetDefaultRuntime also makes it Docker's default-runtime.
+	SetDefaultRuntime bool
 	// From is an upstream Kata Containers release tarball (kata-static-<version>-<arch>.tar.xz
 	// or .tar.zst) to install instead of kata-deploy's own runtime, extracted to KataDir.
 	From string
@@ -72,26 +101,72 @@ type Options struct {
 	// Engine is what the runtime is registered with: EngineDocker (daemon.json, the default) or
 	// EngineContainerd (a drop-in under containerd's imports, for Kubernetes nodes).
 	Engine string
-	// ContainerdAddress is containerd's socket (containerdsvc.DefaultAddress when empty), and
-	// ContainerdConfig its main configuration when it cannot be read from the running daemon.
+	// ContainerdConfig is containerd's main configuration when it cannot be read from the
+	// running daemon.
+	ContainerdConfig string
+}
+
+// UpgradeOptions say which artifacts to upgrade to; the runtime name, default and engine are
+// the install's.
+type UpgradeOptions struct {
+	Common
+	ArtifactOptions
+	SmokeOptions
+}
+
+// RollbackOptions are the options of Rollback.
+type RollbackOptions struct {
+	Common
+	SmokeOptions
+}
+
+// UninstallOptions are the options of Uninstall.
+type UninstallOptions struct {
+	Common
+	// IgnoreInUse: uninstall proceeds while containers use the runtime (they keep running,
+	// without their runtime's files).
+	IgnoreInUse bool
+}
+
+// StatusOptions are the options of GetStatus, which changes nothing.
+type StatusOptions struct {
+	Prefix            string // DefaultPrefix when empty
 	ContainerdAddress string
-	ContainerdConfig  string
-	SkipSmoke         bool
-	SmokeImage        string // empty: busybox when present locally
-	LockPath          string // manifest.DefaultLockPath when empty
-	Version           string // kata-deploy's version, recorded in the manifest
+}
 
-	// Progress receives a line per step of a long operation.
-	Progress func(string)
-	// Warn receives what the user should know that does not stop the operation.
-	Warn func(string)
-	// AfterStep, when set, is called after each durable step with its name (Steps): the hook
-	// of the fault-injection tests, which kill the process there.
-	AfterStep func(string)
-
+// options carry one run of any command: the install's options, and what only another command
+// sets.
+type options struct {
+	InstallOptions
+	IgnoreInUse bool
 	// upgrade: Upgrade, which requires an existing install.
 	upgrade bool
 }
+
+func (o InstallOptions) options() options { return options{InstallOptions: o} }
+
+func (o UpgradeOptions) options() options {
+	return options{InstallOptions: InstallOptions{Common: o.Common, ArtifactOptions: o.ArtifactOptions, SmokeOptions: o.SmokeOptions}, upgrade: true}
+}
+
+func (o RollbackOptions) options() options {
+	return options{InstallOptions: InstallOptions{Common: o.Common, SmokeOptions: o.SmokeOptions}}
+}
+
+func (o UninstallOptions) options() options {
+	return options{InstallOptions: InstallOptions{Common: o.Common}, IgnoreInUse: o.IgnoreInUse}
+}
+
+func (o StatusOptions) options() options {
+	return options{InstallOptions: InstallOptions{Common: Common{Prefix: o.Prefix, ContainerdAddress: o.ContainerdAddress}}}
+}
+
+// Validate checks the options as the command will, for a usage error before anything runs.
+func (o InstallOptions) Validate() error   { return o.options().validate() }
+func (o UpgradeOptions) Validate() error   { return o.options().validate() }
+func (o RollbackOptions) Validate() error  { return o.options().validate() }
+func (o UninstallOptions) Validate() error { return o.options().validate() }
+func (o StatusOptions) Validate() error    { return o.options().validate() }
 
 // Replace lists what an install may replace that is not kata-deploy's as it installed it.
 type Replace struct {
@@ -205,7 +280,7 @@ var ErrPreflight = errors.New("the host cannot run VM containers")
 // ErrInUse is returned by Uninstall while containers use the runtime (without IgnoreInUse).
 var ErrInUse = errors.New("containers are using the runtime")
 
-func (o Options) withDefaults() (Options, error) {
+func (o options) withDefaults() (options, error) {
 	if o.Prefix == "" {
 		o.Prefix = DefaultPrefix
 	}
@@ -259,15 +334,13 @@ func (o Options) withDefaults() (Options, error) {
 	return o, nil
 }
 
-func (o Options) progress(msg string) {
+func (o options) progress(msg string) {
 	if o.Progress != nil {
 		o.Progress(msg)
 	}
 }
 
-// Validate checks the options as Install, Uninstall and GetStatus will, for a usage error
-// before anything runs.
-func (o Options) Validate() error {
+func (o options) validate() error {
 	_, err := o.withDefaults()
 	return err
 }

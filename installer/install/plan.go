@@ -236,7 +236,7 @@ func (x *installer) planDaemonJSON(p *plan, m *manifest.Manifest, loc dockerd.Co
 		r.readOnly = loc.Why
 	}
 	if r.readOnly != "" {
-		r.stanza = registration.Stanza(x.o.RuntimeName, p.entry(), x.o.Default)
+		r.stanza = registration.Stanza(x.o.RuntimeName, p.entry(), x.o.SetDefaultRuntime)
 		return r, nil
 	}
 	if m != nil && m.DaemonJSON.Registered() && m.DaemonJSON.Path != path {
@@ -267,7 +267,7 @@ func (x *installer) planEdit(path string, m *manifest.Manifest, entry daemonjson
 		}
 		force = own
 	}
-	return registration.PlanRegister(path, x.o.RuntimeName, entry, x.o.Default, force)
+	return registration.PlanRegister(path, x.o.RuntimeName, entry, x.o.SetDefaultRuntime, force)
 }
 
 // ownsEntry reports whether the runtime's entry in the daemon.json at path is one kata-deploy
@@ -403,7 +403,7 @@ func (x *installer) warnConfigNotCarried(m *manifest.Manifest, from string) {
 }
 
 // actions renders the plan for the user (and --dry-run).
-func (p *plan) actions(o Options) []Action {
+func (p *plan) actions(o options) []Action {
 	var as []Action
 	for _, d := range p.newDirs {
 		as = append(as, Action{Op: "mkdir", Target: d})

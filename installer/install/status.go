@@ -108,7 +108,11 @@ type Artifact struct {
 }
 
 // GetStatus reports on the install under o.Prefix without changing anything.
-func GetStatus(ctx context.Context, o Options, d Deps) (*Status, error) {
+func GetStatus(ctx context.Context, o StatusOptions, d Deps) (*Status, error) {
+	return getStatus(ctx, o.options(), d)
+}
+
+func getStatus(ctx context.Context, o options, d Deps) (*Status, error) {
 	o, err := o.withDefaults()
 	if err != nil {
 		return nil, err
@@ -347,7 +351,7 @@ func hostAccelerator() (string, string) {
 }
 
 // checkContainerd checks the drop-in, its import, and what containerd loads.
-func (s *Status) checkContainerd(ctx context.Context, m *manifest.Manifest, d Deps, o Options) {
+func (s *Status) checkContainerd(ctx context.Context, m *manifest.Manifest, d Deps, o options) {
 	st := m.Containerd
 	if st == nil {
 		s.problem("the runtime is not registered with containerd: run `kata-deploy install --engine containerd` again")

@@ -48,21 +48,19 @@ type UninstallResult struct {
 }
 
 // Uninstall removes what the manifest under o.Prefix records and reverts its daemon.json changes.
-func Uninstall(ctx context.Context, o Options, d Deps) (*UninstallResult, error) {
+func Uninstall(ctx context.Context, o UninstallOptions, d Deps) (*UninstallResult, error) {
+	return uninstall(ctx, o.options(), d)
+}
+
+func uninstall(ctx context.Context, o options, d Deps) (*UninstallResult, error) {
 	o, err := o.withDefaults()
 	if err != nil {
 		return nil, err
 	}
 	res := &UninstallResult{SchemaVersion: ResultSchemaVersion, DryRun: o.DryRun, Prefix: o.Prefix}
 	x := &installer{o: o, d: d, res: &Result{}, warns: &res.Warnings}
-	if !o.DryRun {
-		lock, err := manifest.Acquire(o.LockPath)
-		if err != nil {
-			return res, err
-		}
-		defer lock.Release()
-	}
-	m, err := loadManifest(o.Prefix)
+	m, release, err := begin(o)
+	defer release()
 	if err != nil || m == nil {
 		if err == nil && !o.DryRun && isEmptyDir(o.Prefix) {
 			// A previous uninstall was killed between removing the manifest and the prefix.

@@ -14,9 +14,8 @@ import (
 // again. It is Install, except that something must be installed already. An install in the flat
 // layout of an earlier kata-deploy is moved into versions (its daemon.json entry re-pointed
 // through current, Docker reloaded once).
-func Upgrade(ctx context.Context, o Options, d Deps) (*Result, error) {
-	o.upgrade = true
-	return Install(ctx, o, d)
+func Upgrade(ctx context.Context, o UpgradeOptions, d Deps) (*Result, error) {
+	return install(ctx, o.options(), d)
 }
 
 // RollbackResult is what Rollback did (or would do).
@@ -37,21 +36,19 @@ type RollbackResult struct {
 // registered through current, so neither daemon.json nor Docker changes, and running containers
 // keep the shim they started with. The version rolled back from becomes the previous one: a
 // second rollback undoes the first.
-func Rollback(ctx context.Context, o Options, d Deps) (*RollbackResult, error) {
+func Rollback(ctx context.Context, o RollbackOptions, d Deps) (*RollbackResult, error) {
+	return rollback(ctx, o.options(), d)
+}
+
+func rollback(ctx context.Context, o options, d Deps) (*RollbackResult, error) {
 	o, err := o.withDefaults()
 	if err != nil {
 		return nil, err
 	}
 	res := &RollbackResult{SchemaVersion: ResultSchemaVersion, DryRun: o.DryRun, Prefix: o.Prefix}
 	x := &installer{o: o, d: d, res: &Result{}, warns: &res.Warnings}
-	if !o.DryRun {
-		lock, err := manifest.Acquire(o.LockPath)
-		if err != nil {
-			return res, err
-		}
-		defer lock.Release()
-	}
-	m, err := loadManifest(o.Prefix)
+	m, release, err := begin(o)
+	defer release()
 	if err != nil {
 		return res, err
 	}

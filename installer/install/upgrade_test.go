@@ -21,16 +21,17 @@ func (f *fixture) newAgent(t testing.TB, content string) {
 	must(t, os.WriteFile(filepath.Join(f.artifacts(), layout.AgentName), []byte(content), 0o755))
 }
 
-func (f *fixture) upgrade(mod func(*Options)) (*Result, error) {
-	o := f.options()
+func (f *fixture) upgrade(mod func(*UpgradeOptions)) (*Result, error) {
+	i := f.options()
+	o := UpgradeOptions{Common: i.Common, ArtifactOptions: i.ArtifactOptions}
 	if mod != nil {
 		mod(&o)
 	}
 	return Upgrade(context.Background(), o, f.deps())
 }
 
-func (f *fixture) rollback(mod func(*Options)) (*RollbackResult, error) {
-	o := f.options()
+func (f *fixture) rollback(mod func(*RollbackOptions)) (*RollbackResult, error) {
+	o := RollbackOptions{Common: f.options().Common}
 	if mod != nil {
 		mod(&o)
 	}
@@ -48,7 +49,7 @@ func (f *fixture) manifest(t testing.TB) *manifest.Manifest {
 
 func (f *fixture) status(t testing.TB) *Status {
 	t.Helper()
-	s, err := GetStatus(context.Background(), f.options(), f.deps())
+	s, err := GetStatus(context.Background(), f.statusOptions(), f.deps())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -72,11 +73,11 @@ func TestUpgradeKeepsOnePreviousAndRollsBack(t *testing.T) {
 	var ids []string
 	for i, agent := range []string{"agent v1", "agent v2", "agent v3"} {
 		f.newAgent(t, agent)
-		op := f.upgrade
+		op := func() (*Result, error) { return f.upgrade(nil) }
 		if i == 0 {
-			op = f.install
+			op = func() (*Result, error) { return f.install(nil) }
 		}
-		res, err := op(nil)
+		res, err := op()
 		if err != nil {
 			t.Fatalf("%s: %v", agent, err)
 		}
@@ -100,7 +101,7 @@ func TestUpgradeKeepsOnePreviousAndRollsBack(t *testing.T) {
 		t.Errorf("status %+v", s)
 	}
 
-	dry, err := f.rollback(func(o *Options) { o.DryRun = true })
+	dry, err := f.rollback(func(o *RollbackOptions) { o.DryRun = true })
 	if err != nil || dry.From != ids[2] || dry.To != ids[1] || f.manifest(t).Current != ids[2] {
 		t.Fatalf("dry run: %+v %v", dry, err)
 	}
@@ -472,7 +473,7 @@ func TestNewVersionReusesTheGuestImage(t *testing.T) {
 	}
 	old := f.layout()
 	must(t, os.WriteFile(filepath.Join(f.artifacts(), layout.ShimName), []byte("shim v2"), 0o755))
-	dry, err := f.upgrade(func(o *Options) { o.DryRun = true })
+	dry, err := f.upgrade(func(o *UpgradeOptions) { o.DryRun = true })
 	if err != nil || !slices.ContainsFunc(dry.Actions, func(a Action) bool { return a.Op == "copy-image" && strings.Contains(a.Detail, old.ImageDir()) }) {
 		t.Errorf("dry run: %+v %v", dry.Actions, err)
 	}
@@ -499,11 +500,11 @@ func TestNewVersionReusesTheGuestImage(t *testing.T) {
 // Upgrade keeps the runtime name and default of the install, whatever the options say.
 func TestUpgradeKeepsRuntimeName(t *testing.T) {
 	f := newFixture(t, []byte("{}"))
-	if _, err := f.install(func(o *Options) { o.RuntimeName, o.Default = "kata2", true }); err != nil {
+	if _, err := f.install(func(o *InstallOptions) { o.RuntimeName, o.SetDefaultRuntime = "kata2", true }); err != nil {
 		t.Fatal(err)
 	}
 	f.newAgent(t, "agent v2")
-	res, err := f.upgrade(func(o *Options) { o.RuntimeName = "" })
+	res, err := f.upgrade(nil)
 	if err != nil || res.RuntimeName != "kata2" || !res.Switched {
 		t.Fatalf("upgrade: %+v %v", res, err)
 	}

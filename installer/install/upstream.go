@@ -151,7 +151,7 @@ func (x *installer) warnChangedUpstream(m *manifest.Manifest) {
 	}
 }
 
-func (u *upstreamPlan) actions(*plan, Options) []Action {
+func (u *upstreamPlan) actions(*plan, options) []Action {
 	if !u.extract {
 		return nil
 	}

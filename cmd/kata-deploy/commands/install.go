@@ -21,7 +21,7 @@ const faultEnv = "KATA_DEPLOY_FAULT_AFTER"
 
 func newInstallCommand() *cobra.Command {
 	var (
-		o          install.Options
+		o          install.InstallOptions
 		output     string
 		replace    replaceFlags
 		dockerHost string
@@ -106,7 +106,7 @@ finish), 2 usage error.`,
 	f := cmd.Flags()
 	f.StringVar(&o.Prefix, "prefix", install.DefaultPrefix, "directory to install into")
 	f.StringVar(&o.RuntimeName, "runtime-name", install.DefaultRuntimeName, "name of the runtime in Docker (docker run --runtime=NAME)")
-	f.BoolVar(&o.Default, "default", false, "also make it Docker's default runtime (default-runtime in daemon.json)")
+	f.BoolVar(&o.SetDefaultRuntime, "default", false, "also make it Docker's default runtime (default-runtime in daemon.json)")
 	bindReplace(f, &replace)
 	f.BoolVar(&o.DryRun, "dry-run", false, "print the plan and the daemon.json diff; change nothing")
 	f.StringVar(&o.Kernel, "kernel", "", "guest kernel package (linux-image-*.deb); default: the distribution's, fetched with apt-get download")

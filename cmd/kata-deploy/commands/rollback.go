@@ -12,7 +12,7 @@ import (
 
 func newRollbackCommand() *cobra.Command {
 	var (
-		o          install.Options
+		o          install.RollbackOptions
 		output     string
 		dockerHost string
 	)

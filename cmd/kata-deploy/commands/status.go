@@ -12,7 +12,7 @@ import (
 
 func newStatusCommand() *cobra.Command {
 	var (
-		o          install.Options
+		o          install.StatusOptions
 		output     string
 		dockerHost string
 	)

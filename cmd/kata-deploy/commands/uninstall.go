@@ -13,7 +13,7 @@ import (
 
 func newUninstallCommand() *cobra.Command {
 	var (
-		o          install.Options
+		o          install.UninstallOptions
 		output     string
 		dockerHost string
 	)

@@ -14,7 +14,7 @@ import (
 
 func newUpgradeCommand() *cobra.Command {
 	var (
-		o          install.Options
+		o          install.UpgradeOptions
 		output     string
 		replace    replaceFlags
 		dockerHost string
