@@ -329,7 +329,7 @@ func (o options) withDefaults() (options, error) {
 		}
 	}
 	if o.DaemonJSON != "" && !filepath.IsAbs(o.DaemonJSON) {
-		return o, fmt.Errorf("--config-file %q must be an absolute path", o.DaemonJSON)
+		return o, fmt.Errorf("--daemon-json %q must be an absolute path", o.DaemonJSON)
 	}
 	return o, nil
 }

@@ -228,7 +228,7 @@ func (x *installer) planDaemonJSON(p *plan, m *manifest.Manifest, loc dockerd.Co
 	path := loc.Path
 	switch {
 	case x.o.DaemonJSON != "" && loc.Path != "" && x.o.DaemonJSON != loc.Path:
-		return nil, fmt.Errorf("the running dockerd reads %s (%s), not %s: a runtime registered there would never be loaded; drop --config-file, or restart dockerd with --config-file %s",
+		return nil, fmt.Errorf("the running dockerd reads %s (%s), not %s: a runtime registered there would never be loaded; drop --daemon-json, or restart dockerd with --config-file %s",
 			loc.Path, loc.Why, x.o.DaemonJSON, x.o.DaemonJSON)
 	case x.o.DaemonJSON != "":
 		path = x.o.DaemonJSON
