@@ -218,6 +218,22 @@ func (c *ctrdPlan) ensure(ctx context.Context, x *installer, _ *plan) error {
 	return x.ensureContainerdLoaded(ctx)
 }
 
+// inUse finds the shims running from the install: there is no Docker to ask which containers
+// use the runtime.
+func (c *ctrdPlan) inUse(_ context.Context, x *installer, res *UninstallResult) (func(), error) {
+	return func() {}, x.checkShims(res)
+}
+
+// rolledBack has no smoke container to run: there is no Docker.
+func (c *ctrdPlan) rolledBack(_ context.Context, _ *installer, res *RollbackResult) error {
+	res.Smoke = &Smoke{Skipped: "--engine containerd: no Docker to run a container with"}
+	return nil
+}
+
+func (c *ctrdPlan) status(ctx context.Context, s *Status, m *manifest.Manifest, d Deps, o options, _, _ string) {
+	s.checkContainerd(ctx, m, d, o)
+}
+
 func (c *ctrdPlan) revert(ctx context.Context, x *installer) error {
 	if err := x.unregisterContainerd(ctx, true); err != nil {
 		return err

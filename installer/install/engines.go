@@ -31,8 +31,20 @@ type engine interface {
 	// ensure is the whole of a rerun with nothing to change: the engine must still have the
 	// runtime loaded.
 	ensure(ctx context.Context, x *installer, p *plan) error
+
+	// The methods below serve an existing install (registeredWith), whose registration the
+	// manifest records.
+
+	// inUse finds what still runs with the install before an uninstall, which it refuses
+	// (ErrInUse) unless told to ignore it; done releases what it connected to.
+	inUse(ctx context.Context, x *installer, res *UninstallResult) (done func(), err error)
 	// revert undoes the registration the manifest records (uninstall).
 	revert(ctx context.Context, x *installer) error
+	// rolledBack checks the runtime after a rollback (a smoke container, where there is one).
+	rolledBack(ctx context.Context, x *installer, res *RollbackResult) error
+	// status reports the registration and what the engine sees of it; shim and config are
+	// what the runtime should be registered with.
+	status(ctx context.Context, s *Status, m *manifest.Manifest, d Deps, o options, shim, config string)
 }
 
 // registeredWith is the engine of an existing install, for reverting it.
@@ -125,4 +137,32 @@ func (r *dockerReg) ensure(ctx context.Context, x *installer, p *plan) error {
 
 func (r *dockerReg) revert(ctx context.Context, x *installer) error {
 	return x.unregisterDaemonJSON(ctx)
+}
+
+// inUse asks Docker which containers run with the runtime; without Docker, the uninstall goes
+// on (daemon.json is reverted without a reload).
+func (r *dockerReg) inUse(ctx context.Context, x *installer, res *UninstallResult) (func(), error) {
+	docker, _, err := x.d.Docker(ctx)
+	if err != nil {
+		x.warn(fmt.Sprintf("Docker is not reachable (%v): daemon.json is reverted without a reload, and running containers cannot be checked", err))
+		return func() {}, nil
+	}
+	x.docker = docker
+	done := func() { _ = docker.Close() }
+	if res.Containers, err = docker.ContainersUsing(ctx, x.m.RuntimeName); err != nil {
+		return done, err
+	}
+	if len(res.Containers) > 0 && !x.o.IgnoreInUse {
+		return done, fmt.Errorf("%w: %s; stop them first, or pass --ignore-in-use or --force (they keep running, but without their runtime's files)", ErrInUse, describeContainers(res.Containers))
+	}
+	return done, nil
+}
+
+func (r *dockerReg) rolledBack(ctx context.Context, x *installer, res *RollbackResult) error {
+	return x.smokeRolledBack(ctx, res)
+}
+
+func (r *dockerReg) status(ctx context.Context, s *Status, m *manifest.Manifest, d Deps, _ options, shim, config string) {
+	s.checkRegistration(m, shim, config)
+	s.checkDocker(ctx, m, d)
 }

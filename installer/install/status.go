@@ -137,12 +137,7 @@ func getStatus(ctx context.Context, o options, d Deps) (*Status, error) {
 	}
 	s.checkFiles(m)
 	s.Engine = optionsEngine(m)
-	if m.Engine == manifest.EngineContainerd {
-		s.checkContainerd(ctx, m, d, o)
-	} else {
-		s.checkRegistration(m, shim, config)
-		s.checkDocker(ctx, m, d)
-	}
+	registeredWith(m).status(ctx, s, m, d, o, shim, config)
 	if m.Source != manifest.SourceUpstream {
 		s.readConfig(l) // an upstream release's configuration is upstream's format, not ours
 	}

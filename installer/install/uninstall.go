@@ -77,21 +77,10 @@ func uninstall(ctx context.Context, o options, d Deps) (*UninstallResult, error)
 	}
 	reconcileUpstream(m)
 	forgetUnplaced(m)
-	if m.Engine == manifest.EngineContainerd {
-		if err := x.checkShims(res); err != nil {
-			return res, err
-		}
-	} else if docker, _, err := d.Docker(ctx); err != nil {
-		x.warn(fmt.Sprintf("Docker is not reachable (%v): daemon.json is reverted without a reload, and running containers cannot be checked", err))
-	} else {
-		defer docker.Close()
-		x.docker = docker
-		if res.Containers, err = docker.ContainersUsing(ctx, m.RuntimeName); err != nil {
-			return res, err
-		}
-		if len(res.Containers) > 0 && !o.IgnoreInUse {
-			return res, fmt.Errorf("%w: %s; stop them first, or pass --ignore-in-use or --force (they keep running, but without their runtime's files)", ErrInUse, describeContainers(res.Containers))
-		}
+	done, err := registeredWith(m).inUse(ctx, x, res)
+	defer done()
+	if err != nil {
+		return res, err
 	}
 	if o.DryRun {
 		return res, x.planUninstall(res)

@@ -92,14 +92,15 @@ func checkRollback(m *manifest.Manifest, prefix string) error {
 	return nil
 }
 
-// checkRolledBack makes sure Docker still lists the runtime (nothing needed reloading) and runs
-// the smoke container with the version rolled back to.
+// checkRolledBack checks the runtime with the version rolled back to, as its engine can.
 func (x *installer) checkRolledBack(ctx context.Context, res *RollbackResult) error {
 	x.o.RuntimeName = x.m.RuntimeName
-	if x.m.Engine == manifest.EngineContainerd {
-		res.Smoke = &Smoke{Skipped: "--engine containerd: no Docker to run a container with"}
-		return nil
-	}
+	return registeredWith(x.m).rolledBack(ctx, x, res)
+}
+
+// smokeRolledBack makes sure Docker still lists the runtime (nothing needed reloading) and runs
+// the smoke container with the version rolled back to.
+func (x *installer) smokeRolledBack(ctx context.Context, res *RollbackResult) error {
 	docker, _, err := x.d.Docker(ctx)
 	if err != nil {
 		x.warn(fmt.Sprintf("Docker is not reachable (%v): the rollback is done, but not smoke-tested", err))
