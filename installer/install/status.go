@@ -11,9 +11,9 @@ import (
 	"github.com/kata-deploy/kata-deploy/installer/containerdcfg"
 	"github.com/kata-deploy/kata-deploy/installer/daemonjson"
 	"github.com/kata-deploy/kata-deploy/installer/dockerapi"
-	"github.com/kata-deploy/kata-deploy/installer/hostinfo"
 	"github.com/kata-deploy/kata-deploy/installer/manifest"
 	"github.com/kata-deploy/kata-deploy/installer/registration"
+	"github.com/kata-deploy/kata-deploy/internal/accel"
 	"github.com/kata-deploy/kata-deploy/internal/layout"
 	"github.com/kata-deploy/kata-deploy/runtime/config"
 )
@@ -337,12 +337,12 @@ func (s *Status) readConfig(l layout.Layout) {
 
 // hostAccelerator says which accelerator works on this host now.
 func hostAccelerator() (string, string) {
-	var cpu hostinfo.CPU
+	var cpu accel.CPU
 	if f, err := os.Open("/proc/cpuinfo"); err == nil {
-		cpu, _ = hostinfo.ParseCPUInfo(f)
+		cpu, _ = accel.ParseCPUInfo(f)
 		f.Close()
 	}
-	return hostinfo.Accelerator(hostinfo.ProbeKVM("/dev/kvm", "/proc/modules", cpu))
+	return accel.Accelerator(accel.ProbeKVM("/dev/kvm", "/proc/modules", cpu))
 }
 
 // checkContainerd checks the drop-in, its import, and what containerd loads.
