@@ -10,7 +10,7 @@ import (
 )
 
 // engine is the runtime's registration with what runs containers: Docker's daemon.json
-// (dockerReg) or a containerd drop-in (ctrdPlan). A registration as a Docker managed plugin
+// (dockerReg; stanzaReg when it is read-only) or a containerd drop-in (ctrdPlan). A registration as a Docker managed plugin
 // would be a third implementation. An engine value is planned first (nothing written), then
 // applied after the artifacts are in place; revert undoes what the manifest records.
 type engine interface {
@@ -65,10 +65,8 @@ func (x *installer) planEngine(ctx context.Context, p *plan, m *manifest.Manifes
 
 // dockerReg is the registration in Docker's daemon.json.
 type dockerReg struct {
-	daemonJSON string             // the file edited
-	edit       *registration.Edit // nil when daemon.json is read-only
-	stanza     string             // what to add by hand when read-only
-	readOnly   string             // why daemon.json is not written
+	daemonJSON string // the file edited
+	edit       *registration.Edit
 }
 
 func (r *dockerReg) changes() bool { return r.edit != nil && len(r.edit.Changes) > 0 }
@@ -76,7 +74,7 @@ func (r *dockerReg) changes() bool { return r.edit != nil && len(r.edit.Changes)
 func (r *dockerReg) files() []fileAction { return nil }
 
 func (r *dockerReg) report(res *Result) {
-	res.DaemonJSON, res.Stanza = r.daemonJSON, r.stanza
+	res.DaemonJSON = r.daemonJSON
 	if r.edit != nil {
 		res.DaemonJSONDiff = r.edit.Diff()
 	}
@@ -84,10 +82,7 @@ func (r *dockerReg) report(res *Result) {
 
 func (r *dockerReg) actions(p *plan, o options) []Action {
 	var as []Action
-	switch {
-	case r.readOnly != "":
-		return []Action{{Op: "print-stanza", Target: "daemon.json", Detail: r.readOnly}}
-	case len(r.edit.Changes) > 0:
+	if len(r.edit.Changes) > 0 {
 		as = append(as, Action{Op: "edit-daemon-json", Target: r.daemonJSON, Detail: fmt.Sprintf("register runtime %q", o.RuntimeName)},
 			Action{Op: "reload-docker", Target: "dockerd", Detail: "SIGHUP, wait for its reload event, check that it lists " + o.RuntimeName})
 	}
@@ -97,21 +92,13 @@ func (r *dockerReg) actions(p *plan, o options) []Action {
 	return as
 }
 
-// apply edits daemon.json, reloads Docker and checks it, rolling back on failure. A read-only
-// daemon.json is left to the user.
+// apply edits daemon.json, reloads Docker and checks it, rolling back on failure.
 func (r *dockerReg) apply(ctx context.Context, x *installer, p *plan) error {
-	if r.readOnly != "" {
-		x.warn(fmt.Sprintf("daemon.json is not written (%s): add the stanza below to the daemon's configuration, then reload Docker", r.readOnly))
-		return nil
-	}
 	return x.register(ctx, r, p)
 }
 
-// verify runs the smoke container; there is none when the user registers the runtime by hand.
+// verify runs the smoke container.
 func (r *dockerReg) verify(ctx context.Context, x *installer, p *plan) error {
-	if r.readOnly != "" {
-		return nil
-	}
 	err := x.smoke(ctx)
 	x.after(StepSmoke)
 	if err != nil {
@@ -121,9 +108,6 @@ func (r *dockerReg) verify(ctx context.Context, x *installer, p *plan) error {
 }
 
 func (r *dockerReg) ensure(ctx context.Context, x *installer, p *plan) error {
-	if r.readOnly != "" {
-		return nil
-	}
 	loaded, err := x.runtimeLoaded(ctx)
 	if err != nil {
 		return err
@@ -166,3 +150,30 @@ func (r *dockerReg) status(ctx context.Context, s *Status, m *manifest.Manifest,
 	s.checkRegistration(m, shim, config)
 	s.checkDocker(ctx, m, d)
 }
+
+// stanzaReg is the registration with a Docker whose daemon.json kata-deploy cannot write (NixOS,
+// Docker Desktop): the user adds the stanza. An install registered so is a Docker install for
+// uninstall, rollback and status, which the embedded dockerReg serves.
+type stanzaReg struct {
+	dockerReg
+	why    string // why daemon.json is not written
+	stanza string // what to add by hand
+}
+
+func (r *stanzaReg) changes() bool { return false }
+
+func (r *stanzaReg) report(res *Result) { res.Stanza = r.stanza }
+
+func (r *stanzaReg) actions(*plan, options) []Action {
+	return []Action{{Op: "print-stanza", Target: "daemon.json", Detail: r.why}}
+}
+
+func (r *stanzaReg) apply(_ context.Context, x *installer, _ *plan) error {
+	x.warn(fmt.Sprintf("daemon.json is not written (%s): add the stanza below to the daemon's configuration, then reload Docker", r.why))
+	return nil
+}
+
+// verify has no smoke container to run until the user has registered the runtime.
+func (r *stanzaReg) verify(context.Context, *installer, *plan) error { return nil }
+
+func (r *stanzaReg) ensure(context.Context, *installer, *plan) error { return nil }

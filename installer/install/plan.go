@@ -223,9 +223,8 @@ func planDirs(l layout.Layout) ([]string, error) {
 }
 
 // planDaemonJSON chooses the daemon.json to edit and computes the edit.
-func (x *installer) planDaemonJSON(p *plan, m *manifest.Manifest, loc dockerd.ConfigLocation) (*dockerReg, error) {
-	r := &dockerReg{}
-	path := loc.Path
+func (x *installer) planDaemonJSON(p *plan, m *manifest.Manifest, loc dockerd.ConfigLocation) (engine, error) {
+	path, readOnly := loc.Path, ""
 	switch {
 	case x.o.DaemonJSON != "" && loc.Path != "" && x.o.DaemonJSON != loc.Path:
 		return nil, fmt.Errorf("the running dockerd reads %s (%s), not %s: a runtime registered there would never be loaded; drop --daemon-json, or restart dockerd with --config-file %s",
@@ -233,22 +232,19 @@ func (x *installer) planDaemonJSON(p *plan, m *manifest.Manifest, loc dockerd.Co
 	case x.o.DaemonJSON != "":
 		path = x.o.DaemonJSON
 	case loc.ReadOnly || loc.Path == "":
-		r.readOnly = loc.Why
+		readOnly = loc.Why
 	}
-	if r.readOnly != "" {
-		r.stanza = registration.Stanza(x.o.RuntimeName, p.entry(), x.o.SetDefaultRuntime)
-		return r, nil
+	if readOnly != "" {
+		return &stanzaReg{why: readOnly, stanza: registration.Stanza(x.o.RuntimeName, p.entry(), x.o.SetDefaultRuntime)}, nil
 	}
 	if m != nil && m.DaemonJSON.Registered() && m.DaemonJSON.Path != path {
 		return nil, fmt.Errorf("an earlier install registered the runtime in %s, but dockerd now reads %s: run `kata-deploy uninstall` first", m.DaemonJSON.Path, path)
 	}
-	r.daemonJSON = path
 	edit, err := x.planEdit(path, m, p.entry())
 	if err != nil {
 		return nil, fmt.Errorf("%w; nothing was changed", err)
 	}
-	r.edit = edit
-	return r, nil
+	return &dockerReg{daemonJSON: path, edit: edit}, nil
 }
 
 // entry is the daemon.json runtime entry of the plan.
