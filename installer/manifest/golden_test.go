@@ -129,3 +129,24 @@ func TestRecordConversion(t *testing.T) {
 		})
 	}
 }
+
+// Changes survive the manifest byte for byte, including white space and characters
+// encoding/json would HTML-escape, and absent values stay absent.
+func TestChangesKeepTheirBytes(t *testing.T) {
+	in := []daemonjson.Change{
+		{Key: "", Before: json.RawMessage("{ }"), After: json.RawMessage("{}")},
+		{Key: "/runtimes/kata", After: json.RawMessage("{\n  \"path\": \"/a&b<c>\"\n}")},
+		{Key: "/default-runtime", Before: json.RawMessage(`"r\u00e9"`)},
+	}
+	data, err := encode(&Manifest{SchemaVersion: SchemaVersion, DaemonJSON: &registration.State{Changes: in}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := decode(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out := m.DaemonJSON.Changes; !reflect.DeepEqual(out, in) {
+		t.Errorf("changes %+v became %+v (%s)", in, out, data)
+	}
+}
