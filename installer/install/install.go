@@ -124,74 +124,106 @@ func install(ctx context.Context, o options, d Deps) (*Result, error) {
 	}
 	res := &Result{SchemaVersion: ResultSchemaVersion, DryRun: o.DryRun, Prefix: o.Prefix, RuntimeName: o.RuntimeName}
 	x := &installer{o: o, d: d, res: res, warns: &res.Warnings}
-	if _, err := os.Stat(manifest.Path(o.Prefix)); o.upgrade && errors.Is(err, fs.ErrNotExist) {
-		return res, x.checkExisting(nil) // before the preflight: say the obvious first
+	if err := x.preflight(ctx); err != nil {
+		return res, err
 	}
-	if o.upgrade {
-		if m, err := loadManifest(o.Prefix); err == nil && m != nil {
-			x.o.Engine = optionsEngine(m) // before the preflight, which depends on it
-		}
-	}
-	res.Engine = x.o.Engine
-	x.o.progress("preflight: kata-deploy check")
-	x.host = d.Preflight(ctx)
-	if failed := blockingFailures(&x.host.Report, x.o.Engine, x.o.From != ""); len(failed) > 0 {
-		return res, preflightError(failed)
-	}
-	res.Accelerator = x.host.Report.Accelerator
-	var loc dockerd.ConfigLocation
-	if x.o.Engine == EngineDocker {
-		docker, l, err := d.Docker(ctx)
-		if err != nil {
-			return res, err
-		}
-		defer docker.Close()
-		x.docker, loc = docker, l
+	loc, disconnect, err := x.connectDocker(ctx)
+	defer disconnect()
+	if err != nil {
+		return res, err
 	}
 	m, release, err := begin(o)
 	defer release()
 	if err != nil {
 		return res, err
 	}
-	if err := x.checkExisting(m); err != nil {
+	if err := x.settle(m); err != nil {
 		return res, err
-	}
-	if err := x.checkEngine(m); err != nil {
-		return res, err
-	}
-	if m != nil {
-		if err := reconcileContainerd(m); err != nil {
-			return res, err
-		}
-	}
-	if x.o.upgrade && m != nil {
-		// An upgrade keeps what the install chose.
-		x.o.RuntimeName, x.o.SetDefaultRuntime = m.RuntimeName, m.Default
-		res.RuntimeName = m.RuntimeName
-	}
-	if m != nil && m.RuntimeName != x.o.RuntimeName {
-		return res, fmt.Errorf("%s holds an install of runtime %q, not %q: use --runtime-name %s, or uninstall it first", o.Prefix, m.RuntimeName, x.o.RuntimeName, m.RuntimeName)
-	}
-	if m != nil && m.DaemonJSON != nil {
-		if err := registration.Reconcile(m.DaemonJSON); err != nil {
-			return res, err
-		}
 	}
 	p, err := x.plan(ctx, m, loc)
 	if err != nil {
 		return res, err
 	}
-	res.Actions = p.actions(x.o)
-	x.warnModified(p)
-	p.engine.report(res)
-	p.artifacts.report(res)
-	if v := versionOf(m, p.layout.Version); v != nil && v.Image != nil && !p.image.Needed {
-		res.GuestKernel = v.Image.KernelVersion
-	}
+	x.report(p, m)
 	if o.DryRun {
 		return res, nil
 	}
 	return res, x.execute(ctx, p, m)
+}
+
+// preflight runs the checks of `kata-deploy check` that matter to this install. An upgrade
+// without an install says so first, and takes the engine the install recorded.
+func (x *installer) preflight(ctx context.Context) error {
+	if _, err := os.Stat(manifest.Path(x.o.Prefix)); x.o.upgrade && errors.Is(err, fs.ErrNotExist) {
+		return x.checkExisting(nil) // before the preflight: say the obvious first
+	}
+	if x.o.upgrade {
+		if m, err := loadManifest(x.o.Prefix); err == nil && m != nil {
+			x.o.Engine = optionsEngine(m) // before the preflight, which depends on it
+		}
+	}
+	x.res.Engine = x.o.Engine
+	x.o.progress("preflight: kata-deploy check")
+	x.host = x.d.Preflight(ctx)
+	if failed := blockingFailures(&x.host.Report, x.o.Engine, x.o.From != ""); len(failed) > 0 {
+		return preflightError(failed)
+	}
+	x.res.Accelerator = x.host.Report.Accelerator
+	return nil
+}
+
+// connectDocker connects to Docker when the runtime is registered with it, and finds the
+// daemon.json it reads; disconnect closes the connection.
+func (x *installer) connectDocker(ctx context.Context) (loc dockerd.ConfigLocation, disconnect func(), err error) {
+	disconnect = func() {}
+	if x.o.Engine != EngineDocker {
+		return loc, disconnect, nil
+	}
+	docker, loc, err := x.d.Docker(ctx)
+	if err != nil {
+		return loc, disconnect, err
+	}
+	x.docker = docker
+	return loc, func() { _ = docker.Close() }, nil
+}
+
+// settle refuses what this run cannot do with the install there (m, nil for none), settles
+// what a killed run left journaled, and has an upgrade keep what the install chose.
+func (x *installer) settle(m *manifest.Manifest) error {
+	if err := x.checkExisting(m); err != nil {
+		return err
+	}
+	if err := x.checkEngine(m); err != nil {
+		return err
+	}
+	if m == nil {
+		return nil
+	}
+	if err := reconcileContainerd(m); err != nil {
+		return err
+	}
+	if x.o.upgrade {
+		x.o.RuntimeName, x.o.SetDefaultRuntime = m.RuntimeName, m.Default
+		x.res.RuntimeName = m.RuntimeName
+	}
+	if m.RuntimeName != x.o.RuntimeName {
+		return fmt.Errorf("%s holds an install of runtime %q, not %q: use --runtime-name %s, or uninstall it first", x.o.Prefix, m.RuntimeName, x.o.RuntimeName, m.RuntimeName)
+	}
+	if m.DaemonJSON != nil {
+		return registration.Reconcile(m.DaemonJSON)
+	}
+	return nil
+}
+
+// report fills the result with the plan.
+func (x *installer) report(p *plan, m *manifest.Manifest) {
+	x.res.Actions = p.actions(x.o)
+	x.warnModified(p)
+	p.engine.report(x.res)
+	p.artifacts.report(x.res)
+	if v := versionOf(m, p.layout.Version); v != nil && v.Image != nil && !p.image.Needed {
+		x.res.GuestKernel = v.Image.KernelVersion
+	}
 }
 
 // warnModified reports the installed files the user changed, which the install leaves alone.
