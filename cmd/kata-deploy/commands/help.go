@@ -23,9 +23,14 @@ upstream Kata Containers release replaces steps 2 and 3: it is extracted to /opt
 configuration expects it, every entry checked first (relative paths under opt/kata/ only, no
 "..", only files, directories and symlinks, no symlink leading out, bounded sizes), through a
 staging directory renamed into place; an /opt/kata kata-deploy did not install is refused, or
-moved aside with --replace-foreign (or --force) and put back by uninstall. The runtime is registered with the release's
-bin/containerd-shim-kata-v2 and options.ConfigPath
+moved aside with --replace-foreign (or --force) and put back by uninstall. The runtime is
+registered with the release's bin/containerd-shim-kata-v2 and options.ConfigPath
 /opt/kata/share/defaults/kata-containers/configuration-qemu.toml. A refused tarball leaves nothing.
+
+A file under --prefix kata-deploy did not install is refused unless --replace-foreign; one of its
+own changed since install is left as is, with a warning, unless --replace-modified; another
+daemon.json entry of the same runtime name is refused unless --replace-runtime-entry. Replaced
+files are kept aside and put back by uninstall. --force means all three.
 
 With --engine containerd (a Kubernetes node without Docker), step 4 is a drop-in
 <config dir>/conf.d/kata-deploy-NAME.toml registering the runtime with containerd's CRI (type
@@ -79,12 +84,13 @@ const uninstallLong = `uninstall undoes "kata-deploy install" using its manifest
   - with containerd: the import install added to its main configuration is cut out (the file is
     byte for byte what it was), the drop-in removed, containerd restarted
   - files: only those install created and that are unchanged since; changed ones are kept and
-    reported, and files install replaced with --force are put back
+    reported, and files install replaced (--replace-foreign, --replace-modified) are put back
   - directories install created, when empty
 
 After install and uninstall with nothing else changed, daemon.json is byte for byte what it was
 and nothing is left under the prefix. While containers use the runtime, uninstall refuses and
-lists them, unless --ignore-in-use (or --force). An interrupted uninstall is finished by running it again.
+lists them, unless --ignore-in-use (or --force). An interrupted uninstall is finished by running
+it again.
 
 Exit status: 0 uninstalled (or nothing was installed), 1 failed, 2 usage error.`
 
