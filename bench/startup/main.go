@@ -21,7 +21,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/kata-deploy/kata-deploy/installer/hostinfo"
+	"github.com/kata-deploy/kata-deploy/internal/accel"
 	"github.com/kata-deploy/kata-deploy/internal/testenv"
 	"github.com/kata-deploy/kata-deploy/runtime/agentproto"
 	"github.com/kata-deploy/kata-deploy/runtime/hypervisor"
@@ -145,12 +145,12 @@ func floor(ctx context.Context, k *testenv.Kata) error {
 
 // accelerator is what the runtime picks here: kvm only where it really works.
 func accelerator() string {
-	var cpu hostinfo.CPU
+	var cpu accel.CPU
 	if f, err := os.Open("/proc/cpuinfo"); err == nil {
-		cpu, _ = hostinfo.ParseCPUInfo(f)
+		cpu, _ = accel.ParseCPUInfo(f)
 		f.Close()
 	}
-	name, _ := hostinfo.Accelerator(hostinfo.ProbeKVM("/dev/kvm", "/proc/modules", cpu))
+	name, _ := accel.Accelerator(accel.ProbeKVM("/dev/kvm", "/proc/modules", cpu))
 	return name
 }
 

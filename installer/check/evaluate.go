@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/kata-deploy/kata-deploy/installer/hostinfo"
+	"github.com/kata-deploy/kata-deploy/internal/accel"
 )
 
 // Facts is everything Gather found on the host. Errors are kept as text so that a Facts value can
@@ -17,9 +18,9 @@ type Facts struct {
 	CgroupVersion int
 	Root          bool
 
-	CPU     hostinfo.CPU
+	CPU     accel.CPU
 	CPUErr  string
-	KVM     hostinfo.KVM
+	KVM     accel.KVM
 	Devices []hostinfo.Device
 
 	QEMU    hostinfo.QEMU
@@ -31,7 +32,7 @@ type Facts struct {
 
 // Evaluate turns facts into the report. It is pure: the same facts give the same report.
 func Evaluate(f Facts) Report {
-	accel, why := hostinfo.Accelerator(f.KVM)
+	accel, why := accel.Accelerator(f.KVM)
 	r := Report{
 		SchemaVersion:     SchemaVersion,
 		Accelerator:       accel,
@@ -108,7 +109,7 @@ func virtualizationLines(f Facts, accel, why string) []Line {
 	return []Line{cpu, dev, kvm, acc}
 }
 
-func cpuFlags(c hostinfo.CPU) string {
+func cpuFlags(c accel.CPU) string {
 	var flags []string
 	if c.VMX {
 		flags = append(flags, "vmx")

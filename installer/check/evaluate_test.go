@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/kata-deploy/kata-deploy/installer/hostinfo"
+	"github.com/kata-deploy/kata-deploy/internal/accel"
 )
 
 // goodFacts is a host with everything: a KVM-capable Debian with Docker 29.
@@ -14,8 +15,8 @@ func goodFacts() Facts {
 		KernelRelease: "6.1.0-40-amd64",
 		CgroupVersion: 2,
 		Root:          true,
-		CPU:           hostinfo.CPU{Vendor: "GenuineIntel", VMX: true},
-		KVM:           hostinfo.KVM{DevicePresent: true, APIVersion: 12, CanCreateVM: true, Usable: true},
+		CPU:           accel.CPU{Vendor: "GenuineIntel", VMX: true},
+		KVM:           accel.KVM{DevicePresent: true, APIVersion: 12, CanCreateVM: true, Usable: true},
 		Devices: []hostinfo.Device{
 			{Path: "/dev/net/tun", Present: true, CharDevice: true},
 			{Path: "/dev/vhost-net", Present: true, CharDevice: true},
@@ -39,11 +40,11 @@ func TestEvaluate(t *testing.T) {
 	}{
 		{"all good", func(*Facts) {}, true, "virtualization.accelerator", OK, ""},
 		{"paravirtual KVM falls back to tcg with a warning", func(f *Facts) {
-			f.CPU = hostinfo.CPU{Vendor: "GenuineIntel", Hypervisor: true}
-			f.KVM = hostinfo.KVM{DevicePresent: true, APIVersion: 12, CanCreateVM: true, Reason: "paravirtual KVM"}
+			f.CPU = accel.CPU{Vendor: "GenuineIntel", Hypervisor: true}
+			f.KVM = accel.KVM{DevicePresent: true, APIVersion: 12, CanCreateVM: true, Reason: "paravirtual KVM"}
 		}, true, "virtualization.accelerator", Warn, "slower"},
 		{"no /dev/kvm is a warning, not a failure", func(f *Facts) {
-			f.KVM = hostinfo.KVM{Reason: "/dev/kvm is absent"}
+			f.KVM = accel.KVM{Reason: "/dev/kvm is absent"}
 		}, true, "virtualization.kvm-device", Warn, "modprobe"},
 		{"no QEMU fails with the distro's package", func(f *Facts) { f.QEMU, f.QEMUErr = hostinfo.QEMU{}, "not found" },
 			false, "hypervisor.qemu", Fail, "apt-get install qemu-system-x86"},

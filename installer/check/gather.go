@@ -13,6 +13,7 @@ import (
 
 	"github.com/kata-deploy/kata-deploy/installer/dockerd"
 	"github.com/kata-deploy/kata-deploy/installer/hostinfo"
+	"github.com/kata-deploy/kata-deploy/internal/accel"
 )
 
 // Options say where to look. The zero value means this host and DOCKER_HOST (or Docker's default
@@ -40,7 +41,7 @@ func Gather(ctx context.Context, opts Options) Facts {
 	if f.CPU, err = readCPU(); err != nil {
 		f.CPUErr = err.Error()
 	}
-	f.KVM = hostinfo.ProbeKVM("/dev/kvm", "/proc/modules", f.CPU)
+	f.KVM = accel.ProbeKVM("/dev/kvm", "/proc/modules", f.CPU)
 	for _, p := range devicePaths {
 		f.Devices = append(f.Devices, hostinfo.ProbeDevice(p))
 	}
@@ -52,13 +53,13 @@ func Gather(ctx context.Context, opts Options) Facts {
 	return f
 }
 
-func readCPU() (hostinfo.CPU, error) {
+func readCPU() (accel.CPU, error) {
 	file, err := os.Open("/proc/cpuinfo")
 	if err != nil {
-		return hostinfo.CPU{}, err
+		return accel.CPU{}, err
 	}
 	defer file.Close()
-	return hostinfo.ParseCPUInfo(file)
+	return accel.ParseCPUInfo(file)
 }
 
 // GatherDocker asks the daemon behind opts.DockerHost about itself, and finds the dockerd process

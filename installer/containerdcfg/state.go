@@ -4,29 +4,29 @@ package containerdcfg
 // it, so that uninstall reverts exactly that.
 type State struct {
 	// Config is containerd's main configuration file.
-	Config string `json:"config"`
+	Config string
 	// ConfigVersion is its version (2 or 3): the drop-in is written in the same one.
-	ConfigVersion int `json:"configVersion"`
+	ConfigVersion int
 	// ConfigCreated: the main configuration did not exist; install created it with the imports
 	// entry only, and uninstall removes it again when it still holds just that.
-	ConfigCreated bool `json:"configCreated,omitempty"`
+	ConfigCreated bool
 	// Import is the edit that added the drop-in to the main configuration's imports; nil when
 	// an existing entry (a glob, say) already covered it.
-	Import *ImportEdit `json:"import,omitempty"`
+	Import *ImportEdit
 	// PendingImport is an import edit journaled before the write that makes it.
-	PendingImport *ImportEdit `json:"pendingImport,omitempty"`
+	PendingImport *ImportEdit
 	// DropIn is the drop-in file that registers the runtime.
-	DropIn string `json:"dropIn,omitempty"`
+	DropIn string
 	// RestartNeeded: the files changed since containerd last (re)started; a run killed before the
 	// restart leaves it set, and the next run restarts.
-	RestartNeeded bool `json:"restartNeeded,omitempty"`
+	RestartNeeded bool
 }
 
 // ImportEdit is text spliced into the main configuration: Text at byte Offset of the file whose
 // checksum was BeforeSHA256, giving AfterSHA256.
 type ImportEdit struct {
-	Offset       int    `json:"offset"`
-	Text         string `json:"text"`
-	BeforeSHA256 string `json:"beforeSHA256"`
-	AfterSHA256  string `json:"afterSHA256"`
+	Offset       int
+	Text         string
+	BeforeSHA256 string
+	AfterSHA256  string
 }

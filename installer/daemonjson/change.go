@@ -12,49 +12,12 @@ import (
 // "/runtimes/<name>", "/default-runtime". Before and After are the exact
 // bytes of the value; nil means absent.
 //
-// Changes marshal to JSON with Before and After as JSON strings, so a
-// manifest keeps their bytes exactly (a json.RawMessage field would be
-// re-indented and HTML-escaped by encoding/json).
+// The install manifest stores changes in its own format (package manifest),
+// keeping their bytes exactly.
 type Change struct {
 	Key    string
 	Before json.RawMessage
 	After  json.RawMessage
-}
-
-type changeJSON struct {
-	Key    string  `json:"key"`
-	Before *string `json:"before,omitempty"`
-	After  *string `json:"after,omitempty"`
-}
-
-// MarshalJSON stores Before and After as strings; absent values are omitted.
-func (c Change) MarshalJSON() ([]byte, error) {
-	return json.Marshal(changeJSON{Key: c.Key, Before: rawString(c.Before), After: rawString(c.After)})
-}
-
-// UnmarshalJSON is the inverse of MarshalJSON.
-func (c *Change) UnmarshalJSON(data []byte) error {
-	var v changeJSON
-	if err := json.Unmarshal(data, &v); err != nil {
-		return err
-	}
-	*c = Change{Key: v.Key, Before: stringRaw(v.Before), After: stringRaw(v.After)}
-	return nil
-}
-
-func rawString(raw json.RawMessage) *string {
-	if raw == nil {
-		return nil
-	}
-	s := string(raw)
-	return &s
-}
-
-func stringRaw(s *string) json.RawMessage {
-	if s == nil {
-		return nil
-	}
-	return json.RawMessage(*s)
 }
 
 // Kept is a change Revert left alone because the value was changed after

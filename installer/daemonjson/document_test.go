@@ -307,31 +307,6 @@ func TestRevertBadKey(t *testing.T) {
 	}
 }
 
-// Changes survive a JSON manifest byte-for-byte, including white space and
-// characters encoding/json would HTML-escape.
-func TestChangeJSONRoundTrip(t *testing.T) {
-	in := []Change{
-		{Key: "", Before: json.RawMessage("{ }"), After: json.RawMessage("{}")},
-		{Key: "/runtimes/kata", After: json.RawMessage("{\n  \"path\": \"/a&b<c>\"\n}")},
-		{Key: "/default-runtime", Before: json.RawMessage(`"r\u00e9"`)},
-	}
-	data, err := json.Marshal(in)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []Change
-	if err := json.Unmarshal(data, &out); err != nil {
-		t.Fatal(err)
-	}
-	for i := range in {
-		if out[i].Key != in[i].Key || string(out[i].Before) != string(in[i].Before) ||
-			string(out[i].After) != string(in[i].After) || (out[i].Before == nil) != (in[i].Before == nil) ||
-			(out[i].After == nil) != (in[i].After == nil) {
-			t.Errorf("change %d: %+v became %+v (%s)", i, in[i], out[i], data)
-		}
-	}
-}
-
 func TestFailedSetterChangesNothing(t *testing.T) {
 	in := `{"runtimes": {"kata": {"path": "/k"}}, "default-runtime": 3}`
 	if _, err := Parse([]byte(in)); err == nil {

@@ -16,7 +16,7 @@ import (
 	"slices"
 	"sort"
 
-	"github.com/kata-deploy/kata-deploy/installer/engine"
+	"github.com/kata-deploy/kata-deploy/installer/dockerapi"
 )
 
 // Daemon is a fake dockerd reading ConfigPath, keeping its state in StateDir.
@@ -31,7 +31,7 @@ type Daemon struct {
 	// HideRuntime makes a reload succeed without loading this runtime name (a daemon that
 	// silently ignores an entry).
 	HideRuntime string
-	Containers  []engine.Container
+	Containers  []dockerapi.Container
 	Images      []string
 	// RunOutput is what a container prints (its stdout).
 	RunOutput string
@@ -124,7 +124,7 @@ func (d *Daemon) Runtimes(context.Context) ([]string, string, error) {
 }
 
 // ContainersUsing returns the containers set in Containers.
-func (d *Daemon) ContainersUsing(context.Context, string) ([]engine.Container, error) {
+func (d *Daemon) ContainersUsing(context.Context, string) ([]dockerapi.Container, error) {
 	return d.Containers, nil
 }
 
@@ -134,11 +134,11 @@ func (d *Daemon) HasImage(_ context.Context, ref string) (bool, error) {
 }
 
 // Run succeeds, printing RunOutput, when the runtime is loaded.
-func (d *Daemon) Run(_ context.Context, o engine.RunOptions) (engine.RunResult, error) {
+func (d *Daemon) Run(_ context.Context, o dockerapi.RunOptions) (dockerapi.RunResult, error) {
 	if _, ok := d.State().Runtimes[o.Runtime]; !ok {
-		return engine.RunResult{}, fmt.Errorf("fake dockerd: unknown or invalid runtime name: %s", o.Runtime)
+		return dockerapi.RunResult{}, fmt.Errorf("fake dockerd: unknown or invalid runtime name: %s", o.Runtime)
 	}
-	return engine.RunResult{Stdout: d.RunOutput}, nil
+	return dockerapi.RunResult{Stdout: d.RunOutput}, nil
 }
 
 // parse reads a daemon.json as dockerd does: empty is {}, a UTF-8 BOM is skipped.

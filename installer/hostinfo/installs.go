@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"path/filepath"
 	"strings"
+
+	"github.com/kata-deploy/kata-deploy/internal/layout"
 )
 
 // Install is an earlier Kata installation found on the host.
@@ -53,7 +55,7 @@ func upstreamKata(root string) (Install, bool) {
 }
 
 func kataDeploy(root string) (Install, bool) {
-	const prefix = "opt/kata-deploy"
+	prefix := strings.TrimPrefix(layout.DefaultPrefix, "/")
 	data, err := readInRoot(root, prefix+"/manifest.json")
 	if err != nil {
 		return Install{}, false

@@ -3,13 +3,14 @@ package install
 import (
 	"fmt"
 
+	"github.com/kata-deploy/kata-deploy/internal/layout"
 	"github.com/kata-deploy/kata-deploy/runtime/config"
 )
 
 // runtimeConfig is configuration-qemu.toml for this host: the QEMU found by the preflight, its
 // fast-boot firmware when present, the accelerator that really works here (or the one asked
 // for), and the guest image under the prefix.
-func runtimeConfig(h Host, l Layout, accel string) ([]byte, error) {
+func runtimeConfig(h Host, l layout.Layout, accel string) ([]byte, error) {
 	c := config.Default()
 	c.Hypervisor.Path = h.QEMU.Path
 	c.Hypervisor.Kernel = l.Vmlinux()

@@ -92,13 +92,18 @@ func (x *installer) checkEngine(m *manifest.Manifest) error {
 }
 
 // planContainerd plans the drop-in and the imports edit. Nothing is written.
-func (x *installer) planContainerd(ctx context.Context, p *plan, m *manifest.Manifest) error {
+func (x *installer) planContainerd(ctx context.Context, p *plan, m *manifest.Manifest) (*ctrdPlan, error) {
 	d, err := x.d.Containerd(ctx, x.o.ContainerdAddress, x.o.ContainerdConfig)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	c := &ctrdPlan{daemon: d, config: d.ConfigFile()}
-	p.ctrd = c
+	return c, x.planDropIn(ctx, c, p, m)
+}
+
+// planDropIn fills in the plan of the drop-in and the imports edit.
+func (x *installer) planDropIn(ctx context.Context, c *ctrdPlan, p *plan, m *manifest.Manifest) error {
+	d := c.daemon
 	if m != nil && m.Containerd != nil && m.Containerd.Config != c.config {
 		return fmt.Errorf("an earlier install registered the runtime through %s, but containerd now reads %s: run `kata-deploy uninstall` first", m.Containerd.Config, c.config)
 	}
@@ -111,7 +116,7 @@ func (x *installer) planContainerd(ctx context.Context, p *plan, m *manifest.Man
 	}
 	c.create = !info.Exists
 	dropIn := filepath.Join(filepath.Dir(c.config), containerdDropInSubdir, dropInPrefix+x.o.RuntimeName+".toml")
-	c.runtime = containerdcfg.Runtime{Name: x.o.RuntimeName, Path: p.entryShim(), ConfigPath: p.entryConfig()}
+	c.runtime = containerdcfg.Runtime{Name: x.o.RuntimeName, Path: p.artifacts.entryShim(p), ConfigPath: p.artifacts.entryConfig(p)}
 	content, err := containerdcfg.DropIn(c.version, c.runtime, []string{
 		fmt.Sprintf("Written by kata-deploy: the VM runtime %q (RuntimeClass handler %q), installed under %s.", x.o.RuntimeName, x.o.RuntimeName, x.o.Prefix),
 		fmt.Sprintf("`kata-deploy uninstall --prefix %s` removes it and the import of it in %s.", x.o.Prefix, filepath.Base(c.config)),
@@ -120,7 +125,7 @@ func (x *installer) planContainerd(ctx context.Context, p *plan, m *manifest.Man
 		return err
 	}
 	f := fileAction{Path: dropIn, Mode: 0o644, Data: content, SHA256: bytesSum(content), Size: int64(len(content))}
-	if c.dropIn, err = planFile(m, f, x.o.Force); err != nil {
+	if c.dropIn, err = planFile(m, f, x.o.Replace); err != nil {
 		return err
 	}
 	if c.newDirs, err = missingDirs(filepath.Dir(dropIn)); err != nil {
@@ -192,8 +197,52 @@ func missingDirs(dir string) ([]string, error) {
 	return dirs, nil
 }
 
-// containerdActions renders the containerd part of the plan.
-func (c *ctrdPlan) actions() []Action {
+func (c *ctrdPlan) files() []fileAction { return []fileAction{c.dropIn} }
+
+func (c *ctrdPlan) report(res *Result) {
+	res.ContainerdConfig, res.ContainerdDropIn, res.ContainerdDiff = c.config, c.dropIn.Path, c.diff()
+}
+
+func (c *ctrdPlan) apply(ctx context.Context, x *installer, _ *plan) error {
+	return x.registerContainerd(ctx, c)
+}
+
+// verify has no smoke container to run: there is no Docker.
+func (c *ctrdPlan) verify(_ context.Context, x *installer, _ *plan) error {
+	x.res.Smoke = &Smoke{Skipped: "--engine containerd: no Docker to run a container with; run a pod with a RuntimeClass whose handler is " + x.o.RuntimeName}
+	return nil
+}
+
+// ensure makes a restart a killed run did not make.
+func (c *ctrdPlan) ensure(ctx context.Context, x *installer, _ *plan) error {
+	return x.ensureContainerdLoaded(ctx)
+}
+
+// inUse finds the shims running from the install: there is no Docker to ask which containers
+// use the runtime.
+func (c *ctrdPlan) inUse(_ context.Context, x *installer, res *UninstallResult) (func(), error) {
+	return func() {}, x.checkShims(res)
+}
+
+// rolledBack has no smoke container to run: there is no Docker.
+func (c *ctrdPlan) rolledBack(_ context.Context, _ *installer, res *RollbackResult) error {
+	res.Smoke = &Smoke{Skipped: "--engine containerd: no Docker to run a container with"}
+	return nil
+}
+
+func (c *ctrdPlan) status(ctx context.Context, s *Status, m *manifest.Manifest, d Deps, o options, _, _ string) {
+	s.checkContainerd(ctx, m, d, o)
+}
+
+func (c *ctrdPlan) revert(ctx context.Context, x *installer) error {
+	if err := x.unregisterContainerd(ctx, true); err != nil {
+		return err
+	}
+	return x.done(StepUnregistered)
+}
+
+// actions render the containerd part of the plan.
+func (c *ctrdPlan) actions(*plan, options) []Action {
 	var as []Action
 	for _, d := range c.newDirs {
 		as = append(as, Action{Op: "mkdir", Target: d})
@@ -221,8 +270,7 @@ func (c *ctrdPlan) diff() string {
 
 // registerContainerd writes the drop-in and the import, checks that containerd would load the
 // runtime, and restarts containerd; a configuration containerd would not load is undone.
-func (x *installer) registerContainerd(ctx context.Context, p *plan) error {
-	c := p.ctrd
+func (x *installer) registerContainerd(ctx context.Context, c *ctrdPlan) error {
 	x.m.Engine = manifest.EngineContainerd
 	if x.m.Containerd == nil {
 		x.m.Containerd = &containerdcfg.State{}

@@ -170,7 +170,7 @@ func (f *fixture) ctrd() *fakeContainerd {
 }
 
 // ctrdInstall and friends run with --engine containerd.
-func ctrdOpts(o *Options) { o.Engine = EngineContainerd }
+func ctrdOpts(o *InstallOptions) { o.Engine = EngineContainerd }
 
 func (f *fixture) restarts() int { n, _ := f.ctrd().restarts(); return n }
 
@@ -238,7 +238,7 @@ func TestContainerdInstallUninstall(t *testing.T) {
 			if err != nil || again.Changed || f.restarts() != 1 {
 				t.Errorf("second install: %+v %v, restarts %d", again, err, f.restarts())
 			}
-			dry, err := f.uninstall(func(o *Options) { o.DryRun = true })
+			dry, err := f.uninstall(func(o *UninstallOptions) { o.DryRun = true })
 			if err != nil || (tc.edited && !strings.Contains(dry.ContainerdDiff, "-")) || f.restarts() != 1 || dry.ContainerdConfig != f.ctrdConfig() {
 				t.Errorf("uninstall dry run: %+v %v", dry, err)
 			}
@@ -277,7 +277,7 @@ func TestContainerdDryRun(t *testing.T) {
 	f := newFixture(t, nil)
 	content := mustRead("../containerdcfg/testdata/config-v3.toml")
 	f.withContainerd(t, content)
-	res, err := f.install(func(o *Options) { ctrdOpts(o); o.DryRun = true })
+	res, err := f.install(func(o *InstallOptions) { ctrdOpts(o); o.DryRun = true })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -365,10 +365,10 @@ func TestContainerdRefusals(t *testing.T) {
 	if _, err := f.install(ctrdOpts); err == nil || !strings.Contains(err.Error(), "registered with docker") {
 		t.Errorf("containerd over a Docker install: %v", err)
 	}
-	if _, err := f.install(func(o *Options) { ctrdOpts(o); o.ContainerdConfig = "/elsewhere.toml" }); err == nil {
+	if _, err := f.install(func(o *InstallOptions) { ctrdOpts(o); o.ContainerdConfig = "/elsewhere.toml" }); err == nil {
 		t.Error("a --containerd-config that containerd does not read was accepted")
 	}
-	if err := (Options{Engine: "podman"}).Validate(); err == nil || !strings.Contains(err.Error(), "--engine") {
+	if err := (InstallOptions{Engine: "podman"}).Validate(); err == nil || !strings.Contains(err.Error(), "--engine") {
 		t.Errorf("engine podman: %v", err)
 	}
 }

@@ -7,8 +7,8 @@ import (
 
 	"github.com/kata-deploy/kata-deploy/installer/check"
 	"github.com/kata-deploy/kata-deploy/installer/containerdsvc"
+	"github.com/kata-deploy/kata-deploy/installer/dockerapi"
 	"github.com/kata-deploy/kata-deploy/installer/dockerd"
-	"github.com/kata-deploy/kata-deploy/installer/engine"
 	"github.com/kata-deploy/kata-deploy/packaging/guestimage"
 )
 
@@ -21,7 +21,7 @@ func DefaultDeps(dockerHost string) Deps {
 			return Host{Report: check.Evaluate(facts), QEMU: facts.QEMU}
 		},
 		Docker: func(ctx context.Context) (Docker, dockerd.ConfigLocation, error) {
-			e, err := engine.Connect(ctx, dockerHost)
+			e, err := dockerapi.Connect(ctx, dockerHost)
 			if err != nil {
 				return nil, dockerd.ConfigLocation{}, err
 			}

@@ -19,6 +19,7 @@ import (
 	"github.com/kata-deploy/kata-deploy/installer/fakedocker"
 	"github.com/kata-deploy/kata-deploy/installer/hostinfo"
 	"github.com/kata-deploy/kata-deploy/installer/manifest"
+	"github.com/kata-deploy/kata-deploy/internal/layout"
 	"github.com/kata-deploy/kata-deploy/packaging/guestimage"
 )
 
@@ -50,8 +51,8 @@ func newFixture(t testing.TB, daemonJSON []byte) *fixture {
 		must(t, os.WriteFile(f.daemonJSON(), daemonJSON, 0o644))
 	}
 	must(t, os.MkdirAll(f.artifacts(), 0o755))
-	must(t, os.WriteFile(filepath.Join(f.artifacts(), ShimName), []byte("#!/bin/sh\n# shim v1\n"), 0o755))
-	must(t, os.WriteFile(filepath.Join(f.artifacts(), AgentName), []byte("agent v1"), 0o755))
+	must(t, os.WriteFile(filepath.Join(f.artifacts(), layout.ShimName), []byte("#!/bin/sh\n# shim v1\n"), 0o755))
+	must(t, os.WriteFile(filepath.Join(f.artifacts(), layout.AgentName), []byte("agent v1"), 0o755))
 	must(t, os.WriteFile(f.kernelDeb(), []byte("kernel package v1"), 0o644))
 	must(t, os.WriteFile(filepath.Join(f.dir, "qemu"), []byte("#!/bin/sh\n"), 0o755))
 	must(t, f.daemon.Reload(context.Background()))
@@ -67,10 +68,16 @@ func openFixture(t testing.TB, dir string) *fixture {
 	return f
 }
 
-func (f *fixture) options() Options {
-	return Options{Prefix: f.prefix(), RuntimeName: "kata", ArtifactsDir: f.artifacts(), Kernel: f.kernelDeb(),
-		LockPath: filepath.Join(f.dir, "kata-deploy.lock"), KernelCache: filepath.Join(f.dir, "cache"), Version: "test"}
+func (f *fixture) options() InstallOptions {
+	return InstallOptions{
+		Common: Common{Prefix: f.prefix(), LockPath: filepath.Join(f.dir, "kata-deploy.lock")},
+		ArtifactOptions: ArtifactOptions{ArtifactsDir: f.artifacts(), Kernel: f.kernelDeb(),
+			KernelCache: filepath.Join(f.dir, "cache"), Version: "test"},
+		RuntimeName: "kata",
+	}
 }
+
+func (f *fixture) statusOptions() StatusOptions { return StatusOptions{Prefix: f.prefix()} }
 
 func (f *fixture) deps() Deps {
 	return Deps{
@@ -129,7 +136,7 @@ func (f *fixture) build(_ context.Context, o guestimage.Options) (*guestimage.Ma
 	return m, nil
 }
 
-func (f *fixture) install(mod func(*Options)) (*Result, error) {
+func (f *fixture) install(mod func(*InstallOptions)) (*Result, error) {
 	o := f.options()
 	if mod != nil {
 		mod(&o)
@@ -137,8 +144,8 @@ func (f *fixture) install(mod func(*Options)) (*Result, error) {
 	return Install(context.Background(), o, f.deps())
 }
 
-func (f *fixture) uninstall(mod func(*Options)) (*UninstallResult, error) {
-	o := f.options()
+func (f *fixture) uninstall(mod func(*UninstallOptions)) (*UninstallResult, error) {
+	o := UninstallOptions{Common: f.options().Common}
 	if mod != nil {
 		mod(&o)
 	}
@@ -160,13 +167,13 @@ func (f *fixture) tree() []string {
 }
 
 // layout is the layout of the current version, as the manifest records it.
-func (f *fixture) layout() Layout {
+func (f *fixture) layout() layout.Layout {
 	f.t.Helper()
 	m, err := manifest.Load(f.prefix())
 	if err != nil {
 		f.t.Fatal(err)
 	}
-	return Layout{Prefix: f.prefix(), Version: m.Current}
+	return layout.Layout{Prefix: f.prefix(), Version: m.Current}
 }
 
 func (f *fixture) file(path string) []byte {
@@ -214,7 +221,10 @@ func runHelper(spec string) int {
 	}
 	f := openFixture(&testing.T{}, job.Dir)
 	o := f.options()
-	o.Engine, o.Force = job.Engine, job.Force
+	o.Engine = job.Engine
+	if job.Force {
+		o.Replace = ReplaceAll
+	}
 	if job.From != "" {
 		o.From, o.KataDir, o.ArtifactsDir, o.Kernel = job.From, job.KataDir, "", ""
 	}
@@ -229,11 +239,11 @@ func runHelper(spec string) int {
 	case "install":
 		_, err = Install(context.Background(), o, f.deps())
 	case "upgrade":
-		_, err = Upgrade(context.Background(), o, f.deps())
+		_, err = Upgrade(context.Background(), UpgradeOptions{Common: o.Common, ArtifactOptions: o.ArtifactOptions}, f.deps())
 	case "rollback":
-		_, err = Rollback(context.Background(), o, f.deps())
+		_, err = Rollback(context.Background(), RollbackOptions{Common: o.Common}, f.deps())
 	default:
-		_, err = Uninstall(context.Background(), o, f.deps())
+		_, err = Uninstall(context.Background(), UninstallOptions{Common: o.Common, IgnoreInUse: job.Force}, f.deps())
 	}
 	fmt.Fprintf(os.Stderr, "helper: step %q not reached (err %v)\n", job.Step, err)
 	return 3

@@ -11,6 +11,7 @@ import (
 	"slices"
 
 	"github.com/kata-deploy/kata-deploy/installer/manifest"
+	"github.com/kata-deploy/kata-deploy/internal/layout"
 	"github.com/kata-deploy/kata-deploy/packaging/guestimage"
 )
 
@@ -116,7 +117,7 @@ func (x *installer) placeImage(ip imagePlan, moves [][2]string) error {
 // from the same kernel and agent, when its files are intact: a new version that changes only the
 // shim or the configuration then skips the build, the slow part. It returns the image's kernel
 // version, or "" when there is nothing to reuse.
-func (x *installer) reuseImage(key string, target Layout, staging string) (string, error) {
+func (x *installer) reuseImage(key string, target layout.Layout, staging string) (string, error) {
 	src, img := reusableImage(x.m, key, target.Version)
 	if img == nil {
 		return "", nil
@@ -136,23 +137,25 @@ func (x *installer) reuseImage(key string, target Layout, staging string) (strin
 
 // reusableImage finds an intact guest image built from the same inputs (key) in another version
 // than target, or in the flat layout; nil when there is none.
-func reusableImage(m *manifest.Manifest, key, target string) (Layout, *manifest.Image) {
+func reusableImage(m *manifest.Manifest, key, target string) (layout.Layout, *manifest.Image) {
 	if m == nil || key == "" {
-		return Layout{}, nil
+		return layout.Layout{}, nil
 	}
 	for _, v := range m.Versions {
-		l := Layout{Prefix: m.Prefix, Version: v.ID}
+		l := layout.Layout{Prefix: m.Prefix, Version: v.ID}
 		if v.ID != target && v.Ready && v.Image != nil && v.Image.Key == key && intact(m, imageFiles(l)) {
 			return l, v.Image
 		}
 	}
-	if l := (Layout{Prefix: m.Prefix}); m.Image != nil && m.Image.Key == key && intact(m, imageFiles(l)) {
+	if l := (layout.Layout{Prefix: m.Prefix}); m.Image != nil && m.Image.Key == key && intact(m, imageFiles(l)) {
 		return l, m.Image
 	}
-	return Layout{}, nil
+	return layout.Layout{}, nil
 }
 
-func imageFiles(l Layout) []string { return []string{l.Vmlinux(), l.Initrd(), l.ImageManifest()} }
+func imageFiles(l layout.Layout) []string {
+	return []string{l.Vmlinux(), l.Initrd(), l.ImageManifest()}
+}
 
 // intact reports whether every file is recorded and on disk as recorded.
 func intact(m *manifest.Manifest, paths []string) bool {

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 
 	"github.com/kata-deploy/kata-deploy/installer/manifest"
+	"github.com/kata-deploy/kata-deploy/internal/layout"
 )
 
 // inputs are the built-in runtime's artifacts.
@@ -27,10 +28,10 @@ func (x *installer) resolveInputs(ctx context.Context, m *manifest.Manifest) (in
 	if err != nil {
 		return in, err
 	}
-	if in.shim, err = artifact(dir, ShimName); err != nil {
+	if in.shim, err = artifact(dir, layout.ShimName); err != nil {
 		return in, err
 	}
-	if in.agent, err = artifact(dir, AgentName); err != nil {
+	if in.agent, err = artifact(dir, layout.AgentName); err != nil {
 		return in, err
 	}
 	kernel := x.o.Kernel

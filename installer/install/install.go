@@ -67,7 +67,7 @@ type Result struct {
 
 // installer carries one Install or Uninstall run.
 type installer struct {
-	o      Options
+	o      options
 	d      Deps
 	host   Host
 	docker Docker
@@ -112,107 +112,145 @@ func (x *installer) after(step string) {
 }
 
 // Install installs the built-in runtime under o.Prefix and registers it with Docker.
-func Install(ctx context.Context, o Options, d Deps) (*Result, error) {
+func Install(ctx context.Context, o InstallOptions, d Deps) (*Result, error) {
+	return install(ctx, o.options(), d)
+}
+
+// install is Install and Upgrade.
+func install(ctx context.Context, o options, d Deps) (*Result, error) {
 	o, err := o.withDefaults()
 	if err != nil {
 		return nil, err
 	}
 	res := &Result{SchemaVersion: ResultSchemaVersion, DryRun: o.DryRun, Prefix: o.Prefix, RuntimeName: o.RuntimeName}
 	x := &installer{o: o, d: d, res: res, warns: &res.Warnings}
-	if _, err := os.Stat(manifest.Path(o.Prefix)); o.upgrade && errors.Is(err, fs.ErrNotExist) {
-		return res, x.checkExisting(nil) // before the preflight: say the obvious first
+	if err := x.preflight(ctx); err != nil {
+		return res, err
 	}
-	if o.upgrade {
-		if m, err := loadManifest(o.Prefix); err == nil && m != nil {
-			x.o.Engine = optionsEngine(m) // before the preflight, which depends on it
-		}
-	}
-	res.Engine = x.o.Engine
-	x.o.progress("preflight: kata-deploy check")
-	x.host = d.Preflight(ctx)
-	if failed := blockingFailures(&x.host.Report, x.o.Engine, x.o.From != ""); len(failed) > 0 {
-		return res, preflightError(failed)
-	}
-	res.Accelerator = x.host.Report.Accelerator
-	var loc dockerd.ConfigLocation
-	if x.o.Engine == EngineDocker {
-		docker, l, err := d.Docker(ctx)
-		if err != nil {
-			return res, err
-		}
-		defer docker.Close()
-		x.docker, loc = docker, l
-	}
-	if !o.DryRun {
-		lock, err := manifest.Acquire(o.LockPath)
-		if err != nil {
-			return res, err
-		}
-		defer lock.Release()
-	}
-	m, err := loadManifest(o.Prefix)
+	loc, disconnect, err := x.connectDocker(ctx)
+	defer disconnect()
 	if err != nil {
 		return res, err
 	}
-	if err := x.checkExisting(m); err != nil {
+	m, release, err := begin(o)
+	defer release()
+	if err != nil {
 		return res, err
 	}
-	if err := x.checkEngine(m); err != nil {
+	if err := x.settle(m); err != nil {
 		return res, err
-	}
-	if m != nil {
-		if err := reconcileContainerd(m); err != nil {
-			return res, err
-		}
-	}
-	if x.o.upgrade && m != nil {
-		// An upgrade keeps what the install chose.
-		x.o.RuntimeName, x.o.Default = m.RuntimeName, m.Default
-		res.RuntimeName = m.RuntimeName
-	}
-	if m != nil && m.RuntimeName != x.o.RuntimeName {
-		return res, fmt.Errorf("%s holds an install of runtime %q, not %q: use --runtime-name %s, or uninstall it first", o.Prefix, m.RuntimeName, x.o.RuntimeName, m.RuntimeName)
-	}
-	if m != nil && m.DaemonJSON != nil {
-		if err := registration.Reconcile(m.DaemonJSON); err != nil {
-			return res, err
-		}
 	}
 	p, err := x.plan(ctx, m, loc)
 	if err != nil {
 		return res, err
 	}
-	res.Actions, res.DaemonJSON, res.Stanza = p.actions(x.o), p.daemonJSON, p.stanza
-	x.warnModified(p)
-	if p.edit != nil {
-		res.DaemonJSONDiff = p.edit.Diff()
-	}
-	if p.ctrd != nil {
-		res.ContainerdConfig, res.ContainerdDropIn, res.ContainerdDiff = p.ctrd.config, p.ctrd.dropIn.Path, p.ctrd.diff()
-	}
-	if p.upstream != nil {
-		res.Upstream, res.UpstreamDir = p.upstream.release.Version, p.upstream.dir
-	}
-	if v := versionOf(m, p.layout.Version); v != nil && v.Image != nil && !p.image.Needed {
-		res.GuestKernel = v.Image.KernelVersion
-	}
+	x.report(p, m)
 	if o.DryRun {
 		return res, nil
 	}
 	return res, x.execute(ctx, p, m)
 }
 
+// preflight runs the checks of `kata-deploy check` that matter to this install. An upgrade
+// without an install says so first, and takes the engine the install recorded.
+func (x *installer) preflight(ctx context.Context) error {
+	if _, err := os.Stat(manifest.Path(x.o.Prefix)); x.o.upgrade && errors.Is(err, fs.ErrNotExist) {
+		return x.checkExisting(nil) // before the preflight: say the obvious first
+	}
+	if x.o.upgrade {
+		if m, err := loadManifest(x.o.Prefix); err == nil && m != nil {
+			x.o.Engine = optionsEngine(m) // before the preflight, which depends on it
+		}
+	}
+	x.res.Engine = x.o.Engine
+	x.o.progress("preflight: kata-deploy check")
+	x.host = x.d.Preflight(ctx)
+	if failed := blockingFailures(&x.host.Report, x.o.Engine, x.o.From != ""); len(failed) > 0 {
+		return preflightError(failed)
+	}
+	x.res.Accelerator = x.host.Report.Accelerator
+	return nil
+}
+
+// connectDocker connects to Docker when the runtime is registered with it, and finds the
+// daemon.json it reads; disconnect closes the connection.
+func (x *installer) connectDocker(ctx context.Context) (loc dockerd.ConfigLocation, disconnect func(), err error) {
+	disconnect = func() {}
+	if x.o.Engine != EngineDocker {
+		return loc, disconnect, nil
+	}
+	docker, loc, err := x.d.Docker(ctx)
+	if err != nil {
+		return loc, disconnect, err
+	}
+	x.docker = docker
+	return loc, func() { _ = docker.Close() }, nil
+}
+
+// settle refuses what this run cannot do with the install there (m, nil for none), settles
+// what a killed run left journaled, and has an upgrade keep what the install chose.
+func (x *installer) settle(m *manifest.Manifest) error {
+	if err := x.checkExisting(m); err != nil {
+		return err
+	}
+	if err := x.checkEngine(m); err != nil {
+		return err
+	}
+	if m == nil {
+		return nil
+	}
+	if err := reconcileContainerd(m); err != nil {
+		return err
+	}
+	if x.o.upgrade {
+		x.o.RuntimeName, x.o.SetDefaultRuntime = m.RuntimeName, m.Default
+		x.res.RuntimeName = m.RuntimeName
+	}
+	if m.RuntimeName != x.o.RuntimeName {
+		return fmt.Errorf("%s holds an install of runtime %q, not %q: use --runtime-name %s, or uninstall it first", x.o.Prefix, m.RuntimeName, x.o.RuntimeName, m.RuntimeName)
+	}
+	if m.DaemonJSON != nil {
+		return registration.Reconcile(m.DaemonJSON)
+	}
+	return nil
+}
+
+// report fills the result with the plan.
+func (x *installer) report(p *plan, m *manifest.Manifest) {
+	x.res.Actions = p.actions(x.o)
+	x.warnModified(p)
+	p.engine.report(x.res)
+	p.artifacts.report(x.res)
+	if v := versionOf(m, p.layout.Version); v != nil && v.Image != nil && !p.image.Needed {
+		x.res.GuestKernel = v.Image.KernelVersion
+	}
+}
+
 // warnModified reports the installed files the user changed, which the install leaves alone.
 func (x *installer) warnModified(p *plan) {
 	files := append([]fileAction{p.shim, p.config}, p.image.Files...)
-	if p.ctrd != nil {
-		files = append(files, p.ctrd.dropIn)
-	}
+	files = append(files, p.engine.files()...)
 	for _, f := range files {
 		if f.State == fileModified {
-			x.warn(fmt.Sprintf("%s was changed since kata-deploy installed it; left as is (pass --force to replace it)", f.Path))
+			x.warn(fmt.Sprintf("%s was changed since kata-deploy installed it; left as is (pass --replace-modified or --force to replace it)", f.Path))
 		}
 	}
+}
+
+// begin starts every command that changes an install: it takes the lock that serialises them
+// (not for a dry run, which changes nothing) and loads the manifest, the journal of the runs
+// before, settling what a killed one left journaled. release gives the lock back.
+func begin(o options) (m *manifest.Manifest, release func(), err error) {
+	release = func() {}
+	if !o.DryRun {
+		lock, err := manifest.Acquire(o.LockPath)
+		if err != nil {
+			return nil, release, err
+		}
+		release = func() { _ = lock.Release() }
+	}
+	m, err = loadManifest(o.Prefix)
+	return m, release, err
 }
 
 // loadManifest reads the manifest of prefix (nil when there is none) and settles a switch of
@@ -302,35 +340,20 @@ func preflightError(failed []check.Line) error {
 func (x *installer) execute(ctx context.Context, p *plan, m *manifest.Manifest) error {
 	if m != nil && m.State == manifest.StateInstalled && !p.changes() {
 		x.m = m
-		return x.ensureRegistered(ctx, p)
+		return p.engine.ensure(ctx, x, p)
 	}
 	x.res.Changed = true
 	if err := x.startManifest(m, p); err != nil {
 		return err
 	}
-	steps := []func(context.Context, *plan) error{x.makeDirs, x.startVersion, x.installShim, x.buildImage, x.writeConfig, x.finishVersion, x.switchVersion}
-	if p.upstream != nil {
-		steps = []func(context.Context, *plan) error{x.extractUpstream, x.placeUpstream}
-	}
-	for _, step := range steps {
+	for _, step := range p.artifacts.steps(x) {
 		if err := step(ctx, p); err != nil {
 			x.m.Log(x.now(), "install", "failed", err)
 			_ = x.save()
 			return err
 		}
 	}
-	if p.ctrd != nil {
-		return x.finishContainerd(ctx, p)
-	}
-	if p.readOnly != "" {
-		x.warn(fmt.Sprintf("daemon.json is not written (%s): add the stanza below to the daemon's configuration, then reload Docker", p.readOnly))
-		x.m.State = manifest.StateInstalled
-		if err := x.done(StepInstalled); err != nil {
-			return err
-		}
-		return x.prune()
-	}
-	if err := x.register(ctx, p); err != nil {
+	if err := p.engine.apply(ctx, x, p); err != nil {
 		x.m.Log(x.now(), "register", "failed", err)
 		_ = x.save()
 		return err
@@ -339,10 +362,8 @@ func (x *installer) execute(ctx context.Context, p *plan, m *manifest.Manifest) 
 	if err := x.done(StepInstalled); err != nil {
 		return err
 	}
-	err := x.smoke(ctx)
-	x.after(StepSmoke)
-	if err != nil {
-		return x.switchBack(p, err)
+	if err := p.engine.verify(ctx, x, p); err != nil {
+		return err
 	}
 	return x.prune()
 }
@@ -388,7 +409,7 @@ func (x *installer) startManifest(m *manifest.Manifest, p *plan) error {
 	}
 	x.m = m
 	m.State, m.Version = manifest.StateInstalling, x.o.Version
-	m.Default = m.Default || x.o.Default
+	m.Default = m.Default || x.o.SetDefaultRuntime
 	return x.done(StepPrefix)
 }
 
@@ -506,7 +527,7 @@ func (x *installer) settleRecord(path, sha string) {
 }
 
 // register edits daemon.json, reloads Docker and checks it, rolling back on failure.
-func (x *installer) register(ctx context.Context, p *plan) error {
+func (x *installer) register(ctx context.Context, r *dockerReg, p *plan) error {
 	if x.m.DaemonJSON == nil {
 		x.m.DaemonJSON = &registration.State{}
 	}
@@ -519,57 +540,21 @@ func (x *installer) register(ctx context.Context, p *plan) error {
 	}
 	// Planned again now: building the image takes a while, and daemon.json may have been edited
 	// meanwhile; the early plan only served to refuse a bad file before anything was installed.
-	edit, err := x.planEdit(p.daemonJSON, x.m, p.entry())
+	edit, err := x.planEdit(r.daemonJSON, x.m, p.entry())
 	if err != nil {
 		return fmt.Errorf("%w; daemon.json was not changed", err)
 	}
-	p.edit = edit
-	if len(p.edit.Changes) > 0 {
-		x.o.progress(fmt.Sprintf("registering runtime %q in %s and reloading Docker", x.o.RuntimeName, p.daemonJSON))
+	r.edit = edit
+	if len(r.edit.Changes) > 0 {
+		x.o.progress(fmt.Sprintf("registering runtime %q in %s and reloading Docker", x.o.RuntimeName, r.daemonJSON))
 		x.res.Reloaded = true
 	} else if loaded, err := x.runtimeLoaded(ctx); err != nil || !loaded {
 		x.res.Reloaded = true
 	}
-	if err := reg.Register(ctx, x.m.DaemonJSON, p.edit, x.o.RuntimeName, x.o.Default); err != nil {
+	if err := reg.Register(ctx, x.m.DaemonJSON, r.edit, x.o.RuntimeName, x.o.SetDefaultRuntime); err != nil {
 		return err
 	}
 	return x.done(StepRegistered)
-}
-
-// finishContainerd completes an install registered with containerd: there is no Docker for a
-// smoke test.
-func (x *installer) finishContainerd(ctx context.Context, p *plan) error {
-	if err := x.registerContainerd(ctx, p); err != nil {
-		x.m.Log(x.now(), "register", "failed", err)
-		_ = x.save()
-		return err
-	}
-	x.m.State = manifest.StateInstalled
-	if err := x.done(StepInstalled); err != nil {
-		return err
-	}
-	x.res.Smoke = &Smoke{Skipped: "--engine containerd: no Docker to run a container with; run a pod with a RuntimeClass whose handler is " + x.o.RuntimeName}
-	return x.prune()
-}
-
-// ensureRegistered is the whole of a rerun with nothing to change: the daemon must still list
-// the runtime (a run killed after the write and before the reload left it unloaded).
-func (x *installer) ensureRegistered(ctx context.Context, p *plan) error {
-	if p.ctrd != nil {
-		return x.ensureContainerdLoaded(ctx)
-	}
-	if p.readOnly != "" {
-		return nil
-	}
-	loaded, err := x.runtimeLoaded(ctx)
-	if err != nil {
-		return err
-	}
-	if loaded {
-		return nil
-	}
-	x.res.Changed = true
-	return x.register(ctx, p)
 }
 
 func (x *installer) runtimeLoaded(ctx context.Context) (bool, error) {
@@ -577,5 +562,5 @@ func (x *installer) runtimeLoaded(ctx context.Context) (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("asking Docker for its runtimes: %w", err)
 	}
-	return slices.Contains(names, x.o.RuntimeName) && (!x.o.Default || def == x.o.RuntimeName), nil
+	return slices.Contains(names, x.o.RuntimeName) && (!x.o.SetDefaultRuntime || def == x.o.RuntimeName), nil
 }

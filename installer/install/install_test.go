@@ -13,8 +13,9 @@ import (
 
 	"github.com/kata-deploy/kata-deploy/installer/check"
 	"github.com/kata-deploy/kata-deploy/installer/daemonjson"
-	"github.com/kata-deploy/kata-deploy/installer/engine"
+	"github.com/kata-deploy/kata-deploy/installer/dockerapi"
 	"github.com/kata-deploy/kata-deploy/installer/manifest"
+	"github.com/kata-deploy/kata-deploy/internal/layout"
 	"github.com/kata-deploy/kata-deploy/packaging/guestimage"
 	"github.com/kata-deploy/kata-deploy/runtime/config"
 )
@@ -137,7 +138,7 @@ func TestSecondInstallChangesNothing(t *testing.T) {
 		t.Error("the manifest or daemon.json changed")
 	}
 	// Without --kernel, the package the first install used is reused: no fetch, no change.
-	res, err = f.install(func(o *Options) { o.Kernel = "" })
+	res, err = f.install(func(o *InstallOptions) { o.Kernel = "" })
 	if err != nil || res.Changed || f.fetches != 0 {
 		t.Errorf("without --kernel: changed %v, err %v, fetched %d times", res.Changed, err, f.fetches)
 	}
@@ -145,7 +146,7 @@ func TestSecondInstallChangesNothing(t *testing.T) {
 
 func TestDryRunChangesNothing(t *testing.T) {
 	f := newFixture(t, []byte(origDaemonJSON))
-	res, err := f.install(func(o *Options) { o.DryRun, o.Kernel = true, "" })
+	res, err := f.install(func(o *InstallOptions) { o.DryRun, o.Kernel = true, "" })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -176,11 +177,11 @@ func TestDryRunChangesNothing(t *testing.T) {
 	if _, err := f.install(nil); err != nil {
 		t.Fatal(err)
 	}
-	res, err = f.install(func(o *Options) { o.DryRun = true })
+	res, err = f.install(func(o *InstallOptions) { o.DryRun = true })
 	if err != nil || len(res.Actions) != 0 || res.DaemonJSONDiff != "" {
 		t.Errorf("dry run after install: %+v, %v", res, err)
 	}
-	ures, err := f.uninstall(func(o *Options) { o.DryRun = true })
+	ures, err := f.uninstall(func(o *UninstallOptions) { o.DryRun = true })
 	if err != nil || !strings.Contains(ures.DaemonJSONDiff, `-    "kata": {`) || len(ures.Removed) != 13 {
 		t.Errorf("uninstall dry run: %+v, %v", ures, err)
 	}
@@ -227,8 +228,8 @@ func TestNewInputsMakeANewVersion(t *testing.T) {
 	old := f.layout()
 	oldInitrd := f.file(old.Initrd())
 	djBefore, reloads := f.file(f.daemonJSON()), f.daemon.State().Reloads
-	must(t, os.WriteFile(filepath.Join(f.artifacts(), AgentName), []byte("agent v2"), 0o755))
-	must(t, os.WriteFile(filepath.Join(f.artifacts(), ShimName), []byte("shim v2"), 0o755))
+	must(t, os.WriteFile(filepath.Join(f.artifacts(), layout.AgentName), []byte("agent v2"), 0o755))
+	must(t, os.WriteFile(filepath.Join(f.artifacts(), layout.ShimName), []byte("shim v2"), 0o755))
 	res, err := f.install(nil)
 	if err != nil {
 		t.Fatal(err)
@@ -293,11 +294,11 @@ func TestModifiedFileIsKept(t *testing.T) {
 // A file kata-deploy does not own is refused; with --force it is kept aside and restored.
 func TestForeignFile(t *testing.T) {
 	f := newFixture(t, []byte("{}"))
-	dry, err := f.install(func(o *Options) { o.DryRun = true })
+	dry, err := f.install(func(o *InstallOptions) { o.DryRun = true })
 	if err != nil {
 		t.Fatal(err)
 	}
-	l := Layout{Prefix: f.prefix(), Version: dry.Version}
+	l := layout.Layout{Prefix: f.prefix(), Version: dry.Version}
 	must(t, os.MkdirAll(l.Bin(), 0o755))
 	must(t, os.WriteFile(l.Shim(), []byte("someone else's shim"), 0o700))
 	if _, err := f.install(nil); err == nil || !strings.Contains(err.Error(), "--force") {
@@ -306,7 +307,7 @@ func TestForeignFile(t *testing.T) {
 	if _, err := os.Stat(manifest.Path(f.prefix())); !os.IsNotExist(err) || string(f.file(f.daemonJSON())) != "{}" {
 		t.Fatal("a refused install changed something")
 	}
-	if _, err := f.install(func(o *Options) { o.Force = true }); err != nil {
+	if _, err := f.install(func(o *InstallOptions) { o.Replace = ReplaceAll }); err != nil {
 		t.Fatal(err)
 	}
 	ures, err := f.uninstall(nil)
@@ -321,7 +322,7 @@ func TestForeignFile(t *testing.T) {
 	}
 	tree := f.tree()
 	v := "/kata-deploy/versions/" + l.Version
-	if !slices.Equal(tree, []string{"/kata-deploy", "/kata-deploy/versions", v, v + "/bin", v + "/bin/" + ShimName}) {
+	if !slices.Equal(tree, []string{"/kata-deploy", "/kata-deploy/versions", v, v + "/bin", v + "/bin/" + layout.ShimName}) {
 		t.Errorf("left: %v", tree)
 	}
 }
@@ -344,7 +345,7 @@ func TestUninstallRefusesWhileContainersRun(t *testing.T) {
 	if _, err := f.install(nil); err != nil {
 		t.Fatal(err)
 	}
-	f.daemon.Containers = []engine.Container{{ID: "0123456789ab", Name: "web", Image: "busybox"}}
+	f.daemon.Containers = []dockerapi.Container{{ID: "0123456789ab", Name: "web", Image: "busybox"}}
 	res, err := f.uninstall(nil)
 	if !errors.Is(err, ErrInUse) || !strings.Contains(err.Error(), "web (0123456789ab") || len(res.Containers) != 1 {
 		t.Fatalf("err = %v", err)
@@ -352,7 +353,7 @@ func TestUninstallRefusesWhileContainersRun(t *testing.T) {
 	if !f.loaded() {
 		t.Fatal("a refused uninstall unregistered the runtime")
 	}
-	if _, err := f.uninstall(func(o *Options) { o.Force = true }); err != nil {
+	if _, err := f.uninstall(func(o *UninstallOptions) { o.IgnoreInUse = true }); err != nil {
 		t.Fatal(err)
 	}
 	if f.loaded() || len(f.tree()) != 0 {
@@ -408,15 +409,15 @@ func TestRegistrationFailureRollsBack(t *testing.T) {
 func TestSmoke(t *testing.T) {
 	tests := []struct {
 		name    string
-		setup   func(*fixture, *Options)
+		setup   func(*fixture, *InstallOptions)
 		wantErr string
 		skipped string
 		warn    string
 	}{
-		{"skip flag", func(_ *fixture, o *Options) { o.SkipSmoke = true }, "", "--skip-smoke", ""},
-		{"no busybox", func(f *fixture, _ *Options) { f.daemon.Images = nil }, "", "no image to run", "--smoke-image"},
-		{"named image absent", func(_ *fixture, o *Options) { o.SmokeImage = "alpine" }, "not present locally", "no image to run", ""},
-		{"host kernel printed", func(f *fixture, _ *Options) { f.daemon.RunOutput = "6.18.44-host\n" }, "did not run in a VM", "", ""},
+		{"skip flag", func(_ *fixture, o *InstallOptions) { o.SkipSmoke = true }, "", "--skip-smoke", ""},
+		{"no busybox", func(f *fixture, _ *InstallOptions) { f.daemon.Images = nil }, "", "no image to run", "--smoke-image"},
+		{"named image absent", func(_ *fixture, o *InstallOptions) { o.SmokeImage = "alpine" }, "not present locally", "no image to run", ""},
+		{"host kernel printed", func(f *fixture, _ *InstallOptions) { f.daemon.RunOutput = "6.18.44-host\n" }, "did not run in a VM", "", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -441,26 +442,36 @@ func TestSmoke(t *testing.T) {
 }
 
 func TestOptionsValidation(t *testing.T) {
+	type validator interface{ Validate() error }
 	tests := []struct {
-		o    Options
+		o    validator
 		want string
 	}{
-		{Options{Prefix: "relative"}, "--prefix"},
-		{Options{Prefix: "/"}, "--prefix"},
-		{Options{Prefix: "/opt/../x"}, "--prefix"},
-		{Options{RuntimeName: "runc"}, "reserved"},
-		{Options{RuntimeName: "a/b"}, "--runtime-name"},
-		{Options{Accelerator: "hvf"}, "--accelerator"},
-		{Options{Kernel: "/boot/vmlinuz"}, ".deb"},
-		{Options{DaemonJSON: "daemon.json"}, "absolute"},
+		{InstallOptions{Common: Common{Prefix: "relative"}}, "--prefix"},
+		{InstallOptions{Common: Common{Prefix: "/"}}, "--prefix"},
+		{InstallOptions{Common: Common{Prefix: "/opt/../x"}}, "--prefix"},
+		{InstallOptions{RuntimeName: "runc"}, "reserved"},
+		{InstallOptions{RuntimeName: "a/b"}, "--runtime-name"},
+		{InstallOptions{ArtifactOptions: ArtifactOptions{Accelerator: "hvf"}}, "--accelerator"},
+		{InstallOptions{ArtifactOptions: ArtifactOptions{Kernel: "/boot/vmlinuz"}}, ".deb"},
+		{InstallOptions{ArtifactOptions: ArtifactOptions{DaemonJSON: "daemon.json"}}, "absolute"},
+		{InstallOptions{Engine: "podman"}, "--engine"},
+		{UpgradeOptions{ArtifactOptions: ArtifactOptions{Kernel: "/boot/vmlinuz"}}, ".deb"},
+		{UpgradeOptions{Common: Common{Prefix: "relative"}}, "--prefix"},
+		{RollbackOptions{Common: Common{Prefix: "/"}}, "--prefix"},
+		{UninstallOptions{Common: Common{Prefix: "relative"}}, "--prefix"},
+		{UninstallOptions{Common: Common{ContainerdAddress: "run/containerd.sock"}}, "--containerd-address"},
+		{StatusOptions{Prefix: "relative"}, "--prefix"},
 	}
 	for _, tt := range tests {
 		if err := tt.o.Validate(); err == nil || !strings.Contains(err.Error(), tt.want) {
-			t.Errorf("%+v: err = %v, want %q", tt.o, err, tt.want)
+			t.Errorf("%T %+v: err = %v, want %q", tt.o, tt.o, err, tt.want)
 		}
 	}
-	if err := (Options{}).Validate(); err != nil {
-		t.Errorf("defaults: %v", err)
+	for _, o := range []validator{InstallOptions{}, UpgradeOptions{}, RollbackOptions{}, UninstallOptions{}, StatusOptions{}} {
+		if err := o.Validate(); err != nil {
+			t.Errorf("%T defaults: %v", o, err)
+		}
 	}
 }
 
@@ -469,7 +480,7 @@ func TestRuntimeNameMismatch(t *testing.T) {
 	if _, err := f.install(nil); err != nil {
 		t.Fatal(err)
 	}
-	_, err := f.install(func(o *Options) { o.RuntimeName = "other" })
+	_, err := f.install(func(o *InstallOptions) { o.RuntimeName = "other" })
 	if err == nil || !strings.Contains(err.Error(), `runtime "kata"`) {
 		t.Errorf("err = %v", err)
 	}
@@ -477,7 +488,7 @@ func TestRuntimeNameMismatch(t *testing.T) {
 
 func TestDefaultRuntime(t *testing.T) {
 	f := newFixture(t, []byte("{}\n"))
-	if _, err := f.install(func(o *Options) { o.Default = true }); err != nil {
+	if _, err := f.install(func(o *InstallOptions) { o.SetDefaultRuntime = true }); err != nil {
 		t.Fatal(err)
 	}
 	if f.daemon.State().Default != "kata" {
@@ -511,14 +522,14 @@ func TestLockStopsASecondInstaller(t *testing.T) {
 
 func TestStatus(t *testing.T) {
 	f := newFixture(t, []byte("{}"))
-	s, err := GetStatus(context.Background(), f.options(), f.deps())
+	s, err := GetStatus(context.Background(), f.statusOptions(), f.deps())
 	if err != nil || s.Installed || s.Healthy || s.HostAccelerator == "" {
 		t.Fatalf("before install: %+v, %v", s, err)
 	}
 	if _, err := f.install(nil); err != nil {
 		t.Fatal(err)
 	}
-	s, err = GetStatus(context.Background(), f.options(), f.deps())
+	s, err = GetStatus(context.Background(), f.statusOptions(), f.deps())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -528,8 +539,8 @@ func TestStatus(t *testing.T) {
 	}
 	l := f.layout()
 	must(t, os.Remove(l.Initrd()))
-	f.daemon.Containers = []engine.Container{{ID: "abc", Name: "vm1"}}
-	s, _ = GetStatus(context.Background(), f.options(), f.deps())
+	f.daemon.Containers = []dockerapi.Container{{ID: "abc", Name: "vm1"}}
+	s, _ = GetStatus(context.Background(), f.statusOptions(), f.deps())
 	if s.Healthy || len(s.Containers) != 1 || !strings.Contains(strings.Join(s.Problems, "\n"), "initrd.img is missing") {
 		t.Errorf("broken install: %+v", s)
 	}
@@ -550,7 +561,7 @@ func TestKilledInstallIsCompleted(t *testing.T) {
 					if _, err := f.install(nil); err != nil {
 						t.Fatalf("rerun: %v", err)
 					}
-					s, err := GetStatus(context.Background(), f.options(), f.deps())
+					s, err := GetStatus(context.Background(), f.statusOptions(), f.deps())
 					if err != nil || !s.Healthy {
 						t.Fatalf("after the rerun: %+v %v", s, err)
 					}
@@ -630,13 +641,13 @@ func TestDaemonJSONEditedDuringBuild(t *testing.T) {
 // registered, and uninstall leaves it.
 func TestIdenticalEntryBeforeInstallIsLeft(t *testing.T) {
 	f := newFixture(t, nil)
-	l := Layout{Prefix: f.prefix(), Version: "any"}
+	l := layout.Layout{Prefix: f.prefix(), Version: "any"}
 	before := `{"runtimes": {"kata": {"runtimeType": "` + l.EntryShim() + `", "options": {"ConfigPath": "` + l.EntryConfig() + `"}}}}`
 	must(t, os.WriteFile(f.daemonJSON(), []byte(before), 0o644))
 	if _, err := f.install(nil); err != nil {
 		t.Fatal(err)
 	}
-	s, err := GetStatus(context.Background(), f.options(), f.deps())
+	s, err := GetStatus(context.Background(), f.statusOptions(), f.deps())
 	if err != nil || !s.Registered || !s.Healthy {
 		t.Errorf("status %+v, %v", s, err)
 	}

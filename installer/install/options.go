@@ -21,37 +21,44 @@ import (
 	"github.com/kata-deploy/kata-deploy/installer/check"
 	"github.com/kata-deploy/kata-deploy/installer/containerdsvc"
 	"github.com/kata-deploy/kata-deploy/installer/daemonjson"
+	"github.com/kata-deploy/kata-deploy/installer/dockerapi"
 	"github.com/kata-deploy/kata-deploy/installer/dockerd"
-	"github.com/kata-deploy/kata-deploy/installer/engine"
 	"github.com/kata-deploy/kata-deploy/installer/hostinfo"
 	"github.com/kata-deploy/kata-deploy/installer/manifest"
 	"github.com/kata-deploy/kata-deploy/installer/registration"
 	"github.com/kata-deploy/kata-deploy/installer/upstream"
+	"github.com/kata-deploy/kata-deploy/internal/layout"
 	"github.com/kata-deploy/kata-deploy/packaging/guestimage"
 )
 
 // Defaults.
 const (
-	DefaultPrefix      = "/opt/kata-deploy"
+	DefaultPrefix      = layout.DefaultPrefix
 	DefaultRuntimeName = "kata"
 	DefaultKernelCache = "/var/cache/kata-deploy/kernel"
 	DefaultSmokeImage  = "busybox"
-	ShimName           = "containerd-shim-kata-v2"
-	AgentName          = "kata-agent"
-	// VersionsDirName and CurrentLinkName are the versioned layout's names under the prefix.
-	VersionsDirName = "versions"
-	CurrentLinkName = "current"
 )
 
-// Options say what to install and how.
-type Options struct {
-	Prefix      string // absolute; DefaultPrefix when empty
-	RuntimeName string // DefaultRuntimeName when empty
-	Default     bool   // also make it Docker's default-runtime
-	// Force replaces files kata-deploy does not own, a different runtime entry of the same
-	// name, and (uninstall) proceeds while containers use the runtime.
-	Force  bool
-	DryRun bool
+// Common are the options of every command that changes an install.
+type Common struct {
+	Prefix   string // absolute; DefaultPrefix when empty
+	LockPath string // manifest.DefaultLockPath when empty
+	DryRun   bool
+	// ContainerdAddress is containerd's socket (containerdsvc.DefaultAddress when empty), for an
+	// install registered with containerd.
+	ContainerdAddress string
+
+	// Progress receives a line per step of a long operation.
+	Progress func(string)
+	// Warn receives what the user should know that does not stop the operation.
+	Warn func(string)
+	// AfterStep, when set, is called after each durable step with its name (Steps): the hook
+	// of the fault-injection tests, which kill the process there.
+	AfterStep func(string)
+}
+
+// ArtifactOptions say which artifacts make a version of the built-in runtime.
+type ArtifactOptions struct {
 	// ArtifactsDir holds containerd-shim-kata-v2 and kata-agent; empty means the directory of
 	// the running executable.
 	ArtifactsDir string
@@ -59,11 +66,32 @@ type Options struct {
 	// the distribution's kernel package fetched into KernelCache.
 	Kernel      string
 	KernelCache string
+	// Accelerator overrides the detected one: "auto", "kvm" or "tcg".
+	Accelerator string
 	// DaemonJSON overrides the daemon.json the running dockerd reads (only where that cannot be
 	// found out).
 	DaemonJSON string
-	// Accelerator overrides the detected one: "auto", "kvm" or "tcg".
-	Accelerator string
+	// Replace says what may be replaced that is not kata-deploy's as it installed it (the
+	// CLI's --force sets all of it).
+	Replace Replace
+	// Version is kata-deploy's version, recorded in the manifest.
+	Version string
+}
+
+// SmokeOptions say whether and with what a smoke container checks the runtime.
+type SmokeOptions struct {
+	SkipSmoke  bool
+	SmokeImage string // empty: busybox when present locally
+}
+
+// InstallOptions say what to install and how.
+type InstallOptions struct {
+	Common
+	ArtifactOptions
+	SmokeOptions
+	RuntimeName string // DefaultRuntimeName when empty
+	// SetDefaultRuntime also makes it Docker's default-runtime.
+	SetDefaultRuntime bool
 	// From is an upstream Kata Containers release tarball (kata-static-<version>-<arch>.tar.xz
 	// or .tar.zst) to install instead of kata-deploy's own runtime, extracted to KataDir.
 	From string
@@ -73,26 +101,87 @@ type Options struct {
 	// Engine is what the runtime is registered with: EngineDocker (daemon.json, the default) or
 	// EngineContainerd (a drop-in under containerd's imports, for Kubernetes nodes).
 	Engine string
-	// ContainerdAddress is containerd's socket (containerdsvc.DefaultAddress when empty), and
-	// ContainerdConfig its main configuration when it cannot be read from the running daemon.
+	// ContainerdConfig is containerd's main configuration when it cannot be read from the
+	// running daemon.
+	ContainerdConfig string
+}
+
+// UpgradeOptions say which artifacts to upgrade to; the runtime name, default and engine are
+// the install's.
+type UpgradeOptions struct {
+	Common
+	ArtifactOptions
+	SmokeOptions
+}
+
+// RollbackOptions are the options of Rollback.
+type RollbackOptions struct {
+	Common
+	SmokeOptions
+}
+
+// UninstallOptions are the options of Uninstall.
+type UninstallOptions struct {
+	Common
+	// IgnoreInUse: uninstall proceeds while containers use the runtime (they keep running,
+	// without their runtime's files).
+	IgnoreInUse bool
+}
+
+// StatusOptions are the options of GetStatus, which changes nothing.
+type StatusOptions struct {
+	Prefix            string // DefaultPrefix when empty
 	ContainerdAddress string
-	ContainerdConfig  string
-	SkipSmoke         bool
-	SmokeImage        string // empty: busybox when present locally
-	LockPath          string // manifest.DefaultLockPath when empty
-	Version           string // kata-deploy's version, recorded in the manifest
+}
 
-	// Progress receives a line per step of a long operation.
-	Progress func(string)
-	// Warn receives what the user should know that does not stop the operation.
-	Warn func(string)
-	// AfterStep, when set, is called after each durable step with its name (Steps): the hook
-	// of the fault-injection tests, which kill the process there.
-	AfterStep func(string)
-
+// options carry one run of any command: the install's options, and what only another command
+// sets.
+type options struct {
+	InstallOptions
+	IgnoreInUse bool
 	// upgrade: Upgrade, which requires an existing install.
 	upgrade bool
 }
+
+func (o InstallOptions) options() options { return options{InstallOptions: o} }
+
+func (o UpgradeOptions) options() options {
+	return options{InstallOptions: InstallOptions{Common: o.Common, ArtifactOptions: o.ArtifactOptions, SmokeOptions: o.SmokeOptions}, upgrade: true}
+}
+
+func (o RollbackOptions) options() options {
+	return options{InstallOptions: InstallOptions{Common: o.Common, SmokeOptions: o.SmokeOptions}}
+}
+
+func (o UninstallOptions) options() options {
+	return options{InstallOptions: InstallOptions{Common: o.Common}, IgnoreInUse: o.IgnoreInUse}
+}
+
+func (o StatusOptions) options() options {
+	return options{InstallOptions: InstallOptions{Common: Common{Prefix: o.Prefix, ContainerdAddress: o.ContainerdAddress}}}
+}
+
+// Validate checks the options as the command will, for a usage error before anything runs.
+func (o InstallOptions) Validate() error   { return o.options().validate() }
+func (o UpgradeOptions) Validate() error   { return o.options().validate() }
+func (o RollbackOptions) Validate() error  { return o.options().validate() }
+func (o UninstallOptions) Validate() error { return o.options().validate() }
+func (o StatusOptions) Validate() error    { return o.options().validate() }
+
+// Replace lists what an install may replace that is not kata-deploy's as it installed it.
+type Replace struct {
+	// Foreign: files under the prefix, and an upstream release's directory, that kata-deploy
+	// did not install. They are moved aside, and uninstall puts them back.
+	Foreign bool
+	// Modified: kata-deploy's files changed since it installed them (kept aside like foreign
+	// ones); without it they are left as they are, with a warning.
+	Modified bool
+	// RuntimeEntry: a different entry of the same runtime name in daemon.json.
+	RuntimeEntry bool
+}
+
+// ReplaceAll replaces everything: what --force means.
+var ReplaceAll = Replace{Foreign: true, Modified: true, RuntimeEntry: true}
 
 // Install step names, in order, as passed to Options.AfterStep.
 const (
@@ -137,9 +226,9 @@ var UninstallSteps = []string{StepUninstalling, registration.CheckpointUnloadWri
 // Docker is what the installer needs from the Docker daemon.
 type Docker interface {
 	registration.Daemon
-	ContainersUsing(ctx context.Context, runtime string) ([]engine.Container, error)
+	ContainersUsing(ctx context.Context, runtime string) ([]dockerapi.Container, error)
 	HasImage(ctx context.Context, ref string) (bool, error)
-	Run(ctx context.Context, o engine.RunOptions) (engine.RunResult, error)
+	Run(ctx context.Context, o dockerapi.RunOptions) (dockerapi.RunResult, error)
 	Close() error
 }
 
@@ -188,10 +277,10 @@ type Deps struct {
 // ErrPreflight is returned when the host cannot run VM containers.
 var ErrPreflight = errors.New("the host cannot run VM containers")
 
-// ErrInUse is returned by Uninstall while containers use the runtime (without Force).
+// ErrInUse is returned by Uninstall while containers use the runtime (without IgnoreInUse).
 var ErrInUse = errors.New("containers are using the runtime")
 
-func (o Options) withDefaults() (Options, error) {
+func (o options) withDefaults() (options, error) {
 	if o.Prefix == "" {
 		o.Prefix = DefaultPrefix
 	}
@@ -240,79 +329,18 @@ func (o Options) withDefaults() (Options, error) {
 		}
 	}
 	if o.DaemonJSON != "" && !filepath.IsAbs(o.DaemonJSON) {
-		return o, fmt.Errorf("--config-file %q must be an absolute path", o.DaemonJSON)
+		return o, fmt.Errorf("--daemon-json %q must be an absolute path", o.DaemonJSON)
 	}
 	return o, nil
 }
 
-func (o Options) progress(msg string) {
+func (o options) progress(msg string) {
 	if o.Progress != nil {
 		o.Progress(msg)
 	}
 }
 
-// Layout names the files of an install. In the versioned layout each set of artifacts lives in
-// <prefix>/versions/<Version>/ and the symlink <prefix>/current points at the one in use; the
-// runtime is registered through current, so that switching versions is one atomic rename with
-// no daemon.json change and no reload (running containers keep the shim they started with).
-// Version "" is the flat layout of manifest schema 1 (bin/ and share/ directly under the
-// prefix), which only migration, uninstall and status still meet.
-type Layout struct {
-	Prefix  string
-	Version string
-}
-
-// Root is the directory holding the version's bin/ and share/.
-func (l Layout) Root() string {
-	if l.Version == "" {
-		return l.Prefix
-	}
-	return filepath.Join(l.Prefix, VersionsDirName, l.Version)
-}
-
-// Paths of the version's files.
-func (l Layout) Bin() string           { return filepath.Join(l.Root(), "bin") }
-func (l Layout) Shim() string          { return filepath.Join(l.Root(), "bin", ShimName) }
-func (l Layout) Share() string         { return filepath.Join(l.Root(), "share") }
-func (l Layout) ImageDir() string      { return filepath.Join(l.Root(), "share", "kata-deploy") }
-func (l Layout) Vmlinux() string       { return filepath.Join(l.ImageDir(), guestimage.VmlinuxName) }
-func (l Layout) Initrd() string        { return filepath.Join(l.ImageDir(), guestimage.InitrdName) }
-func (l Layout) ImageManifest() string { return filepath.Join(l.ImageDir(), "image-manifest.json") }
-func (l Layout) Staging() string       { return filepath.Join(l.ImageDir(), ".build") }
-func (l Layout) DefaultsDir() string   { return filepath.Join(l.Root(), "share", "defaults") }
-func (l Layout) Config() string        { return filepath.Join(l.DefaultsDir(), "configuration-qemu.toml") }
-
-// VersionsDir holds the versions; CurrentLink is the symlink to the one in use.
-func (l Layout) VersionsDir() string { return filepath.Join(l.Prefix, VersionsDirName) }
-func (l Layout) CurrentLink() string { return filepath.Join(l.Prefix, CurrentLinkName) }
-
-// EntryShim and EntryConfig are the paths the runtime is registered with: through current in
-// the versioned layout.
-func (l Layout) EntryShim() string {
-	if l.Version == "" {
-		return l.Shim()
-	}
-	return filepath.Join(l.CurrentLink(), "bin", ShimName)
-}
-
-func (l Layout) EntryConfig() string {
-	if l.Version == "" {
-		return l.Config()
-	}
-	return filepath.Join(l.CurrentLink(), "share", "defaults", "configuration-qemu.toml")
-}
-
-// Dirs are the directories of an install, parents first.
-func (l Layout) Dirs() []string {
-	if l.Version == "" {
-		return []string{l.Prefix, l.Bin(), l.Share(), l.ImageDir(), l.DefaultsDir()}
-	}
-	return []string{l.Prefix, l.VersionsDir(), l.Root(), l.Bin(), l.Share(), l.ImageDir(), l.DefaultsDir()}
-}
-
-// Validate checks the options as Install, Uninstall and GetStatus will, for a usage error
-// before anything runs.
-func (o Options) Validate() error {
+func (o options) validate() error {
 	_, err := o.withDefaults()
 	return err
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/kata-deploy/kata-deploy/installer/dockerd"
 	"github.com/kata-deploy/kata-deploy/installer/manifest"
 	"github.com/kata-deploy/kata-deploy/installer/registration"
+	"github.com/kata-deploy/kata-deploy/internal/layout"
 )
 
 // Action is one thing an install does (or, with --dry-run, would do).
@@ -70,12 +71,21 @@ type imagePlan struct {
 
 // plan is everything an install will do, computed before anything changes.
 type plan struct {
-	layout      Layout // the version installed
+	layout      layout.Layout // the version installed
 	newDirs     []string
 	adoptPrefix bool // an empty prefix without a manifest: left by a run killed right after mkdir
-	shim        fileAction
-	config      fileAction
-	image       imagePlan
+	// artifacts are where the runtime comes from: &builtinPlan, or upstream.
+	artifacts artifacts
+	builtinPlan
+	upstream *upstreamPlan // --from
+	engine   engine        // the registration
+}
+
+// builtinPlan is the install of kata-deploy's own runtime as a version of the versioned layout.
+type builtinPlan struct {
+	shim   fileAction
+	config fileAction
+	image  imagePlan
 	// from is the current version before this run ("" for none); switchTo says current must be
 	// (re)pointed at layout.Version, and previous is the version rollback returns to afterwards.
 	from        string
@@ -87,19 +97,11 @@ type plan struct {
 	// pruneVersions and pruneFlat are what is removed once the new version is in use.
 	pruneVersions []string
 	pruneFlat     []string
-	ctrd          *ctrdPlan     // --engine containerd
-	upstream      *upstreamPlan // --from
-	daemonJSON    string
-	edit          *registration.Edit // nil when daemon.json is read-only
-	stanza        string             // what to add by hand when read-only
-	readOnly      string             // why daemon.json is not written
 }
 
 // changes reports whether the plan writes anything.
 func (p *plan) changes() bool {
-	return len(p.newDirs) > 0 || p.adoptPrefix || writes(p.shim) || writes(p.config) || p.image.Needed ||
-		p.switchTo || p.migrate || len(p.pruneVersions) > 0 || len(p.pruneFlat) > 0 ||
-		(p.edit != nil && len(p.edit.Changes) > 0) || p.ctrd.changes() || p.upstream.changes()
+	return len(p.newDirs) > 0 || p.adoptPrefix || p.artifacts.changes() || p.engine.changes()
 }
 
 func writes(f fileAction) bool {
@@ -111,7 +113,7 @@ func writes(f fileAction) bool {
 }
 
 // stateOf compares the file at path with the manifest's record and the wanted checksum.
-func stateOf(m *manifest.Manifest, path, want string, force bool) (fileState, string, error) {
+func stateOf(m *manifest.Manifest, path, want string, replace Replace) (fileState, string, error) {
 	cur, _, err := fileSum(path)
 	if err != nil {
 		return "", "", err
@@ -123,30 +125,30 @@ func stateOf(m *manifest.Manifest, path, want string, force bool) (fileState, st
 	switch {
 	case cur == "":
 		return fileCreate, cur, nil
-	case rec == nil && force:
+	case rec == nil && replace.Foreign:
 		return fileForeign, cur, nil
 	case rec == nil:
-		return "", cur, fmt.Errorf("%s exists and kata-deploy did not install it: move it away, choose another --prefix, or pass --force to replace it (it is kept aside and restored by uninstall)", path)
+		return "", cur, fmt.Errorf("%s exists and kata-deploy did not install it: move it away, choose another --prefix, or pass --replace-foreign (or --force) to replace it (it is kept aside and restored by uninstall)", path)
 	case cur == want:
 		return fileSame, cur, nil
 	case rec.Owns(cur):
 		return fileUpdate, cur, nil
-	case force:
+	case replace.Modified:
 		return fileForeign, cur, nil
 	}
 	return fileModified, cur, nil
 }
 
 // planFile fills in the state of a file action.
-func planFile(m *manifest.Manifest, f fileAction, force bool) (fileAction, error) {
-	st, cur, err := stateOf(m, f.Path, f.SHA256, force)
+func planFile(m *manifest.Manifest, f fileAction, replace Replace) (fileAction, error) {
+	st, cur, err := stateOf(m, f.Path, f.SHA256, replace)
 	f.State, f.Cur = st, cur
 	return f, err
 }
 
 // planImage decides whether the guest image must be built: its inputs changed, or a file of it
 // is missing or not recorded as complete.
-func planImage(m *manifest.Manifest, built *manifest.Image, l Layout, kernel *source, agent source, force bool) (imagePlan, error) {
+func planImage(m *manifest.Manifest, built *manifest.Image, l layout.Layout, kernel *source, agent source, replace Replace) (imagePlan, error) {
 	ip := imagePlan{Kernel: kernel, Agent: agent, Fetch: kernel == nil}
 	if kernel != nil {
 		ip.Key = imageKey(kernel.SHA256, agent.SHA256)
@@ -167,8 +169,8 @@ func planImage(m *manifest.Manifest, built *manifest.Image, l Layout, kernel *so
 		case cur == "":
 			ip.Needed = true
 		case rec == nil:
-			if !force {
-				return ip, fmt.Errorf("%s exists and kata-deploy did not install it: move it away, choose another --prefix, or pass --force to replace it", path)
+			if !replace.Foreign {
+				return ip, fmt.Errorf("%s exists and kata-deploy did not install it: move it away, choose another --prefix, or pass --replace-foreign (or --force) to replace it", path)
 			}
 			f.State, ip.Needed = fileForeign, true
 		case cur == rec.SHA256 && rec.PendingSHA256 == "":
@@ -180,12 +182,12 @@ func planImage(m *manifest.Manifest, built *manifest.Image, l Layout, kernel *so
 		}
 		ip.Files = append(ip.Files, f)
 	}
-	if len(modified) > 0 && !force {
+	if len(modified) > 0 && !replace.Modified {
 		if ip.Needed {
-			return ip, fmt.Errorf("%v changed since kata-deploy installed them and the guest image must be rebuilt: pass --force to replace them", modified)
+			return ip, fmt.Errorf("%v changed since kata-deploy installed them and the guest image must be rebuilt: pass --replace-modified (or --force) to replace them", modified)
 		}
 	}
-	if force && len(modified) > 0 {
+	if replace.Modified && len(modified) > 0 {
 		ip.Needed = true
 	}
 	if !ip.Needed {
@@ -204,7 +206,7 @@ func imageKey(kernelSHA, agentSHA string) string {
 }
 
 // planDirs lists the layout's directories that do not exist yet.
-func planDirs(l Layout) ([]string, error) {
+func planDirs(l layout.Layout) ([]string, error) {
 	var dirs []string
 	for _, d := range l.Dirs() {
 		fi, err := os.Stat(d)
@@ -221,57 +223,39 @@ func planDirs(l Layout) ([]string, error) {
 }
 
 // planDaemonJSON chooses the daemon.json to edit and computes the edit.
-func (x *installer) planDaemonJSON(p *plan, m *manifest.Manifest, loc dockerd.ConfigLocation) error {
-	path := loc.Path
+func (x *installer) planDaemonJSON(p *plan, m *manifest.Manifest, loc dockerd.ConfigLocation) (engine, error) {
+	path, readOnly := loc.Path, ""
 	switch {
 	case x.o.DaemonJSON != "" && loc.Path != "" && x.o.DaemonJSON != loc.Path:
-		return fmt.Errorf("the running dockerd reads %s (%s), not %s: a runtime registered there would never be loaded; drop --config-file, or restart dockerd with --config-file %s",
+		return nil, fmt.Errorf("the running dockerd reads %s (%s), not %s: a runtime registered there would never be loaded; drop --daemon-json, or restart dockerd with --config-file %s",
 			loc.Path, loc.Why, x.o.DaemonJSON, x.o.DaemonJSON)
 	case x.o.DaemonJSON != "":
 		path = x.o.DaemonJSON
 	case loc.ReadOnly || loc.Path == "":
-		p.readOnly = loc.Why
+		readOnly = loc.Why
 	}
-	if p.readOnly != "" {
-		p.stanza = registration.Stanza(x.o.RuntimeName, p.entry(), x.o.Default)
-		return nil
+	if readOnly != "" {
+		return &stanzaReg{why: readOnly, stanza: registration.Stanza(x.o.RuntimeName, p.entry(), x.o.SetDefaultRuntime)}, nil
 	}
 	if m != nil && m.DaemonJSON.Registered() && m.DaemonJSON.Path != path {
-		return fmt.Errorf("an earlier install registered the runtime in %s, but dockerd now reads %s: run `kata-deploy uninstall` first", m.DaemonJSON.Path, path)
+		return nil, fmt.Errorf("an earlier install registered the runtime in %s, but dockerd now reads %s: run `kata-deploy uninstall` first", m.DaemonJSON.Path, path)
 	}
-	p.daemonJSON = path
 	edit, err := x.planEdit(path, m, p.entry())
 	if err != nil {
-		return fmt.Errorf("%w; nothing was changed", err)
+		return nil, fmt.Errorf("%w; nothing was changed", err)
 	}
-	p.edit = edit
-	return nil
+	return &dockerReg{daemonJSON: path, edit: edit}, nil
 }
 
 // entry is the daemon.json runtime entry of the plan.
 func (p *plan) entry() daemonjson.Runtime {
-	return registration.Entry(p.entryShim(), p.entryConfig())
-}
-
-// entryShim and entryConfig are what the runtime is registered with.
-func (p *plan) entryShim() string {
-	if p.upstream != nil {
-		return p.upstream.shim()
-	}
-	return p.layout.EntryShim()
-}
-
-func (p *plan) entryConfig() string {
-	if p.upstream != nil {
-		return p.upstream.config()
-	}
-	return p.layout.EntryConfig()
+	return registration.Entry(p.artifacts.entryShim(p), p.artifacts.entryConfig(p))
 }
 
 // planEdit computes the registration edit of path. An entry of the runtime that kata-deploy
 // itself wrote (the flat layout's, before a migration) is replaced without --force.
 func (x *installer) planEdit(path string, m *manifest.Manifest, entry daemonjson.Runtime) (*registration.Edit, error) {
-	force := x.o.Force
+	force := x.o.Replace.RuntimeEntry
 	if !force && m != nil {
 		own, err := ownsEntry(path, m.DaemonJSON, x.o.RuntimeName)
 		if err != nil {
@@ -279,7 +263,7 @@ func (x *installer) planEdit(path string, m *manifest.Manifest, entry daemonjson
 		}
 		force = own
 	}
-	return registration.PlanRegister(path, x.o.RuntimeName, entry, x.o.Default, force)
+	return registration.PlanRegister(path, x.o.RuntimeName, entry, x.o.SetDefaultRuntime, force)
 }
 
 // ownsEntry reports whether the runtime's entry in the daemon.json at path is one kata-deploy
@@ -319,6 +303,7 @@ func pendingChanges(st *registration.State) []daemonjson.Change {
 // makePlan computes the whole plan. Nothing is written.
 func (x *installer) makePlan(ctx context.Context, m *manifest.Manifest, loc dockerd.ConfigLocation, in inputs) (*plan, error) {
 	p := &plan{}
+	p.artifacts = &p.builtinPlan
 	if err := x.planVersion(p, m, in); err != nil {
 		return nil, err
 	}
@@ -329,7 +314,7 @@ func (x *installer) makePlan(ctx context.Context, m *manifest.Manifest, loc dock
 	}
 	p.adoptPrefix = m == nil && isEmptyDir(l.Prefix)
 	shim := fileAction{Path: l.Shim(), Mode: 0o755, Src: in.shim.Path, SHA256: in.shim.SHA256, Size: in.shim.Size}
-	if p.shim, err = planFile(m, shim, x.o.Force); err != nil {
+	if p.shim, err = planFile(m, shim, x.o.Replace); err != nil {
 		return nil, err
 	}
 	var built *manifest.Image
@@ -338,7 +323,7 @@ func (x *installer) makePlan(ctx context.Context, m *manifest.Manifest, loc dock
 			built = v.Image
 		}
 	}
-	if p.image, err = planImage(m, built, l, in.kernel, in.agent, x.o.Force); err != nil {
+	if p.image, err = planImage(m, built, l, in.kernel, in.agent, x.o.Replace); err != nil {
 		return nil, err
 	}
 	if src, img := reusableImage(m, p.image.Key, l.Version); img != nil {
@@ -349,10 +334,10 @@ func (x *installer) makePlan(ctx context.Context, m *manifest.Manifest, loc dock
 		return nil, err
 	}
 	config := fileAction{Path: l.Config(), Mode: 0o644, Data: cfg, SHA256: bytesSum(cfg), Size: int64(len(cfg))}
-	if p.config, err = planFile(m, config, x.o.Force); err != nil {
+	if p.config, err = planFile(m, config, x.o.Replace); err != nil {
 		return nil, err
 	}
-	if err := x.planRegistration(ctx, p, m, loc); err != nil {
+	if p.engine, err = x.planEngine(ctx, p, m, loc); err != nil {
 		return nil, err
 	}
 	return p, ctx.Err()
@@ -361,7 +346,7 @@ func (x *installer) makePlan(ctx context.Context, m *manifest.Manifest, loc dock
 // planVersion names the version the inputs make, and decides the switch of current and what is
 // pruned once it is in use.
 func (x *installer) planVersion(p *plan, m *manifest.Manifest, in inputs) error {
-	canonical, err := runtimeConfig(x.host, Layout{Prefix: "/", Version: "@"}, x.o.Accelerator)
+	canonical, err := runtimeConfig(x.host, layout.Layout{Prefix: "/", Version: "@"}, x.o.Accelerator)
 	if err != nil {
 		return err
 	}
@@ -369,7 +354,7 @@ func (x *installer) planVersion(p *plan, m *manifest.Manifest, in inputs) error 
 	if in.kernel != nil {
 		id = versionID(in.shim.SHA256, imageKey(in.kernel.SHA256, in.agent.SHA256), bytesSum(canonical))
 	}
-	p.layout = Layout{Prefix: x.o.Prefix, Version: id}
+	p.layout = layout.Layout{Prefix: x.o.Prefix, Version: id}
 	x.res.Version = id
 	target, err := readCurrent(x.o.Prefix)
 	if err != nil {
@@ -403,79 +388,25 @@ func (x *installer) planVersion(p *plan, m *manifest.Manifest, in inputs) error 
 // warnConfigNotCarried tells the user that their edits of the current version's configuration do
 // not follow into the new version.
 func (x *installer) warnConfigNotCarried(m *manifest.Manifest, from string) {
-	cfg := Layout{Prefix: m.Prefix, Version: from}.Config()
+	cfg := layout.Layout{Prefix: m.Prefix, Version: from}.Config()
 	rec := m.File(cfg)
 	if rec == nil {
 		return
 	}
 	if cur, _, err := fileSum(cfg); err == nil && cur != "" && !rec.Owns(cur) {
-		x.warn(fmt.Sprintf("%s was changed since install; the new version gets a fresh configuration: carry your changes over to %s", cfg, Layout{Prefix: m.Prefix, Version: x.res.Version}.Config()))
+		x.warn(fmt.Sprintf("%s was changed since install; the new version gets a fresh configuration: carry your changes over to %s", cfg, layout.Layout{Prefix: m.Prefix, Version: x.res.Version}.Config()))
 	}
-}
-
-// planRegistration plans the registration with the engine.
-func (x *installer) planRegistration(ctx context.Context, p *plan, m *manifest.Manifest, loc dockerd.ConfigLocation) error {
-	if x.o.Engine == EngineContainerd {
-		return x.planContainerd(ctx, p, m)
-	}
-	return x.planDaemonJSON(p, m, loc)
 }
 
 // actions renders the plan for the user (and --dry-run).
-func (p *plan) actions(o Options) []Action {
+func (p *plan) actions(o options) []Action {
 	var as []Action
 	for _, d := range p.newDirs {
 		as = append(as, Action{Op: "mkdir", Target: d})
 	}
-	if p.upstream != nil {
-		as = append(as, p.upstream.actions()...)
-	}
-	as = append(as, fileActions(p.shim, "the shim, from "+p.shim.Src)...)
-	if p.image.Fetch {
-		as = append(as, Action{Op: "fetch-kernel", Target: o.KernelCache, Detail: "the distribution's kernel package, with apt-get download"})
-	}
-	if src := p.image.reuse; p.image.Needed && src != "" {
-		as = append(as, Action{Op: "copy-image", Target: p.layout.ImageDir(), Detail: "from " + src + ", built from the same kernel and agent"})
-	} else if p.image.Needed {
-		from := "the fetched kernel package"
-		if p.image.Kernel != nil {
-			from = p.image.Kernel.Path
-		}
-		as = append(as, Action{Op: "build-image", Target: p.layout.ImageDir(),
-			Detail: fmt.Sprintf("vmlinux and initrd.img from %s and the agent %s", from, p.image.Agent.Path)})
-	}
-	for _, f := range p.image.Files {
-		if f.State == fileModified && !p.image.Needed {
-			as = append(as, Action{Op: "keep", Target: f.Path, Detail: "changed since install; left as is (--force rebuilds it)"})
-		}
-	}
-	as = append(as, fileActions(p.config, "the runtime configuration")...)
-	if p.switchTo {
-		detail := "the new version, atomically"
-		if p.from != "" && p.from != p.layout.Version {
-			detail = fmt.Sprintf("from %s, atomically; %s is kept for rollback", versionTarget(p.from), versionTarget(p.from))
-		}
-		as = append(as, Action{Op: "switch", Target: p.layout.CurrentLink() + " -> " + versionTarget(p.layout.Version), Detail: detail})
-	}
-	switch {
-	case p.ctrd != nil:
-		as = append(as, p.ctrd.actions()...)
-	case p.readOnly != "":
-		as = append(as, Action{Op: "print-stanza", Target: "daemon.json", Detail: p.readOnly})
-	case len(p.edit.Changes) > 0:
-		as = append(as, Action{Op: "edit-daemon-json", Target: p.daemonJSON, Detail: fmt.Sprintf("register runtime %q", o.RuntimeName)},
-			Action{Op: "reload-docker", Target: "dockerd", Detail: "SIGHUP, wait for its reload event, check that it lists " + o.RuntimeName})
-	}
-	if p.readOnly == "" && p.ctrd == nil && p.changes() && !o.SkipSmoke {
-		as = append(as, Action{Op: "smoke-test", Target: "docker run --rm --runtime=" + o.RuntimeName + " IMAGE uname -r"})
-	}
-	for _, id := range p.pruneVersions {
-		as = append(as, Action{Op: "remove-version", Target: Layout{Prefix: p.layout.Prefix, Version: id}.Root(), Detail: "neither current nor kept for rollback"})
-	}
-	if len(p.pruneFlat) > 0 {
-		as = append(as, Action{Op: "remove-flat-layout", Target: p.layout.Prefix, Detail: fmt.Sprintf("%d files of the layout before versions, once the new version is in use", len(p.pruneFlat))})
-	}
-	return as
+	as = append(as, p.artifacts.actions(p, o)...)
+	as = append(as, p.engine.actions(p, o)...)
+	return append(as, p.artifacts.cleanupActions(p)...)
 }
 
 func fileActions(f fileAction, what string) []Action {
@@ -485,9 +416,9 @@ func fileActions(f fileAction, what string) []Action {
 	case fileUpdate:
 		return []Action{{Op: "update", Target: f.Path, Detail: what + " (new content)"}}
 	case fileForeign:
-		return []Action{{Op: "replace", Target: f.Path, Detail: what + "; the file there now is kept aside (--force)"}}
+		return []Action{{Op: "replace", Target: f.Path, Detail: what + "; the file there now is kept aside (--replace-foreign or --force)"}}
 	case fileModified:
-		return []Action{{Op: "keep", Target: f.Path, Detail: "changed since install; left as is (--force replaces it)"}}
+		return []Action{{Op: "keep", Target: f.Path, Detail: "changed since install; left as is (--replace-modified or --force replaces it)"}}
 	}
 	return nil
 }

@@ -6,7 +6,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/kata-deploy/kata-deploy/installer/engine"
+	"github.com/kata-deploy/kata-deploy/installer/dockerapi"
 	"github.com/kata-deploy/kata-deploy/installer/manifest"
 )
 
@@ -23,8 +23,8 @@ func installDirs(m *manifest.Manifest) []string {
 // runningFrom lists the processes whose executable is under one of dirs: the shims of live VM
 // containers (the shim re-executes itself from its real path, so a shim started through
 // <prefix>/current still shows its version's directory).
-func runningFrom(procRoot string, dirs []string) []engine.Container {
-	var out []engine.Container
+func runningFrom(procRoot string, dirs []string) []dockerapi.Container {
+	var out []dockerapi.Container
 	entries, err := os.ReadDir(procRoot)
 	if err != nil {
 		return nil
@@ -42,7 +42,7 @@ func runningFrom(procRoot string, dirs []string) []engine.Container {
 		if !under(exe, dirs) {
 			continue
 		}
-		out = append(out, engine.Container{ID: "pid " + e.Name(), Name: filepath.Base(exe), Image: "-"})
+		out = append(out, dockerapi.Container{ID: "pid " + e.Name(), Name: filepath.Base(exe), Image: "-"})
 	}
 	return out
 }

@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/kata-deploy/kata-deploy/installer/engine"
+	"github.com/kata-deploy/kata-deploy/installer/dockerapi"
 	"github.com/kata-deploy/kata-deploy/installer/hostinfo"
 )
 
@@ -36,7 +36,7 @@ func (x *installer) smoke(ctx context.Context) error {
 	}
 	s.Image = image
 	x.o.progress(fmt.Sprintf("smoke test: docker run --rm --runtime=%s %s uname -r", x.o.RuntimeName, image))
-	r, err := x.docker.Run(ctx, engine.RunOptions{Runtime: x.o.RuntimeName, Image: image, Cmd: []string{"uname", "-r"}})
+	r, err := x.docker.Run(ctx, dockerapi.RunOptions{Runtime: x.o.RuntimeName, Image: image, Cmd: []string{"uname", "-r"}})
 	s.Seconds = r.Duration.Seconds()
 	if err == nil && r.ExitCode != 0 {
 		err = fmt.Errorf("the container exited with status %d: %s", r.ExitCode, strings.TrimSpace(r.Stderr))

@@ -10,10 +10,11 @@ import (
 
 	"github.com/kata-deploy/kata-deploy/installer/containerdcfg"
 	"github.com/kata-deploy/kata-deploy/installer/daemonjson"
-	"github.com/kata-deploy/kata-deploy/installer/engine"
-	"github.com/kata-deploy/kata-deploy/installer/hostinfo"
+	"github.com/kata-deploy/kata-deploy/installer/dockerapi"
 	"github.com/kata-deploy/kata-deploy/installer/manifest"
 	"github.com/kata-deploy/kata-deploy/installer/registration"
+	"github.com/kata-deploy/kata-deploy/internal/accel"
+	"github.com/kata-deploy/kata-deploy/internal/layout"
 	"github.com/kata-deploy/kata-deploy/runtime/config"
 )
 
@@ -44,7 +45,7 @@ type Status struct {
 		SeesRuntime    bool   `json:"seesRuntime"`
 		DefaultRuntime string `json:"defaultRuntime,omitempty"`
 	} `json:"docker"`
-	Containers []engine.Container `json:"containers"`
+	Containers []dockerapi.Container `json:"containers"`
 	// Accelerator is what the runtime configuration says; HostAccelerator what works here.
 	Accelerator       string   `json:"accelerator,omitempty"`
 	HostAccelerator   string   `json:"hostAccelerator"`
@@ -107,12 +108,16 @@ type Artifact struct {
 }
 
 // GetStatus reports on the install under o.Prefix without changing anything.
-func GetStatus(ctx context.Context, o Options, d Deps) (*Status, error) {
+func GetStatus(ctx context.Context, o StatusOptions, d Deps) (*Status, error) {
+	return getStatus(ctx, o.options(), d)
+}
+
+func getStatus(ctx context.Context, o options, d Deps) (*Status, error) {
 	o, err := o.withDefaults()
 	if err != nil {
 		return nil, err
 	}
-	s := &Status{SchemaVersion: StatusSchemaVersion, Prefix: o.Prefix, Containers: []engine.Container{}}
+	s := &Status{SchemaVersion: StatusSchemaVersion, Prefix: o.Prefix, Containers: []dockerapi.Container{}}
 	s.HostAccelerator, s.AcceleratorReason = hostAccelerator()
 	m, err := loadManifest(o.Prefix)
 	if err != nil || m == nil {
@@ -122,7 +127,7 @@ func GetStatus(ctx context.Context, o Options, d Deps) (*Status, error) {
 	if m.State != manifest.StateInstalled {
 		s.problem(fmt.Sprintf("the install is %s: a run was interrupted; run `kata-deploy install` (or uninstall) again to finish it", m.State))
 	}
-	var l Layout
+	var l layout.Layout
 	shim, config := "", ""
 	if m.Source == manifest.SourceUpstream {
 		shim, config = s.checkUpstream(m)
@@ -132,12 +137,7 @@ func GetStatus(ctx context.Context, o Options, d Deps) (*Status, error) {
 	}
 	s.checkFiles(m)
 	s.Engine = optionsEngine(m)
-	if m.Engine == manifest.EngineContainerd {
-		s.checkContainerd(ctx, m, d, o)
-	} else {
-		s.checkRegistration(m, shim, config)
-		s.checkDocker(ctx, m, d)
-	}
+	registeredWith(m).status(ctx, s, m, d, o, shim, config)
 	if m.Source != manifest.SourceUpstream {
 		s.readConfig(l) // an upstream release's configuration is upstream's format, not ours
 	}
@@ -171,14 +171,14 @@ func (s *Status) checkUpstream(m *manifest.Manifest) (shim, config string) {
 
 // checkVersions reports the versions and checks that current points at the current one; it
 // returns the layout in use.
-func (s *Status) checkVersions(m *manifest.Manifest) Layout {
+func (s *Status) checkVersions(m *manifest.Manifest) layout.Layout {
 	if !m.Versioned() {
 		s.Layout = "flat"
 		if m.Image != nil {
 			s.GuestKernel = m.Image.KernelVersion
 		}
 		s.Notes = append(s.Notes, "installed by an earlier kata-deploy, without versions: the next `kata-deploy upgrade` (or install) moves it into versions, after which rollback is possible")
-		return Layout{Prefix: m.Prefix}
+		return layout.Layout{Prefix: m.Prefix}
 	}
 	s.Layout = manifest.LayoutVersioned
 	for _, v := range m.Versions {
@@ -199,7 +199,7 @@ func (s *Status) checkVersions(m *manifest.Manifest) Layout {
 	if len(s.OtherVersions) > 0 {
 		s.Notes = append(s.Notes, "versions other than the current and the previous one are left by an interrupted or failed upgrade: the next install or upgrade removes them")
 	}
-	l := Layout{Prefix: m.Prefix, Version: m.Current}
+	l := layout.Layout{Prefix: m.Prefix, Version: m.Current}
 	if m.Current == "" {
 		return l
 	}
@@ -214,7 +214,7 @@ func (s *Status) checkVersions(m *manifest.Manifest) Layout {
 }
 
 func versionStatus(m *manifest.Manifest, v manifest.Version) VersionStatus {
-	vs := VersionStatus{ID: v.ID, Path: Layout{Prefix: m.Prefix, Version: v.ID}.Root(), Created: v.Created,
+	vs := VersionStatus{ID: v.ID, Path: layout.Layout{Prefix: m.Prefix, Version: v.ID}.Root(), Created: v.Created,
 		KataDeployVersion: v.KataDeployVersion, Ready: v.Ready}
 	if v.Image != nil {
 		vs.GuestKernel = v.Image.KernelVersion
@@ -322,7 +322,7 @@ func (s *Status) checkDocker(ctx context.Context, m *manifest.Manifest, d Deps) 
 
 // readConfig reads the accelerator from the runtime configuration and checks the file the way
 // the shim will.
-func (s *Status) readConfig(l Layout) {
+func (s *Status) readConfig(l layout.Layout) {
 	data, err := os.ReadFile(l.Config())
 	if err != nil {
 		return // a missing file is reported with the artifacts
@@ -337,16 +337,16 @@ func (s *Status) readConfig(l Layout) {
 
 // hostAccelerator says which accelerator works on this host now.
 func hostAccelerator() (string, string) {
-	var cpu hostinfo.CPU
+	var cpu accel.CPU
 	if f, err := os.Open("/proc/cpuinfo"); err == nil {
-		cpu, _ = hostinfo.ParseCPUInfo(f)
+		cpu, _ = accel.ParseCPUInfo(f)
 		f.Close()
 	}
-	return hostinfo.Accelerator(hostinfo.ProbeKVM("/dev/kvm", "/proc/modules", cpu))
+	return accel.Accelerator(accel.ProbeKVM("/dev/kvm", "/proc/modules", cpu))
 }
 
 // checkContainerd checks the drop-in, its import, and what containerd loads.
-func (s *Status) checkContainerd(ctx context.Context, m *manifest.Manifest, d Deps, o Options) {
+func (s *Status) checkContainerd(ctx context.Context, m *manifest.Manifest, d Deps, o options) {
 	st := m.Containerd
 	if st == nil {
 		s.problem("the runtime is not registered with containerd: run `kata-deploy install --engine containerd` again")

@@ -13,7 +13,7 @@ import (
 	"github.com/kata-deploy/kata-deploy/installer/containerdcfg"
 	"github.com/kata-deploy/kata-deploy/installer/containerdsvc"
 	"github.com/kata-deploy/kata-deploy/installer/daemonjson"
-	"github.com/kata-deploy/kata-deploy/installer/engine"
+	"github.com/kata-deploy/kata-deploy/installer/dockerapi"
 	"github.com/kata-deploy/kata-deploy/installer/manifest"
 	"github.com/kata-deploy/kata-deploy/installer/registration"
 	"github.com/kata-deploy/kata-deploy/installer/textdiff"
@@ -38,8 +38,8 @@ type UninstallResult struct {
 	Kept []string `json:"kept,omitempty"`
 	// Containers are the running containers of the runtime (uninstall refuses without --force);
 	// with containerd, the shim processes running from the install.
-	Containers []engine.Container `json:"containers,omitempty"`
-	Warnings   []string           `json:"warnings,omitempty"`
+	Containers []dockerapi.Container `json:"containers,omitempty"`
+	Warnings   []string              `json:"warnings,omitempty"`
 	// ContainerdConfig is the main configuration the import is removed from; ContainerdDiff the
 	// planned revert (dry run); ContainerdRestart what the restart of containerd did.
 	ContainerdConfig  string                 `json:"containerdConfig,omitempty"`
@@ -48,21 +48,19 @@ type UninstallResult struct {
 }
 
 // Uninstall removes what the manifest under o.Prefix records and reverts its daemon.json changes.
-func Uninstall(ctx context.Context, o Options, d Deps) (*UninstallResult, error) {
+func Uninstall(ctx context.Context, o UninstallOptions, d Deps) (*UninstallResult, error) {
+	return uninstall(ctx, o.options(), d)
+}
+
+func uninstall(ctx context.Context, o options, d Deps) (*UninstallResult, error) {
 	o, err := o.withDefaults()
 	if err != nil {
 		return nil, err
 	}
 	res := &UninstallResult{SchemaVersion: ResultSchemaVersion, DryRun: o.DryRun, Prefix: o.Prefix}
 	x := &installer{o: o, d: d, res: &Result{}, warns: &res.Warnings}
-	if !o.DryRun {
-		lock, err := manifest.Acquire(o.LockPath)
-		if err != nil {
-			return res, err
-		}
-		defer lock.Release()
-	}
-	m, err := loadManifest(o.Prefix)
+	m, release, err := begin(o)
+	defer release()
 	if err != nil || m == nil {
 		if err == nil && !o.DryRun && isEmptyDir(o.Prefix) {
 			// A previous uninstall was killed between removing the manifest and the prefix.
@@ -79,21 +77,10 @@ func Uninstall(ctx context.Context, o Options, d Deps) (*UninstallResult, error)
 	}
 	reconcileUpstream(m)
 	forgetUnplaced(m)
-	if m.Engine == manifest.EngineContainerd {
-		if err := x.checkShims(res); err != nil {
-			return res, err
-		}
-	} else if docker, _, err := d.Docker(ctx); err != nil {
-		x.warn(fmt.Sprintf("Docker is not reachable (%v): daemon.json is reverted without a reload, and running containers cannot be checked", err))
-	} else {
-		defer docker.Close()
-		x.docker = docker
-		if res.Containers, err = docker.ContainersUsing(ctx, m.RuntimeName); err != nil {
-			return res, err
-		}
-		if len(res.Containers) > 0 && !o.Force {
-			return res, fmt.Errorf("%w: %s; stop them first, or pass --force (they keep running, but without their runtime's files)", ErrInUse, describeContainers(res.Containers))
-		}
+	done, err := registeredWith(m).inUse(ctx, x, res)
+	defer done()
+	if err != nil {
+		return res, err
 	}
 	if o.DryRun {
 		return res, x.planUninstall(res)
@@ -115,7 +102,7 @@ func Uninstall(ctx context.Context, o Options, d Deps) (*UninstallResult, error)
 	return res, x.removeDirs(res)
 }
 
-func describeContainers(cs []engine.Container) string {
+func describeContainers(cs []dockerapi.Container) string {
 	var parts []string
 	for _, c := range cs {
 		parts = append(parts, fmt.Sprintf("%s (%s, image %s)", c.Name, c.ID, c.Image))
@@ -130,19 +117,18 @@ func (x *installer) checkShims(res *UninstallResult) error {
 		res.ContainerdConfig = x.m.Containerd.Config
 	}
 	res.Containers = runningFrom("/proc", installDirs(x.m))
-	if len(res.Containers) > 0 && !x.o.Force {
-		return fmt.Errorf("%w: %s; stop those pods first, or pass --force (they keep running, but without their runtime's files)", ErrInUse, describeContainers(res.Containers))
+	if len(res.Containers) > 0 && !x.o.IgnoreInUse {
+		return fmt.Errorf("%w: %s; stop those pods first, or pass --ignore-in-use or --force (they keep running, but without their runtime's files)", ErrInUse, describeContainers(res.Containers))
 	}
 	return nil
 }
 
 func (x *installer) unregister(ctx context.Context) error {
-	if x.m.Engine == manifest.EngineContainerd {
-		if err := x.unregisterContainerd(ctx, true); err != nil {
-			return err
-		}
-		return x.done(StepUnregistered)
-	}
+	return registeredWith(x.m).revert(ctx, x)
+}
+
+// unregisterDaemonJSON reverts kata-deploy's changes of daemon.json and reloads Docker.
+func (x *installer) unregisterDaemonJSON(ctx context.Context) error {
 	st := x.m.DaemonJSON
 	if st == nil {
 		return nil

@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/kata-deploy/kata-deploy/installer/manifest"
+	"github.com/kata-deploy/kata-deploy/internal/layout"
 )
 
 // Upgrade installs the artifacts given (a newer shim, agent or kernel) as a new version beside
@@ -13,9 +14,8 @@ import (
 // again. It is Install, except that something must be installed already. An install in the flat
 // layout of an earlier kata-deploy is moved into versions (its daemon.json entry re-pointed
 // through current, Docker reloaded once).
-func Upgrade(ctx context.Context, o Options, d Deps) (*Result, error) {
-	o.upgrade = true
-	return Install(ctx, o, d)
+func Upgrade(ctx context.Context, o UpgradeOptions, d Deps) (*Result, error) {
+	return install(ctx, o.options(), d)
 }
 
 // RollbackResult is what Rollback did (or would do).
@@ -36,21 +36,19 @@ type RollbackResult struct {
 // registered through current, so neither daemon.json nor Docker changes, and running containers
 // keep the shim they started with. The version rolled back from becomes the previous one: a
 // second rollback undoes the first.
-func Rollback(ctx context.Context, o Options, d Deps) (*RollbackResult, error) {
+func Rollback(ctx context.Context, o RollbackOptions, d Deps) (*RollbackResult, error) {
+	return rollback(ctx, o.options(), d)
+}
+
+func rollback(ctx context.Context, o options, d Deps) (*RollbackResult, error) {
 	o, err := o.withDefaults()
 	if err != nil {
 		return nil, err
 	}
 	res := &RollbackResult{SchemaVersion: ResultSchemaVersion, DryRun: o.DryRun, Prefix: o.Prefix}
 	x := &installer{o: o, d: d, res: &Result{}, warns: &res.Warnings}
-	if !o.DryRun {
-		lock, err := manifest.Acquire(o.LockPath)
-		if err != nil {
-			return res, err
-		}
-		defer lock.Release()
-	}
-	m, err := loadManifest(o.Prefix)
+	m, release, err := begin(o)
+	defer release()
 	if err != nil {
 		return res, err
 	}
@@ -65,7 +63,7 @@ func Rollback(ctx context.Context, o Options, d Deps) (*RollbackResult, error) {
 	if o.DryRun {
 		return res, nil
 	}
-	o.progress(fmt.Sprintf("switching %s back to %s", Layout{Prefix: m.Prefix}.CurrentLink(), versionTarget(m.Previous)))
+	o.progress(fmt.Sprintf("switching %s back to %s", layout.Layout{Prefix: m.Prefix}.CurrentLink(), versionTarget(m.Previous)))
 	if err := x.switchCurrent(m.Previous, m.Current, StepSwitched); err != nil {
 		return res, err
 	}
@@ -94,14 +92,15 @@ func checkRollback(m *manifest.Manifest, prefix string) error {
 	return nil
 }
 
-// checkRolledBack makes sure Docker still lists the runtime (nothing needed reloading) and runs
-// the smoke container with the version rolled back to.
+// checkRolledBack checks the runtime with the version rolled back to, as its engine can.
 func (x *installer) checkRolledBack(ctx context.Context, res *RollbackResult) error {
 	x.o.RuntimeName = x.m.RuntimeName
-	if x.m.Engine == manifest.EngineContainerd {
-		res.Smoke = &Smoke{Skipped: "--engine containerd: no Docker to run a container with"}
-		return nil
-	}
+	return registeredWith(x.m).rolledBack(ctx, x, res)
+}
+
+// smokeRolledBack makes sure Docker still lists the runtime (nothing needed reloading) and runs
+// the smoke container with the version rolled back to.
+func (x *installer) smokeRolledBack(ctx context.Context, res *RollbackResult) error {
 	docker, _, err := x.d.Docker(ctx)
 	if err != nil {
 		x.warn(fmt.Sprintf("Docker is not reachable (%v): the rollback is done, but not smoke-tested", err))

@@ -12,24 +12,26 @@ import (
 	"github.com/kata-deploy/kata-deploy/installer/daemonjson"
 	"github.com/kata-deploy/kata-deploy/installer/manifest"
 	"github.com/kata-deploy/kata-deploy/installer/registration"
+	"github.com/kata-deploy/kata-deploy/internal/layout"
 )
 
 // newAgent makes the next install or upgrade produce a new version.
 func (f *fixture) newAgent(t testing.TB, content string) {
 	t.Helper()
-	must(t, os.WriteFile(filepath.Join(f.artifacts(), AgentName), []byte(content), 0o755))
+	must(t, os.WriteFile(filepath.Join(f.artifacts(), layout.AgentName), []byte(content), 0o755))
 }
 
-func (f *fixture) upgrade(mod func(*Options)) (*Result, error) {
-	o := f.options()
+func (f *fixture) upgrade(mod func(*UpgradeOptions)) (*Result, error) {
+	i := f.options()
+	o := UpgradeOptions{Common: i.Common, ArtifactOptions: i.ArtifactOptions}
 	if mod != nil {
 		mod(&o)
 	}
 	return Upgrade(context.Background(), o, f.deps())
 }
 
-func (f *fixture) rollback(mod func(*Options)) (*RollbackResult, error) {
-	o := f.options()
+func (f *fixture) rollback(mod func(*RollbackOptions)) (*RollbackResult, error) {
+	o := RollbackOptions{Common: f.options().Common}
 	if mod != nil {
 		mod(&o)
 	}
@@ -47,7 +49,7 @@ func (f *fixture) manifest(t testing.TB) *manifest.Manifest {
 
 func (f *fixture) status(t testing.TB) *Status {
 	t.Helper()
-	s, err := GetStatus(context.Background(), f.options(), f.deps())
+	s, err := GetStatus(context.Background(), f.statusOptions(), f.deps())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,7 +58,7 @@ func (f *fixture) status(t testing.TB) *Status {
 
 // versionsOnDisk lists <prefix>/versions.
 func (f *fixture) versionsOnDisk() []string {
-	entries, _ := os.ReadDir(filepath.Join(f.prefix(), VersionsDirName))
+	entries, _ := os.ReadDir(filepath.Join(f.prefix(), layout.VersionsDirName))
 	var ids []string
 	for _, e := range entries {
 		ids = append(ids, e.Name())
@@ -71,11 +73,11 @@ func TestUpgradeKeepsOnePreviousAndRollsBack(t *testing.T) {
 	var ids []string
 	for i, agent := range []string{"agent v1", "agent v2", "agent v3"} {
 		f.newAgent(t, agent)
-		op := f.upgrade
+		op := func() (*Result, error) { return f.upgrade(nil) }
 		if i == 0 {
-			op = f.install
+			op = func() (*Result, error) { return f.install(nil) }
 		}
-		res, err := op(nil)
+		res, err := op()
 		if err != nil {
 			t.Fatalf("%s: %v", agent, err)
 		}
@@ -99,7 +101,7 @@ func TestUpgradeKeepsOnePreviousAndRollsBack(t *testing.T) {
 		t.Errorf("status %+v", s)
 	}
 
-	dry, err := f.rollback(func(o *Options) { o.DryRun = true })
+	dry, err := f.rollback(func(o *RollbackOptions) { o.DryRun = true })
 	if err != nil || dry.From != ids[2] || dry.To != ids[1] || f.manifest(t).Current != ids[2] {
 		t.Fatalf("dry run: %+v %v", dry, err)
 	}
@@ -189,7 +191,7 @@ func TestUpgradeAndRollbackRefusals(t *testing.T) {
 		t.Fatal(err)
 	}
 	m := f.manifest(t)
-	prev := Layout{Prefix: f.prefix(), Version: m.Previous}
+	prev := layout.Layout{Prefix: f.prefix(), Version: m.Previous}
 	must(t, os.Remove(prev.Initrd()))
 	if _, err := f.rollback(nil); err == nil || !strings.Contains(err.Error(), "initrd.img is missing") {
 		t.Errorf("rollback to a damaged version: %v", err)
@@ -341,9 +343,9 @@ func TestKilledRollbackIsConsistent(t *testing.T) {
 
 // flatInstall puts on the fixture what kata-deploy before versions installed: bin/ and share/
 // directly under the prefix, a schema 1 manifest, the flat paths registered in daemon.json.
-func (f *fixture) flatInstall(t testing.TB) Layout {
+func (f *fixture) flatInstall(t testing.TB) layout.Layout {
 	t.Helper()
-	l := Layout{Prefix: f.prefix()}
+	l := layout.Layout{Prefix: f.prefix()}
 	m := manifest.New(f.prefix(), "kata", "0.1.0", f.deps().Now())
 	m.Layout, m.SchemaVersion, m.State = manifest.LayoutFlat, 1, manifest.StateInstalled
 	for _, d := range l.Dirs() {
@@ -470,8 +472,8 @@ func TestNewVersionReusesTheGuestImage(t *testing.T) {
 		t.Fatal(err)
 	}
 	old := f.layout()
-	must(t, os.WriteFile(filepath.Join(f.artifacts(), ShimName), []byte("shim v2"), 0o755))
-	dry, err := f.upgrade(func(o *Options) { o.DryRun = true })
+	must(t, os.WriteFile(filepath.Join(f.artifacts(), layout.ShimName), []byte("shim v2"), 0o755))
+	dry, err := f.upgrade(func(o *UpgradeOptions) { o.DryRun = true })
 	if err != nil || !slices.ContainsFunc(dry.Actions, func(a Action) bool { return a.Op == "copy-image" && strings.Contains(a.Detail, old.ImageDir()) }) {
 		t.Errorf("dry run: %+v %v", dry.Actions, err)
 	}
@@ -485,7 +487,7 @@ func TestNewVersionReusesTheGuestImage(t *testing.T) {
 	}
 	// A damaged source is not reused: the image is built.
 	must(t, os.WriteFile(l.Initrd(), []byte("damaged"), 0o644))
-	must(t, os.WriteFile(filepath.Join(f.artifacts(), ShimName), []byte("shim v3"), 0o755))
+	must(t, os.WriteFile(filepath.Join(f.artifacts(), layout.ShimName), []byte("shim v3"), 0o755))
 	must(t, os.WriteFile(old.Initrd(), []byte("damaged too"), 0o644))
 	if _, err := f.upgrade(nil); err != nil {
 		t.Fatal(err)
@@ -498,11 +500,11 @@ func TestNewVersionReusesTheGuestImage(t *testing.T) {
 // Upgrade keeps the runtime name and default of the install, whatever the options say.
 func TestUpgradeKeepsRuntimeName(t *testing.T) {
 	f := newFixture(t, []byte("{}"))
-	if _, err := f.install(func(o *Options) { o.RuntimeName, o.Default = "kata2", true }); err != nil {
+	if _, err := f.install(func(o *InstallOptions) { o.RuntimeName, o.SetDefaultRuntime = "kata2", true }); err != nil {
 		t.Fatal(err)
 	}
 	f.newAgent(t, "agent v2")
-	res, err := f.upgrade(func(o *Options) { o.RuntimeName = "" })
+	res, err := f.upgrade(nil)
 	if err != nil || res.RuntimeName != "kata2" || !res.Switched {
 		t.Fatalf("upgrade: %+v %v", res, err)
 	}

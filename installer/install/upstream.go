@@ -12,6 +12,7 @@ import (
 	"github.com/kata-deploy/kata-deploy/installer/dockerd"
 	"github.com/kata-deploy/kata-deploy/installer/manifest"
 	"github.com/kata-deploy/kata-deploy/installer/upstream"
+	"github.com/kata-deploy/kata-deploy/internal/layout"
 )
 
 // Upstream install steps, as passed to Options.AfterStep.
@@ -36,10 +37,22 @@ type upstreamPlan struct {
 	aside   string // a directory at dir that is not kata-deploy's, moved aside first (--force)
 }
 
-func (u *upstreamPlan) changes() bool { return u != nil && u.extract }
+func (u *upstreamPlan) changes() bool { return u.extract }
 
 func (u *upstreamPlan) shim() string   { return filepath.Join(u.dir, upstream.ShimPath) }
 func (u *upstreamPlan) config() string { return filepath.Join(u.dir, upstream.ConfigPath) }
+
+// The release's own shim and configuration are registered: there are no versions.
+func (u *upstreamPlan) entryShim(*plan) string   { return u.shim() }
+func (u *upstreamPlan) entryConfig(*plan) string { return u.config() }
+
+func (u *upstreamPlan) report(res *Result) { res.Upstream, res.UpstreamDir = u.release.Version, u.dir }
+
+func (u *upstreamPlan) steps(x *installer) []func(context.Context, *plan) error {
+	return []func(context.Context, *plan) error{x.extractUpstream, x.placeUpstream}
+}
+
+func (u *upstreamPlan) cleanupActions(*plan) []Action { return nil }
 
 // makeUpstreamPlan plans the install of the release tarball o.From.
 func (x *installer) makeUpstreamPlan(ctx context.Context, m *manifest.Manifest, loc dockerd.ConfigLocation) (*plan, error) {
@@ -63,13 +76,13 @@ func (x *installer) makeUpstreamPlan(ctx context.Context, m *manifest.Manifest, 
 	if err := x.planUpstreamDir(m, u); err != nil {
 		return nil, err
 	}
-	p := &plan{upstream: u, layout: Layout{Prefix: x.o.Prefix}}
-	if p.newDirs, err = planDirs(Layout{Prefix: x.o.Prefix, Version: "-"}); err != nil {
+	p := &plan{upstream: u, artifacts: u, layout: layout.Layout{Prefix: x.o.Prefix}}
+	if p.newDirs, err = planDirs(layout.Layout{Prefix: x.o.Prefix, Version: "-"}); err != nil {
 		return nil, err
 	}
 	p.newDirs = slices.DeleteFunc(p.newDirs, func(d string) bool { return d != x.o.Prefix })
 	p.adoptPrefix = m == nil && isEmptyDir(x.o.Prefix)
-	if err := x.planRegistration(ctx, p, m, loc); err != nil {
+	if p.engine, err = x.planEngine(ctx, p, m, loc); err != nil {
 		return nil, err
 	}
 	return p, nil
@@ -119,8 +132,8 @@ func (x *installer) planUpstreamDir(m *manifest.Manifest, u *upstreamPlan) error
 	case fi.IsDir() && isEmptyDir(u.dir):
 		// An empty directory is moved aside like any other, without --force: uninstall puts it
 		// back, and the host is as it was.
-	case !x.o.Force:
-		return fmt.Errorf("%s exists and kata-deploy did not install it (an upstream Kata installed by hand?): remove it, or pass --force (it is moved aside and put back by uninstall)", u.dir)
+	case !x.o.Replace.Foreign:
+		return fmt.Errorf("%s exists and kata-deploy did not install it (an upstream Kata installed by hand?): remove it, or pass --replace-foreign or --force (it is moved aside and put back by uninstall)", u.dir)
 	}
 	u.aside = u.dir + ".kata-deploy-orig-" + x.now().UTC().Format("20060102T150405Z")
 	return nil
@@ -138,13 +151,13 @@ func (x *installer) warnChangedUpstream(m *manifest.Manifest) {
 	}
 }
 
-func (u *upstreamPlan) actions() []Action {
+func (u *upstreamPlan) actions(*plan, options) []Action {
 	if !u.extract {
 		return nil
 	}
 	var as []Action
 	if u.aside != "" {
-		as = append(as, Action{Op: "move-aside", Target: u.dir, Detail: "to " + u.aside + " (--force); uninstall puts it back"})
+		as = append(as, Action{Op: "move-aside", Target: u.dir, Detail: "to " + u.aside + " (--replace-foreign or --force); uninstall puts it back"})
 	}
 	return append(as, Action{Op: "extract", Target: u.dir,
 		Detail: fmt.Sprintf("Kata Containers %s (%s), every entry checked, through %s", u.release.Version, filepath.Base(u.tarball.Path), u.staging)})

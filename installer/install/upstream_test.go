@@ -28,8 +28,8 @@ func (f *fixture) releaseTarball(t testing.TB, name, comp string, items []upstre
 }
 
 // fromOpts installs the release instead of the built-in runtime.
-func (f *fixture) fromOpts(tarball string, more ...func(*Options)) func(*Options) {
-	return func(o *Options) {
+func (f *fixture) fromOpts(tarball string, more ...func(*InstallOptions)) func(*InstallOptions) {
+	return func(o *InstallOptions) {
 		o.From, o.KataDir, o.ArtifactsDir, o.Kernel = tarball, f.kataDir(), "", ""
 		for _, m := range more {
 			m(o)
@@ -109,7 +109,7 @@ func TestUpstreamExistingDir(t *testing.T) {
 	if _, err := os.Stat(manifest.Path(f.prefix())); !os.IsNotExist(err) {
 		t.Error("a refused install left a manifest")
 	}
-	res, err := f.install(f.fromOpts(tb, func(o *Options) { o.Force = true }))
+	res, err := f.install(f.fromOpts(tb, func(o *InstallOptions) { o.Replace = ReplaceAll }))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -187,7 +187,7 @@ func TestUpstreamRefusals(t *testing.T) {
 			t.Errorf("%s: %v", tc.path, err)
 		}
 	}
-	if err := (Options{From: tb, Kernel: "/k.deb"}).Validate(); err == nil || !strings.Contains(err.Error(), "--from") {
+	if err := (InstallOptions{From: tb, ArtifactOptions: ArtifactOptions{Kernel: "/k.deb"}}).Validate(); err == nil || !strings.Contains(err.Error(), "--from") {
 		t.Errorf("--from with --kernel: %v", err)
 	}
 	if _, err := f.install(f.fromOpts(tb)); err != nil {
@@ -199,7 +199,7 @@ func TestUpstreamRefusals(t *testing.T) {
 	if _, err := f.install(nil); err == nil || !strings.Contains(err.Error(), "upstream Kata release") {
 		t.Errorf("the built-in runtime over a release: %v", err)
 	}
-	if _, err := f.upgrade(func(o *Options) { o.ArtifactsDir, o.Kernel = "", "" }); err == nil || !strings.Contains(err.Error(), "not upgraded in place") {
+	if _, err := f.upgrade(func(o *UpgradeOptions) { o.ArtifactsDir, o.Kernel = "", "" }); err == nil || !strings.Contains(err.Error(), "not upgraded in place") {
 		t.Errorf("upgrade of a release: %v", err)
 	}
 	if _, err := f.rollback(nil); err == nil || !strings.Contains(err.Error(), "no versions") {
@@ -211,7 +211,7 @@ func TestUpstreamDryRunAndContainerd(t *testing.T) {
 	f := newFixture(t, nil)
 	f.withContainerd(t, []byte("version = 3\n"))
 	tb := f.releaseTarball(t, "kata-static-3.18.0-amd64.tar.xz", "xz", upstreamtest.Release("3.18.0"))
-	dry, err := f.install(f.fromOpts(tb, ctrdOpts, func(o *Options) { o.DryRun = true }))
+	dry, err := f.install(f.fromOpts(tb, ctrdOpts, func(o *InstallOptions) { o.DryRun = true }))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -252,7 +252,7 @@ func TestKilledUpstreamInstallIsCompleted(t *testing.T) {
 				handShim := f.file(filepath.Join(f.kataDir(), upstream.ShimPath))
 				f.killAfterFrom(t, step, tb, f.kataDir())
 				if then == "install" {
-					if _, err := f.install(f.fromOpts(tb, func(o *Options) { o.Force = true })); err != nil {
+					if _, err := f.install(f.fromOpts(tb, func(o *InstallOptions) { o.Replace = ReplaceAll })); err != nil {
 						t.Fatalf("rerun: %v", err)
 					}
 					if s := f.status(t); !s.Healthy {

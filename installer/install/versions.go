@@ -11,6 +11,7 @@ import (
 	"syscall"
 
 	"github.com/kata-deploy/kata-deploy/installer/manifest"
+	"github.com/kata-deploy/kata-deploy/internal/layout"
 )
 
 // Switch steps, as passed to Options.AfterStep.
@@ -47,11 +48,11 @@ func validVersionID(id string) bool {
 
 // versionTarget is what <prefix>/current holds for version id: a relative link, so that the
 // prefix can be moved or bind-mounted elsewhere.
-func versionTarget(id string) string { return VersionsDirName + "/" + id }
+func versionTarget(id string) string { return layout.VersionsDirName + "/" + id }
 
 // readCurrent returns the target of <prefix>/current ("" when absent).
 func readCurrent(prefix string) (string, error) {
-	link := Layout{Prefix: prefix}.CurrentLink()
+	link := layout.Layout{Prefix: prefix}.CurrentLink()
 	fi, err := os.Lstat(link)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
@@ -90,7 +91,7 @@ func reconcileSwitch(m *manifest.Manifest) error {
 	if m.Switch == nil {
 		return nil
 	}
-	link := Layout{Prefix: m.Prefix}.CurrentLink()
+	link := layout.Layout{Prefix: m.Prefix}.CurrentLink()
 	target, err := readCurrent(m.Prefix)
 	if err != nil {
 		return err
@@ -112,7 +113,7 @@ func reconcileSwitch(m *manifest.Manifest) error {
 // switchCurrent points <prefix>/current at version to, atomically, journaled: the intent is
 // saved first, the new link is made beside the old one and renamed over it, then recorded.
 func (x *installer) switchCurrent(to, previous, step string) error {
-	l := Layout{Prefix: x.m.Prefix}
+	l := layout.Layout{Prefix: x.m.Prefix}
 	link, tmp := l.CurrentLink(), filepath.Join(x.m.Prefix, currentTmpName)
 	target := versionTarget(to)
 	r := manifest.Link{Path: link}
@@ -160,7 +161,7 @@ func keptRoots(prefix string, ids ...string) []string {
 	var roots []string
 	for _, id := range ids {
 		if id != "" {
-			roots = append(roots, Layout{Prefix: prefix, Version: id}.Root())
+			roots = append(roots, layout.Layout{Prefix: prefix, Version: id}.Root())
 		}
 	}
 	return roots
@@ -184,7 +185,7 @@ func pruneCandidates(m *manifest.Manifest, keep ...string) (versions []string, f
 		}
 	}
 	roots := keptRoots(m.Prefix, keep...)
-	versionsDir := Layout{Prefix: m.Prefix}.VersionsDir()
+	versionsDir := layout.Layout{Prefix: m.Prefix}.VersionsDir()
 	for _, f := range m.Files {
 		// Files outside the prefix (a containerd drop-in, an upstream release) are no version's.
 		if under(f.Path, []string{m.Prefix}) && !under(f.Path, roots) && !under(f.Path, []string{versionsDir}) {
@@ -235,7 +236,7 @@ func (x *installer) prune() error {
 // pruneDirs removes the recorded directories outside roots, deepest first, except the prefix and
 // the versions directory; one that is not empty is kept, with a warning.
 func (x *installer) pruneDirs(roots []string) {
-	l := Layout{Prefix: x.m.Prefix}
+	l := layout.Layout{Prefix: x.m.Prefix}
 	var dirs []string
 	for i := len(x.m.Dirs) - 1; i >= 0; i-- {
 		d := x.m.Dirs[i]

@@ -69,49 +69,49 @@ const (
 	StateUninstalling = "uninstalling"
 )
 
-// Manifest is the install record, stored as <prefix>/manifest.json.
+// Manifest is the install record, stored as <prefix>/manifest.json (in the format of record).
 type Manifest struct {
-	SchemaVersion int `json:"schemaVersion"`
+	SchemaVersion int
 	// Version is the kata-deploy version that last wrote the record (hostinfo reads it).
-	Version     string    `json:"version"`
-	Prefix      string    `json:"prefix"`
-	RuntimeName string    `json:"runtimeName"`
-	Default     bool      `json:"default,omitempty"`
-	State       string    `json:"state"`
-	Created     time.Time `json:"created"`
-	Updated     time.Time `json:"updated"`
+	Version     string
+	Prefix      string
+	RuntimeName string
+	Default     bool
+	State       string
+	Created     time.Time
+	Updated     time.Time
 	// Dirs are the directories install created, parents first.
-	Dirs []string `json:"dirs,omitempty"`
+	Dirs []string
 	// Files are the files install wrote.
-	Files []File `json:"files,omitempty"`
+	Files []File
 	// Scratch are work directories (a guest image being built) removed whole by uninstall.
-	Scratch []string `json:"scratch,omitempty"`
+	Scratch []string
 	// Image is what the guest image was built from.
-	Image *Image `json:"image,omitempty"`
+	Image *Image
 	// DaemonJSON is the registration in Docker's daemon.json.
-	DaemonJSON *registration.State `json:"daemonJSON,omitempty"`
+	DaemonJSON *registration.State
 
 	// Layout is LayoutFlat (schema 1) or LayoutVersioned.
-	Layout string `json:"layout,omitempty"`
+	Layout string
 	// Current is the id of the version <prefix>/current points at; Previous the one rollback
 	// returns to ("" when there is none).
-	Current  string    `json:"current,omitempty"`
-	Previous string    `json:"previous,omitempty"`
-	Versions []Version `json:"versions,omitempty"`
+	Current  string
+	Previous string
+	Versions []Version
 	// Switch is a change of <prefix>/current journaled before the rename that makes it.
-	Switch *Switch `json:"switch,omitempty"`
+	Switch *Switch
 	// Links are the symlinks install created.
-	Links []Link `json:"links,omitempty"`
+	Links []Link
 
 	// Source is SourceBuiltin or SourceUpstream; Upstream describes the latter.
-	Source   string    `json:"source,omitempty"`
-	Upstream *Upstream `json:"upstream,omitempty"`
+	Source   string
+	Upstream *Upstream
 
 	// Engine is EngineDocker or EngineContainerd; Containerd is the registration of the latter.
-	Engine     string               `json:"engine,omitempty"`
-	Containerd *containerdcfg.State `json:"containerd,omitempty"`
+	Engine     string
+	Containerd *containerdcfg.State
 
-	Journal []Entry `json:"journal,omitempty"`
+	Journal []Entry
 }
 
 // Version is one set of artifacts of the versioned layout, in <prefix>/versions/<ID>/.
@@ -217,26 +217,44 @@ func Load(prefix string) (*Manifest, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading the install manifest: %w", err)
 	}
-	var m Manifest
-	if err := json.Unmarshal(data, &m); err != nil {
-		return nil, fmt.Errorf("%s is damaged (%v): restore it from a backup, or remove the install by hand", Path(prefix), err)
+	m, err := decode(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s %w", Path(prefix), err)
 	}
-	if m.SchemaVersion < MinSchemaVersion || m.SchemaVersion > SchemaVersion {
-		return nil, fmt.Errorf("%s has schema version %d, this kata-deploy reads %d to %d: use the kata-deploy that installed it", Path(prefix), m.SchemaVersion, MinSchemaVersion, SchemaVersion)
+	return m, nil
+}
+
+// decode reads a manifest in any format Load accepts.
+func decode(data []byte) (*Manifest, error) {
+	var r record
+	if err := json.Unmarshal(data, &r); err != nil {
+		return nil, fmt.Errorf("is damaged (%v): restore it from a backup, or remove the install by hand", err)
 	}
-	return &m, nil
+	if r.SchemaVersion < MinSchemaVersion || r.SchemaVersion > SchemaVersion {
+		return nil, fmt.Errorf("has schema version %d, this kata-deploy reads %d to %d: use the kata-deploy that installed it", r.SchemaVersion, MinSchemaVersion, SchemaVersion)
+	}
+	return fromRecord(r), nil
+}
+
+// encode is the manifest as Save writes it.
+func encode(m *Manifest) ([]byte, error) {
+	data, err := json.MarshalIndent(toRecord(m), "", "  ")
+	if err != nil {
+		return nil, fmt.Errorf("encoding the install manifest: %w", err)
+	}
+	return append(data, '\n'), nil
 }
 
 // Save writes the manifest into its prefix atomically and durably (temporary file, fsync,
 // rename, directory fsync): a crash leaves the old record or the new one.
 func (m *Manifest) Save(now time.Time) error {
 	m.Updated = now.UTC()
-	data, err := json.MarshalIndent(m, "", "  ")
+	data, err := encode(m)
 	if err != nil {
 		return err
 	}
 	p := Path(m.Prefix)
-	if err := renameio.WriteFile(p, append(data, '\n'), 0o644); err != nil {
+	if err := renameio.WriteFile(p, data, 0o644); err != nil {
 		return fmt.Errorf("writing the install manifest %s: %w", p, err)
 	}
 	return syncDir(m.Prefix)

@@ -8,27 +8,28 @@ import (
 	"github.com/kata-deploy/kata-deploy/installer/daemonjson"
 )
 
-// State is what kata-deploy changed in one daemon.json; the install manifest stores it.
+// State is what kata-deploy changed in one daemon.json; the install manifest stores it (in its
+// own format: see package manifest).
 type State struct {
 	// Path is the daemon.json edited (as the daemon names it; symlinks are followed on write).
-	Path string `json:"path"`
+	Path string
 	// Created: the file did not exist before the first change; uninstall deletes it when the
 	// reverted content is empty.
-	Created bool `json:"created,omitempty"`
+	Created bool
 	// Backup is a copy of the file made before the first change; uninstall removes it.
-	Backup string `json:"backup,omitempty"`
+	Backup string
 	// Changes are in effect in the file, oldest first.
-	Changes []daemonjson.Change `json:"changes,omitempty"`
+	Changes []daemonjson.Change
 	// Pending is a write that was journaled and may or may not have reached the disk.
-	Pending *Pending `json:"pending,omitempty"`
+	Pending *Pending
 }
 
 // Pending journals a write before it happens: the file's checksum before and after, and the
 // changes the write makes.
 type Pending struct {
-	BeforeSHA256 string              `json:"beforeSHA256"`
-	AfterSHA256  string              `json:"afterSHA256"`
-	Changes      []daemonjson.Change `json:"changes"`
+	BeforeSHA256 string
+	AfterSHA256  string
+	Changes      []daemonjson.Change
 }
 
 // Registered reports whether the state holds changes that uninstall must revert.

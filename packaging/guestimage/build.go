@@ -21,12 +21,14 @@ import (
 	"strings"
 
 	"github.com/google/renameio/v2"
+
+	"github.com/kata-deploy/kata-deploy/internal/layout"
 )
 
 // Names of the files Build writes into Options.OutDir.
 const (
-	VmlinuxName  = "vmlinux"
-	InitrdName   = "initrd.img"
+	VmlinuxName  = layout.VmlinuxName
+	InitrdName   = layout.InitrdName
 	ManifestName = "manifest.json"
 )
 

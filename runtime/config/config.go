@@ -16,6 +16,8 @@ import (
 	"time"
 
 	toml "github.com/pelletier/go-toml/v2"
+
+	"github.com/kata-deploy/kata-deploy/internal/layout"
 )
 
 // Enumerated values.
@@ -92,11 +94,12 @@ func (d Duration) MarshalText() ([]byte, error) {
 }
 
 // Default paths and sizes. The installer overwrites the paths with what it
-// detects and installs on the host.
+// detects and installs on the host; the guest image defaults are those of the
+// default install, through its current version.
 const (
 	DefaultQEMUPath       = "/usr/bin/qemu-system-x86_64"
-	DefaultKernel         = "/opt/kata-deploy/share/kata-deploy/vmlinux"
-	DefaultInitrd         = "/opt/kata-deploy/share/kata-deploy/initrd.img"
+	DefaultKernel         = layout.DefaultVmlinux
+	DefaultInitrd         = layout.DefaultInitrd
 	DefaultFirmware       = "/usr/share/qemu/qboot.rom"
 	DefaultVirtiofsDaemon = "/usr/lib/qemu/virtiofsd"
 	DefaultStateDir       = "/run/kata-deploy"

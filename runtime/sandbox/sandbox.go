@@ -16,7 +16,7 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
-	"github.com/kata-deploy/kata-deploy/installer/hostinfo"
+	"github.com/kata-deploy/kata-deploy/internal/accel"
 	"github.com/kata-deploy/kata-deploy/runtime/agentproto"
 	"github.com/kata-deploy/kata-deploy/runtime/config"
 	"github.com/kata-deploy/kata-deploy/runtime/hypervisor"
@@ -168,8 +168,8 @@ func accelerator(requested string, logf func(string, ...any)) (string, error) {
 		return "tcg", nil
 	}
 	cpu, _ := readCPU()
-	kvm := hostinfo.ProbeKVM("/dev/kvm", "/proc/modules", cpu)
-	name, why := hostinfo.Accelerator(kvm)
+	kvm := accel.ProbeKVM("/dev/kvm", "/proc/modules", cpu)
+	name, why := accel.Accelerator(kvm)
 	if requested == "kvm" && name != "kvm" {
 		return "", fmt.Errorf("accelerator = \"kvm\" in the configuration, but KVM is not usable here: %s; set accelerator = \"auto\" or \"tcg\"", why)
 	}
@@ -179,13 +179,13 @@ func accelerator(requested string, logf func(string, ...any)) (string, error) {
 	return name, nil
 }
 
-func readCPU() (hostinfo.CPU, error) {
+func readCPU() (accel.CPU, error) {
 	f, err := os.Open("/proc/cpuinfo")
 	if err != nil {
-		return hostinfo.CPU{}, err
+		return accel.CPU{}, err
 	}
 	defer f.Close()
-	return hostinfo.ParseCPUInfo(f)
+	return accel.ParseCPUInfo(f)
 }
 
 // connectAgent dials the agent's virtio-serial socket and waits until the agent answers, the VM

@@ -4,6 +4,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/kata-deploy/kata-deploy/internal/layout"
 )
 
 // pinToOwnVersion keeps a shim on its own version's configuration during an upgrade.
@@ -17,10 +19,10 @@ import (
 func pinToOwnVersion(configPath, exe string) string {
 	versionDir := filepath.Dir(filepath.Dir(exe)) // <prefix>/versions/<id>
 	versions := filepath.Dir(versionDir)
-	if filepath.Base(versions) != "versions" {
+	if filepath.Base(versions) != layout.VersionsDirName {
 		return configPath
 	}
-	rel, err := filepath.Rel(filepath.Join(filepath.Dir(versions), "current"), filepath.Clean(configPath))
+	rel, err := filepath.Rel(filepath.Join(filepath.Dir(versions), layout.CurrentLinkName), filepath.Clean(configPath))
 	if err != nil || rel == "." || rel == ".." || strings.HasPrefix(rel, "../") {
 		return configPath
 	}

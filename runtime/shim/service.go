@@ -27,12 +27,13 @@ import (
 	"github.com/containerd/typeurl/v2"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
+	"github.com/kata-deploy/kata-deploy/internal/layout"
 	"github.com/kata-deploy/kata-deploy/runtime/config"
 	"github.com/kata-deploy/kata-deploy/runtime/sandbox"
 )
 
 // DefaultConfigPath is used when Docker/containerd pass no ConfigPath option.
-const DefaultConfigPath = "/opt/kata-deploy/share/defaults/configuration-qemu.toml"
+const DefaultConfigPath = layout.DefaultConfigPath
 
 var empty = &ptypes.Empty{}
 

@@ -19,6 +19,7 @@ import (
 
 	"github.com/kata-deploy/kata-deploy/installer/containerdcfg"
 	"github.com/kata-deploy/kata-deploy/installer/install"
+	"github.com/kata-deploy/kata-deploy/internal/layout"
 )
 
 // ctrdRuntime is the runtime name of the containerd tests: distinct from every other test's.
@@ -165,7 +166,7 @@ func TestInstallContainerdEngine(t *testing.T) {
 			if !strings.Contains(string(readFile(t, c.config)), `"`+dropIn+`"`) {
 				t.Errorf("the main configuration does not import the drop-in:\n%s", readFile(t, c.config))
 			}
-			l := install.Layout{Prefix: prefix, Version: r.Version}
+			l := layout.Layout{Prefix: prefix, Version: r.Version}
 			if got, ok := c.dumpRuntime(t); !ok || got.Path != l.EntryShim() || got.ConfigPath != l.EntryConfig() {
 				t.Errorf("config dump: %+v, %v", got, ok)
 			}

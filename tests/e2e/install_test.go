@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/kata-deploy/kata-deploy/installer/install"
+	"github.com/kata-deploy/kata-deploy/internal/layout"
 	"github.com/kata-deploy/kata-deploy/internal/testenv"
 )
 
@@ -67,12 +68,12 @@ func requireInstall(t *testing.T) *installEnv {
 func buildInstallArtifacts(t *testing.T) string {
 	t.Helper()
 	dir := filepath.Join(binDir, "install-artifacts")
-	if _, err := os.Stat(filepath.Join(dir, install.AgentName)); err == nil {
+	if _, err := os.Stat(filepath.Join(dir, layout.AgentName)); err == nil {
 		return dir
 	}
 	for _, b := range []struct{ name, pkg string }{
-		{install.ShimName, "github.com/kata-deploy/kata-deploy/cmd/containerd-shim-kata-v2"},
-		{install.AgentName, "github.com/kata-deploy/kata-deploy/cmd/kata-agent"},
+		{layout.ShimName, "github.com/kata-deploy/kata-deploy/cmd/containerd-shim-kata-v2"},
+		{layout.AgentName, "github.com/kata-deploy/kata-deploy/cmd/kata-agent"},
 	} {
 		cmd := exec.Command("go", "build", "-trimpath", "-o", filepath.Join(dir, b.name), b.pkg)
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0") // the agent runs in an initrd without libc

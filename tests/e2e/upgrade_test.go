@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/kata-deploy/kata-deploy/installer/install"
+	"github.com/kata-deploy/kata-deploy/internal/layout"
 )
 
 // upgradeRuntime is the runtime name of the upgrade tests: distinct from every other test's.
@@ -29,10 +30,10 @@ func (e *installEnv) upgradeArgs(prefix, artifacts string, extra ...string) []st
 func shimVariant(t *testing.T, artifacts, tag string) string {
 	t.Helper()
 	dir := t.TempDir()
-	for _, name := range []string{install.ShimName, install.AgentName} {
+	for _, name := range []string{layout.ShimName, layout.AgentName} {
 		copyExecutable(t, filepath.Join(artifacts, name), filepath.Join(dir, name))
 	}
-	f, err := os.OpenFile(filepath.Join(dir, install.ShimName), os.O_APPEND|os.O_WRONLY, 0)
+	f, err := os.OpenFile(filepath.Join(dir, layout.ShimName), os.O_APPEND|os.O_WRONLY, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -216,7 +217,7 @@ func TestUpgradeMigratesFlatInstallAgainstEngine(t *testing.T) {
 		t.Fatalf("the flat-layout install: exit %d\n%s\n%s", inst.code, inst.stdout, inst.stderr)
 	}
 	defer kataDeploy(t, "uninstall", "--force", "--prefix", prefix)
-	if _, err := os.Stat(filepath.Join(prefix, "bin", install.ShimName)); err != nil {
+	if _, err := os.Stat(filepath.Join(prefix, "bin", layout.ShimName)); err != nil {
 		t.Fatalf("the old kata-deploy did not write the flat layout: %v", err)
 	}
 	st := decode[install.Status](t, kataDeploy(t, "status", "-o", "json", "--prefix", prefix), "status")

@@ -1,6 +1,7 @@
 package commands
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -11,7 +12,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/kata-deploy/kata-deploy/installer/install"
-	"github.com/kata-deploy/kata-deploy/installer/manifest"
 	"github.com/kata-deploy/kata-deploy/internal/version"
 )
 
@@ -21,109 +21,42 @@ const faultEnv = "KATA_DEPLOY_FAULT_AFTER"
 
 func newInstallCommand() *cobra.Command {
 	var (
-		o          install.Options
+		o          install.InstallOptions
 		output     string
+		replace    replaceFlags
 		dockerHost string
 	)
 	cmd := &cobra.Command{
 		Use:   "install",
 		Short: "Install the VM runtime and register it with Docker",
-		Long: `install puts the VM runtime on this host and registers it with the running Docker daemon:
-
-  1. preflight: the checks of "kata-deploy check"; a failing one stops here, with its remedy
-  2. the guest image (an uncompressed vmlinux and an initrd whose /init is the agent), built from
-     the distribution's own kernel package (fetched with apt-get download) or --kernel
-  3. the shim and configuration-qemu.toml (QEMU, accelerator, firmware detected here) under --prefix
-  4. the runtime entry in the daemon.json the running dockerd reads, validated with
-     dockerd --validate, Docker reloaded (SIGHUP) and checked; any failure restores daemon.json
-  5. a smoke container (docker run --rm --runtime=NAME busybox uname -r) that must print the
-     guest kernel
-
-The artifacts go into <prefix>/versions/<id>/ and <prefix>/current points at them; the runtime
-is registered through current, so "kata-deploy upgrade" and "kata-deploy rollback" switch
-versions with one atomic rename, without touching daemon.json.
-
-With --from kata-static-<version>-<arch>.tar.xz (or .tar.zst; kata-go-static-… from 4.1), the
-upstream Kata Containers release replaces steps 2 and 3: it is extracted to /opt/kata, where its
-configuration expects it, every entry checked first (relative paths under opt/kata/ only, no
-"..", only files, directories and symlinks, no symlink leading out, bounded sizes), through a
-staging directory renamed into place; an /opt/kata kata-deploy did not install is refused, or
-moved aside with --force and put back by uninstall. The runtime is registered with the release's
-bin/containerd-shim-kata-v2 and options.ConfigPath
-/opt/kata/share/defaults/kata-containers/configuration-qemu.toml. A refused tarball leaves nothing.
-
-With --engine containerd (a Kubernetes node without Docker), step 4 is a drop-in
-<config dir>/conf.d/kata-deploy-NAME.toml registering the runtime with containerd's CRI (type
-io.containerd.kata.v2, runtime_path and options.ConfigPath, in the main configuration's version
-2, 3 or 4), added to the main configuration's imports unless an entry already covers it, checked
-with "containerd config dump"; containerd is restarted (systemctl restart when systemd runs it,
-otherwise you are told to) and there is no smoke container. Use NAME as a RuntimeClass handler.
-
-Everything is recorded in <prefix>/manifest.json, step by step, so "kata-deploy uninstall" puts
-the host back exactly as it was, and an interrupted install is finished by running it again.
-A second install with the same inputs changes nothing. --dry-run prints the plan and the
-daemon.json diff without changing anything.
-
-The shim (containerd-shim-kata-v2) and the agent (kata-agent, static) are taken from the
-directory of this kata-deploy executable ("make build" puts all three in bin/) or --artifacts-dir.
-
-Exit status: 0 installed (or nothing to do), 1 failed (the message says what was left and how to
-finish), 2 usage error.`,
+		Long:  installLong,
 		Example: `  sudo kata-deploy install
   sudo kata-deploy install --dry-run
-  sudo kata-deploy install --kernel linux-image-6.1.0-57-amd64_6.1.192-3_amd64.deb --default
+  sudo kata-deploy install --kernel linux-image-6.1.0-57-amd64_6.1.192-3_amd64.deb --set-default-runtime
   docker run --rm --runtime=kata busybox uname -r
   sudo kata-deploy install --engine containerd      # Kubernetes node: RuntimeClass handler "kata"
   sudo kata-deploy install --from kata-static-3.18.0-amd64.tar.zst`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := outputFormat(output); err != nil {
-				return err
-			}
-			if err := o.Validate(); err != nil {
-				return usageErrorf("%v", err)
-			}
-			stderr := cmd.ErrOrStderr()
-			o.Version = version.Get().Version
-			o.Progress, o.Warn = progressTo(stderr), warnTo(stderr, output == "text")
-			o.AfterStep = faultHook(stderr)
-			res, err := install.Install(cmd.Context(), o, install.DefaultDeps(dockerHost))
-			// A failed install prints only its error in text mode: a summary ("up to date") would
-			// contradict it. JSON output always carries the result.
-			if res != nil && (err == nil || output == "json") {
-				if perr := printInstall(cmd.OutOrStdout(), res, output); perr != nil {
-					return perr
-				}
-			}
-			if err != nil {
-				return &exitError{code: ExitFailure, err: err}
-			}
-			return nil
+			o.Replace, o.Version = replace.value(), version.Get().Version
+			return runChange(cmd, output, &o.Common, o.Validate,
+				func(ctx context.Context) (*install.Result, error) {
+					return install.Install(ctx, o, install.DefaultDeps(dockerHost))
+				}, printInstall)
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&o.Prefix, "prefix", install.DefaultPrefix, "directory to install into")
-	f.StringVar(&o.RuntimeName, "runtime-name", install.DefaultRuntimeName, "name of the runtime in Docker (docker run --runtime=NAME)")
-	f.BoolVar(&o.Default, "default", false, "also make it Docker's default runtime (default-runtime in daemon.json)")
-	f.BoolVar(&o.Force, "force", false, "replace files kata-deploy does not own (kept aside, restored by uninstall) and a different runtime entry of the same name")
-	f.BoolVar(&o.DryRun, "dry-run", false, "print the plan and the daemon.json diff; change nothing")
-	f.StringVar(&o.Kernel, "kernel", "", "guest kernel package (linux-image-*.deb); default: the distribution's, fetched with apt-get download")
-	f.StringVar(&o.KernelCache, "kernel-cache", install.DefaultKernelCache, "where the fetched kernel package is kept")
-	f.StringVar(&o.ArtifactsDir, "artifacts-dir", "", "directory with containerd-shim-kata-v2 and kata-agent (default: this executable's directory)")
-	f.StringVar(&o.DaemonJSON, "config-file", "", "the daemon.json to edit, when it cannot be found from the running dockerd")
-	f.StringVar(&o.Accelerator, "accelerator", "", `"kvm", "tcg" or "auto" (default: what works on this host, as "check" says)`)
+	bindPrefix(f, &o.Prefix)
+	bindRuntimeName(f, &o)
+	bindReplace(f, &replace)
+	bindChange(f, &o.Common, &output, "print the plan and the daemon.json diff")
+	bindArtifacts(f, &o.ArtifactOptions, "the distribution's, fetched with apt-get download")
+	bindDocker(f, &dockerHost, &o.DaemonJSON)
 	f.StringVar(&o.From, "from", "", "install an upstream Kata Containers release instead (kata-static-<version>-<arch>.tar.xz or .tar.zst), extracted to /opt/kata")
 	f.StringVar(&o.KataDir, "kata-dir", "", "where --from extracts the release (default /opt/kata, where its configuration expects it)")
 	_ = f.MarkHidden("kata-dir")
-	f.StringVar(&o.Engine, "engine", install.EngineDocker, `register with "docker" (daemon.json) or "containerd" (a drop-in under its imports, for Kubernetes nodes)`)
-	f.StringVar(&o.ContainerdAddress, "containerd-address", "", "containerd's socket, with --engine containerd (default /run/containerd/containerd.sock)")
-	f.StringVar(&o.ContainerdConfig, "containerd-config", "", "containerd's main configuration, when containerd is not running (default: what the running containerd reads, else /etc/containerd/config.toml)")
-	f.BoolVar(&o.SkipSmoke, "skip-smoke", false, "do not run the smoke container")
-	f.StringVar(&o.SmokeImage, "smoke-image", "", "local image for the smoke container (default: busybox, when present)")
-	f.StringVarP(&dockerHost, "host", "H", "", "Docker daemon (default: $DOCKER_HOST or unix:///var/run/docker.sock)")
-	f.StringVarP(&output, "output", "o", "text", `output format: "text" or "json" (progress goes to stderr)`)
-	f.StringVar(&o.LockPath, "lock-file", manifest.DefaultLockPath, "lock that serialises installs and uninstalls")
-	_ = f.MarkHidden("lock-file")
+	bindContainerd(f, &o.ContainerdAddress, &o.Engine, &o.ContainerdConfig)
+	bindSmoke(f, &o.SmokeOptions)
 	return cmd
 }
 
@@ -162,10 +95,8 @@ func printJSON(w io.Writer, v any) error {
 	return enc.Encode(v)
 }
 
-func printInstall(w io.Writer, r *install.Result, output string) error {
-	if output == "json" {
-		return printJSON(w, r)
-	}
+// printInstall prints what install did, in text.
+func printInstall(w io.Writer, r *install.Result) {
 	switch {
 	case r.DryRun:
 		printPlan(w, r)
@@ -176,7 +107,6 @@ func printInstall(w io.Writer, r *install.Result, output string) error {
 	default:
 		printInstalled(w, r)
 	}
-	return nil
 }
 
 func printPlan(w io.Writer, r *install.Result) {

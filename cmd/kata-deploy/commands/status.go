@@ -12,22 +12,14 @@ import (
 
 func newStatusCommand() *cobra.Command {
 	var (
-		o          install.Options
+		o          install.StatusOptions
 		output     string
 		dockerHost string
 	)
 	cmd := &cobra.Command{
 		Use:   "status",
 		Short: "Show the install: version, artifacts, registration, what Docker sees, running VM containers",
-		Long: `status reports on the install under --prefix without changing anything: its version and
-state, the current and previous versions (what rollback returns to), every installed file with its
-recorded sha256 and whether it is still intact, whether daemon.json holds the entry install
-wrote and whether Docker lists the runtime (with containerd: whether the drop-in is imported,
-seen in containerd's configuration, and loaded by a restart), the containers running with it,
-and the accelerator (configured, and what works on this host now).
-
-Exit status: 0 installed and healthy, 1 not installed or a problem (listed), 2 usage error.
-The JSON output (--output json, schemaVersion 1) only ever gains fields.`,
+		Long:  statusLong,
 		Example: `  kata-deploy status
   kata-deploy status --output json | jq .healthy`,
 		Args: noArgs,
@@ -56,10 +48,10 @@ The JSON output (--output json, schemaVersion 1) only ever gains fields.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&o.Prefix, "prefix", install.DefaultPrefix, "directory of the install")
-	f.StringVar(&o.ContainerdAddress, "containerd-address", "", "containerd's socket, for an install registered with containerd (default /run/containerd/containerd.sock)")
-	f.StringVarP(&dockerHost, "host", "H", "", "Docker daemon (default: $DOCKER_HOST or unix:///var/run/docker.sock)")
-	f.StringVarP(&output, "output", "o", "text", `output format: "text" or "json"`)
+	bindPrefix(f, &o.Prefix)
+	bindContainerd(f, &o.ContainerdAddress, nil, nil)
+	bindDocker(f, &dockerHost, nil)
+	bindOutput(f, &output)
 	return cmd
 }
 

@@ -1,10 +1,10 @@
-// Package engine talks to the local Docker daemon on behalf of the installer: the Engine API
+// Package dockerapi talks to the local Docker daemon on behalf of the installer: the Engine API
 // (runtimes, containers, the reload event, a smoke container), plus the dockerd process behind
 // the API socket, which is what gets SIGHUP and whose binary validates a daemon.json.
 //
 // The process is found with dockerd.FindServer (socket peer credentials, socket activation
 // handled), never with the bare peer pid: under systemd socket activation that pid is systemd's.
-package engine
+package dockerapi
 
 import (
 	"context"

@@ -1,0 +1,89 @@
+package commands
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/spf13/cobra"
+
+	"github.com/kata-deploy/kata-deploy/installer/install"
+)
+
+// The older flag names keep working, through the flag they stand for.
+func TestFlagAliases(t *testing.T) {
+	tests := []struct {
+		cmd        func() *cobra.Command
+		args       []string
+		flag, want string
+	}{
+		{newInstallCommand, []string{"--default"}, "set-default-runtime", "true"},
+		{newInstallCommand, []string{"--config-file", "/etc/d.json"}, "daemon-json", "/etc/d.json"},
+		{newUpgradeCommand, []string{"--config-file", "/etc/d.json"}, "daemon-json", "/etc/d.json"},
+		{newUninstallCommand, []string{"--force"}, "ignore-in-use", "true"},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			c := tt.cmd()
+			if err := c.ParseFlags(tt.args); err != nil {
+				t.Fatal(err)
+			}
+			if got := c.Flags().Lookup(tt.flag).Value.String(); got != tt.want {
+				t.Errorf("--%s = %q, want %q", tt.flag, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestReplaceFlags(t *testing.T) {
+	tests := []struct {
+		args []string
+		want install.Replace
+	}{
+		{nil, install.Replace{}},
+		{[]string{"--replace-foreign"}, install.Replace{Foreign: true}},
+		{[]string{"--replace-modified", "--replace-runtime-entry"}, install.Replace{Modified: true, RuntimeEntry: true}},
+		{[]string{"--force"}, install.ReplaceAll},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			var r replaceFlags
+			c := &cobra.Command{}
+			bindReplace(c.Flags(), &r)
+			if err := c.ParseFlags(tt.args); err != nil {
+				t.Fatal(err)
+			}
+			if got := r.value(); got != tt.want {
+				t.Errorf("got %+v, want %+v", got, tt.want)
+			}
+		})
+	}
+}
+
+// The help shows the new names only; the aliases are hidden.
+func TestHelpShowsNewFlagNames(t *testing.T) {
+	for _, tt := range []struct {
+		cmd        string
+		want, hide []string
+	}{
+		{"install", []string{"--set-default-runtime", "--daemon-json", "--replace-foreign", "--force"}, []string{"--default ", "--config-file"}},
+		{"upgrade", []string{"--daemon-json", "--replace-modified"}, []string{"--config-file"}},
+		{"uninstall", []string{"--ignore-in-use", "--force"}, nil},
+	} {
+		var out, errb bytes.Buffer
+		if code := Execute(context.Background(), []string{tt.cmd, "--help"}, &out, &errb); code != ExitOK {
+			t.Fatalf("%s --help: exit %d %s", tt.cmd, code, errb.String())
+		}
+		for _, w := range tt.want {
+			if !strings.Contains(out.String(), w) {
+				t.Errorf("%s --help lacks %s", tt.cmd, w)
+			}
+		}
+		for _, h := range tt.hide {
+			if strings.Contains(out.String(), h) {
+				t.Errorf("%s --help shows %s", tt.cmd, h)
+			}
+		}
+	}
+}
