@@ -10,8 +10,8 @@ import (
 	"strings"
 	"time"
 
+	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/container"
-	"github.com/docker/docker/client"
 	"github.com/docker/docker/pkg/stdcopy"
 )
 
@@ -32,7 +32,7 @@ func (e *Engine) ContainersUsing(ctx context.Context, runtime string) ([]Contain
 	var out []Container
 	for _, c := range list {
 		in, err := e.cli.ContainerInspect(ctx, c.ID)
-		if client.IsErrNotFound(err) {
+		if cerrdefs.IsNotFound(err) {
 			continue // exited and removed meanwhile
 		}
 		if err != nil {
@@ -48,7 +48,7 @@ func (e *Engine) ContainersUsing(ctx context.Context, runtime string) ([]Contain
 // HasImage reports whether the image is present locally (nothing is pulled).
 func (e *Engine) HasImage(ctx context.Context, ref string) (bool, error) {
 	_, err := e.cli.ImageInspect(ctx, ref)
-	if client.IsErrNotFound(err) {
+	if cerrdefs.IsNotFound(err) {
 		return false, nil
 	}
 	return err == nil, err

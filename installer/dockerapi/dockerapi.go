@@ -56,13 +56,13 @@ func Connect(ctx context.Context, host string) (*Engine, error) {
 	}
 	cli, err := client.NewClientWithOpts(client.WithHost(host), client.WithAPIVersionNegotiation())
 	if err != nil {
-		return nil, fmt.Errorf("Docker client for %s: %w", host, err)
+		return nil, fmt.Errorf("creating a Docker client for %s: %w", host, err)
 	}
 	e := &Engine{cli: cli, Host: host, procRoot: "/proc"}
 	v, err := cli.ServerVersion(ctx)
 	if err != nil {
 		cli.Close()
-		return nil, fmt.Errorf("Docker is not reachable at %s: %w (start Docker, or point DOCKER_HOST or -H at it)", host, err)
+		return nil, fmt.Errorf("cannot reach Docker at %s: %w (start Docker, or point DOCKER_HOST or -H at it)", host, err)
 	}
 	e.Version = v.Version
 	if e.Server, err = dockerd.FindServer(e.procRoot, sock); err != nil {
@@ -95,7 +95,7 @@ func (e *Engine) Runtimes(ctx context.Context) ([]string, string, error) {
 func unixSocketPath(host string) (string, error) {
 	u, err := url.Parse(host)
 	if err != nil || u.Scheme != "unix" {
-		return "", fmt.Errorf("Docker host %q is not a local unix socket: run kata-deploy on the Docker host itself", host)
+		return "", fmt.Errorf("the Docker host %q is not a local unix socket: run kata-deploy on the Docker host itself", host)
 	}
 	p := u.Path
 	if p == "" {

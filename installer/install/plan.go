@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"slices"
 
 	"github.com/kata-deploy/kata-deploy/installer/daemonjson"
@@ -421,12 +420,4 @@ func fileActions(f fileAction, what string) []Action {
 		return []Action{{Op: "keep", Target: f.Path, Detail: "changed since install; left as is (--replace-modified or --force replaces it)"}}
 	}
 	return nil
-}
-
-// relPath shortens paths under the prefix for messages.
-func relPath(prefix, path string) string {
-	if r, err := filepath.Rel(prefix, path); err == nil && filepath.IsLocal(r) {
-		return r
-	}
-	return path
 }
