@@ -16,7 +16,7 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
-	"github.com/kata-deploy/kata-deploy/installer/hostinfo"
+	"github.com/kata-deploy/kata-deploy/internal/accel"
 	"github.com/kata-deploy/kata-deploy/runtime/agentproto"
 	"github.com/kata-deploy/kata-deploy/runtime/config"
 	"github.com/kata-deploy/kata-deploy/runtime/hypervisor"
@@ -167,9 +167,7 @@ func accelerator(requested string, logf func(string, ...any)) (string, error) {
 	if requested == "tcg" {
 		return "tcg", nil
 	}
-	cpu, _ := readCPU()
-	kvm := hostinfo.ProbeKVM("/dev/kvm", "/proc/modules", cpu)
-	name, why := hostinfo.Accelerator(kvm)
+	name, why := accel.Accelerator(accel.ProbeHost())
 	if requested == "kvm" && name != "kvm" {
 		return "", fmt.Errorf("accelerator = \"kvm\" in the configuration, but KVM is not usable here: %s; set accelerator = \"auto\" or \"tcg\"", why)
 	}
@@ -177,15 +175,6 @@ func accelerator(requested string, logf func(string, ...any)) (string, error) {
 		logf("WARNING: running the VM under emulation (TCG), about 10x slower than KVM: %s", why)
 	}
 	return name, nil
-}
-
-func readCPU() (hostinfo.CPU, error) {
-	f, err := os.Open("/proc/cpuinfo")
-	if err != nil {
-		return hostinfo.CPU{}, err
-	}
-	defer f.Close()
-	return hostinfo.ParseCPUInfo(f)
 }
 
 // connectAgent dials the agent's virtio-serial socket and waits until the agent answers, the VM
