@@ -106,7 +106,7 @@ func floor(ctx context.Context, k *testenv.Kata) error {
 		ID: "floor", QEMUPath: h.Path, Kernel: h.Kernel, Initrd: h.Initrd, Firmware: h.Firmware,
 		MachineType: h.MachineType, Accelerator: accelerator(), KernelParams: h.KernelParamList(),
 		VCPUs: h.VCPUs, MemoryMiB: h.MemoryMiB, StateDir: filepath.Join(testenv.StateDir, "floor"),
-		Shares: []hypervisor.Share{{Tag: "kataShared", HostPath: share, Type: hypervisor.Share9P}},
+		Shares: []hypervisor.Share{{Tag: agentproto.SharedTag, HostPath: share, Type: hypervisor.Share9P}},
 	})
 	if err != nil {
 		return err

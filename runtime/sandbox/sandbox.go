@@ -100,7 +100,7 @@ func Create(ctx context.Context, opts Options) (_ *Sandbox, err error) {
 	req := agentproto.CreateContainerRequest{
 		ID:     opts.ID,
 		Spec:   guestSpec,
-		Shares: []agentproto.Share{{Type: guestFSType(opts.Config.Hypervisor.SharedFS), Tag: SharedTag, GuestPath: GuestSharedDir}},
+		Shares: []agentproto.Share{{Type: guestFSType(opts.Config.Hypervisor.SharedFS), Tag: agentproto.SharedTag, GuestPath: agentproto.SharedGuestDir}},
 	}
 	if err := s.Agent.CreateContainer(ctx, req); err != nil {
 		return nil, fmt.Errorf("creating the container in the VM: %w", err)
@@ -124,7 +124,7 @@ func vmConfig(opts Options, stateDir, accel, netnsPath string) hypervisor.Config
 		VCPUs:          vcpus,
 		MemoryMiB:      memoryMiB,
 		StateDir:       filepath.Join(stateDir, "vm"),
-		Shares:         []hypervisor.Share{{Tag: SharedTag, HostPath: filepath.Join(stateDir, "shared"), Type: fsType}},
+		Shares:         []hypervisor.Share{{Tag: agentproto.SharedTag, HostPath: filepath.Join(stateDir, "shared"), Type: fsType}},
 		VirtiofsDaemon: h.VirtiofsDaemon,
 		NetNSPath:      netnsPath,
 		Debug:          opts.Config.Runtime.Debug,
@@ -137,7 +137,7 @@ func kernelParams(cfg *config.Config) []string {
 		params = append(params, cfg.Hypervisor.KernelParams)
 	}
 	if cfg.Agent.Debug {
-		params = append(params, "agent.debug=1")
+		params = append(params, agentproto.DebugParam+"=1")
 	}
 	return params
 }
