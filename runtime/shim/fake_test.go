@@ -260,6 +260,7 @@ type harness struct {
 	s      *service
 	pub    *fakePublisher
 	bundle string
+	onBoot func() // runs in every boot, before the sandbox is made
 
 	mu  sync.Mutex
 	sbs []*fakeSandbox // every sandbox booted, last is the current one
@@ -277,6 +278,9 @@ func newHarness(t testing.TB) *harness {
 }
 
 func (h *harness) boot(context.Context, *taskAPI.CreateTaskRequest) (vmSandbox, error) {
+	if h.onBoot != nil {
+		h.onBoot()
+	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	sb := newFakeSandbox()

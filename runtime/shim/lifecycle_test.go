@@ -325,3 +325,30 @@ func TestExitAfterOutputDrained(t *testing.T) {
 		t.Errorf("TaskExit published %d times: %s", n, strings.Join(eventKinds(h.pub.snapshot()), ", "))
 	}
 }
+
+// TestCreateWhileBooting: a VM boots for seconds; a second Create meanwhile must be refused, not
+// boot a second VM that the first would then replace and leak.
+func TestCreateWhileBooting(t *testing.T) {
+	h := newHarness(t)
+	booting, release := make(chan struct{}), make(chan struct{})
+	h.onBoot = func() {
+		close(booting)
+		<-release
+	}
+	first := make(chan error, 1)
+	go func() { first <- h.do(context.Background(), step{op: "create", id: "c1"}, time.Second).err }()
+	<-booting
+	if err := h.do(context.Background(), step{op: "create", id: "c2"}, time.Second).err; !errdefs.IsAlreadyExists(err) {
+		t.Errorf("create during a boot: %v, want AlreadyExists", err)
+	}
+	if err := h.do(context.Background(), step{op: "shutdown"}, time.Second).err; err != nil {
+		t.Errorf("shutdown during a boot: %v", err)
+	}
+	close(release)
+	if err := <-first; err != nil {
+		t.Fatalf("the first create: %v", err)
+	}
+	if got := h.do(context.Background(), step{op: "state", id: "c1"}, time.Second); got.err != nil || got.status != created {
+		t.Errorf("state after the boot: %+v", got)
+	}
+}

@@ -41,8 +41,9 @@ type service struct {
 	events    chan any
 	boot      bootFunc
 
-	mu sync.Mutex
-	c  *container // nil before Create and after Delete
+	mu       sync.Mutex
+	c        *container // nil before Create and after Delete
+	creating bool       // a Create is booting the VM: the shim is taken
 }
 
 // NewTaskService is the constructor the TTRPC plugin registration calls.
@@ -94,12 +95,10 @@ func (s *service) getProcess(id, execID string) (*container, *process, error) {
 // Create boots the container's VM. The returned pid is QEMU's, which lives in the container's own
 // network namespace: Docker wires the container's interfaces into /proc/<pid>/ns/net.
 func (s *service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (_ *taskAPI.CreateTaskResponse, err error) {
-	s.mu.Lock()
-	busy := s.c != nil
-	s.mu.Unlock()
-	if busy {
-		return nil, fmt.Errorf("this shim already runs a container: %w", errdefs.ErrAlreadyExists)
+	if err := s.reserve(); err != nil {
+		return nil, err
 	}
+	defer s.release()
 	sb, err := s.boot(ctx, r)
 	if err != nil {
 		return nil, err
@@ -117,6 +116,24 @@ func (s *service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (_ *
 		IO: &eventstypes.TaskIO{Stdin: r.Stdin, Stdout: r.Stdout, Stderr: r.Stderr, Terminal: r.Terminal},
 	})
 	return &taskAPI.CreateTaskResponse{Pid: sb.PID()}, nil
+}
+
+// reserve takes the shim for one Create: the VM boots for seconds, and a second Create meanwhile
+// must not boot another one.
+func (s *service) reserve() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.c != nil || s.creating {
+		return fmt.Errorf("this shim already runs a container: %w", errdefs.ErrAlreadyExists)
+	}
+	s.creating = true
+	return nil
+}
+
+func (s *service) release() {
+	s.mu.Lock()
+	s.creating = false
+	s.mu.Unlock()
 }
 
 // loadConfig reads the runtime configuration named by the runtime options (Docker's daemon.json
@@ -339,7 +356,7 @@ func (s *service) Connect(ctx context.Context, r *taskAPI.ConnectRequest) (*task
 // Shutdown ends the shim daemon once it serves no container.
 func (s *service) Shutdown(ctx context.Context, r *taskAPI.ShutdownRequest) (*ptypes.Empty, error) {
 	s.mu.Lock()
-	busy := s.c != nil
+	busy := s.c != nil || s.creating
 	s.mu.Unlock()
 	if !busy {
 		s.shutdown.Shutdown()
