@@ -106,7 +106,7 @@ func floor(ctx context.Context, k *testenv.Kata) error {
 		ID: "floor", QEMUPath: h.Path, Kernel: h.Kernel, Initrd: h.Initrd, Firmware: h.Firmware,
 		MachineType: h.MachineType, Accelerator: accelerator(), KernelParams: h.KernelParamList(),
 		VCPUs: h.VCPUs, MemoryMiB: h.MemoryMiB, StateDir: filepath.Join(testenv.StateDir, "floor"),
-		Shares: []hypervisor.Share{{Tag: "kataShared", HostPath: share, Type: hypervisor.Share9P}},
+		Shares: []hypervisor.Share{{Tag: agentproto.SharedTag, HostPath: share, Type: hypervisor.Share9P}},
 	})
 	if err != nil {
 		return err
@@ -145,12 +145,7 @@ func floor(ctx context.Context, k *testenv.Kata) error {
 
 // accelerator is what the runtime picks here: kvm only where it really works.
 func accelerator() string {
-	var cpu accel.CPU
-	if f, err := os.Open("/proc/cpuinfo"); err == nil {
-		cpu, _ = accel.ParseCPUInfo(f)
-		f.Close()
-	}
-	name, _ := accel.Accelerator(accel.ProbeKVM("/dev/kvm", "/proc/modules", cpu))
+	name, _ := accel.HostAccelerator()
 	return name
 }
 

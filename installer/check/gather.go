@@ -38,10 +38,10 @@ func Gather(ctx context.Context, opts Options) Facts {
 	f.KernelRelease, _ = hostinfo.KernelRelease()
 	f.CgroupVersion, _ = hostinfo.CgroupVersion("/sys/fs/cgroup")
 	f.Root = hostinfo.IsRoot()
-	if f.CPU, err = readCPU(); err != nil {
+	if f.CPU, err = accel.ReadHostCPU(); err != nil {
 		f.CPUErr = err.Error()
 	}
-	f.KVM = accel.ProbeKVM("/dev/kvm", "/proc/modules", f.CPU)
+	f.KVM = accel.ProbeHostKVM(f.CPU)
 	for _, p := range devicePaths {
 		f.Devices = append(f.Devices, hostinfo.ProbeDevice(p))
 	}
@@ -51,15 +51,6 @@ func Gather(ctx context.Context, opts Options) Facts {
 	f.Docker = GatherDocker(ctx, opts)
 	f.Existing = hostinfo.FindExistingInstalls("/")
 	return f
-}
-
-func readCPU() (accel.CPU, error) {
-	file, err := os.Open("/proc/cpuinfo")
-	if err != nil {
-		return accel.CPU{}, err
-	}
-	defer file.Close()
-	return accel.ParseCPUInfo(file)
 }
 
 // GatherDocker asks the daemon behind opts.DockerHost about itself, and finds the dockerd process

@@ -118,7 +118,7 @@ func getStatus(ctx context.Context, o options, d Deps) (*Status, error) {
 		return nil, err
 	}
 	s := &Status{SchemaVersion: StatusSchemaVersion, Prefix: o.Prefix, Containers: []dockerapi.Container{}}
-	s.HostAccelerator, s.AcceleratorReason = hostAccelerator()
+	s.HostAccelerator, s.AcceleratorReason = accel.HostAccelerator()
 	m, err := loadManifest(o.Prefix)
 	if err != nil || m == nil {
 		return s, err
@@ -335,15 +335,6 @@ func (s *Status) readConfig(l layout.Layout) {
 	}
 }
 
-// hostAccelerator says which accelerator works on this host now.
-func hostAccelerator() (string, string) {
-	var cpu accel.CPU
-	if f, err := os.Open("/proc/cpuinfo"); err == nil {
-		cpu, _ = accel.ParseCPUInfo(f)
-		f.Close()
-	}
-	return accel.Accelerator(accel.ProbeKVM("/dev/kvm", "/proc/modules", cpu))
-}
 
 // checkContainerd checks the drop-in, its import, and what containerd loads.
 func (s *Status) checkContainerd(ctx context.Context, m *manifest.Manifest, d Deps, o options) {

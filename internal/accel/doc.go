@@ -1,5 +1,6 @@
-// Package accel finds out which accelerator VMs can use here: whether KVM really works (the
-// device answers its ioctls, the CPU shows vmx/svm, no paravirtual KVM that hangs a stock guest
-// kernel), else TCG, and why. The installer's check and the runtime's sandbox both ask it, so it
-// belongs to neither; it imports only the standard library and x/sys.
+// Package accel decides which QEMU accelerator a host can use: KVM when /dev/kvm really runs a
+// hardware-backed VM, emulation (TCG) otherwise, with one sentence saying why.
+//
+// Both the installer (to report and plan) and the runtime (to start a VM) need the same verdict, so
+// the decision lives in this leaf package, which imports neither of them.
 package accel

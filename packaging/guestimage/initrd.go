@@ -9,15 +9,18 @@ import (
 	"strings"
 
 	"github.com/cavaliergopher/cpio"
+
+	"github.com/kata-deploy/kata-deploy/runtime/agentproto"
 )
 
-// Paths inside the initrd that the guest agent relies on.
+// Paths inside the initrd that the guest agent relies on, under the names the
+// image builder has always exported; the values belong to the protocol.
 const (
 	// ModulesLoadPath lists the modules to load, one name per line, in
 	// load order; each is at ModulesDirPath/<name>.ko.
-	ModulesLoadPath = "/etc/kata-deploy/modules.load"
-	ModulesDirPath  = "/lib/modules"
-	InitPath        = "/init"
+	ModulesLoadPath = agentproto.ModulesListPath
+	ModulesDirPath  = agentproto.ModulesDir
+	InitPath        = agentproto.InitPath
 )
 
 // File is one entry of an initrd.
@@ -161,7 +164,7 @@ func cpioMode(m fs.FileMode) cpio.FileMode {
 // modules under /lib/modules by name, the load list, and the mount points
 // the agent uses before anything else is mounted.
 func initrdFiles(agent []byte, mods []Module) []File {
-	dirs := []string{"/dev", "/proc", "/sys", "/run", "/etc", "/etc/kata-deploy", ModulesDirPath}
+	dirs := []string{"/dev", "/proc", "/sys", "/run", "/etc", path.Dir(ModulesLoadPath), ModulesDirPath}
 	files := make([]File, 0, len(dirs)+len(mods)+3)
 	for _, d := range dirs {
 		files = append(files, File{Path: d, Mode: fs.ModeDir | 0o755})

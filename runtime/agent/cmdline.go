@@ -1,6 +1,10 @@
 package agent
 
-import "strings"
+import (
+	"strings"
+
+	"github.com/kata-deploy/kata-deploy/runtime/agentproto"
+)
 
 // BootOptions are the agent's settings from the kernel command line.
 type BootOptions struct {
@@ -13,7 +17,7 @@ func ParseCmdline(cmdline string) BootOptions {
 	for _, field := range strings.Fields(cmdline) {
 		key, value, hasValue := strings.Cut(field, "=")
 		switch key {
-		case "agent.debug":
+		case agentproto.DebugParam:
 			o.Debug = !hasValue || value == "1" || value == "true" || value == "on"
 		}
 	}

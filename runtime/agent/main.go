@@ -10,10 +10,9 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
-)
 
-// PortName is the virtio-serial port the host talks to the agent on.
-const PortName = "agent.0"
+	"github.com/kata-deploy/kata-deploy/runtime/agentproto"
+)
 
 // IdlePowerOff is how long a VM whose containers exited waits for a host.
 const IdlePowerOff = 30 * time.Second
@@ -53,8 +52,8 @@ func Main(version string) {
 		IdlePowerOff:  IdlePowerOff,
 		PowerOff:      func() { powerOff(log) },
 	})
-	port := &SerialPort{Name: PortName, SysDir: "/sys/class/virtio-ports", DevDir: "/dev", Log: log}
-	log.Debugf("agent %s ready, serving on %s", version, PortName)
+	port := &SerialPort{Name: agentproto.AgentPortName, SysDir: agentproto.VirtioPortsDir, DevDir: "/dev", Log: log}
+	log.Debugf("agent %s ready, serving on %s", version, agentproto.AgentPortName)
 	err := srv.Serve(ctx, port)
 	log.Errorf("serving the host stopped: %v", err)
 	powerOff(log)
@@ -132,21 +131,21 @@ func readString(path string) string {
 }
 
 func loadModuleList(log *Logger) {
-	data, err := os.ReadFile(ModulesListPath)
+	data, err := os.ReadFile(agentproto.ModulesListPath)
 	if errors.Is(err, os.ErrNotExist) {
-		log.Debugf("no %s: loading no modules", ModulesListPath)
+		log.Debugf("no %s: loading no modules", agentproto.ModulesListPath)
 		return
 	}
 	if err != nil {
-		log.Errorf("read %s: %v", ModulesListPath, err)
+		log.Errorf("read %s: %v", agentproto.ModulesListPath, err)
 		return
 	}
 	names, bad := ParseModuleList(data)
 	for _, b := range bad {
-		log.Errorf("%s: %q is not a module name, skipped", ModulesListPath, b)
+		log.Errorf("%s: %q is not a module name, skipped", agentproto.ModulesListPath, b)
 	}
 	start := time.Now()
-	n := LoadModules(ModulesDir, names, log)
+	n := LoadModules(agentproto.ModulesDir, names, log)
 	log.Debugf("loaded %d of %d modules in %v", n, len(names), time.Since(start))
 }
 

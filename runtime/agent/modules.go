@@ -13,13 +13,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// ModulesListPath names the kernel modules to load at boot, one per line, in
-// load order (dependencies first). The image builder writes it.
-const ModulesListPath = "/etc/kata-deploy/modules.load"
-
-// ModulesDir holds the modules as <name>.ko.
-const ModulesDir = "/lib/modules"
-
 var moduleNamePattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
 
 // ParseModuleList returns the module names in data, skipping blank lines and

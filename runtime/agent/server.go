@@ -2,6 +2,7 @@ package agent
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -68,7 +69,7 @@ func NewServer(cfg ServerConfig) *Server {
 // Serve accepts host connections from t one after another until ctx ends.
 func (s *Server) Serve(ctx context.Context, t Transport) error {
 	go s.watchIdle(ctx)
-	greeted := false
+	var pending []byte // the start of a hello that ended the previous session
 	for {
 		conn, err := t.Accept(ctx)
 		if err != nil {
@@ -83,36 +84,37 @@ func (s *Server) Serve(ctx context.Context, t Transport) error {
 			}
 			continue
 		}
-		greeted, err = s.serveConn(ctx, conn, greeted)
+		pending, err = s.serveConn(ctx, conn, pending)
 		conn.Close()
-		s.cfg.Log.Debugf("host session ended (new host waiting: %v): %v", greeted, err)
+		s.cfg.Log.Debugf("host session ended (new host waiting: %v): %v", pending != nil, err)
 	}
 }
 
 // ServeConn serves one host session over conn until it ends.
 func (s *Server) ServeConn(ctx context.Context, conn io.ReadWriteCloser) error {
-	_, err := s.serveConn(ctx, conn, false)
+	_, err := s.serveConn(ctx, conn, nil)
 	return err
 }
 
-// serveConn runs the handshake (unless the host's hello was already seen at
-// the end of the previous session) and one yamux session. It reports
-// whether the session ended because a new host said hello.
-func (s *Server) serveConn(ctx context.Context, conn io.ReadWriteCloser, greeted bool) (bool, error) {
+// serveConn runs the handshake and one yamux session. pending are bytes the
+// previous session read but left to this one: the start of the hello that
+// ended it. When a new host's hello ends this session too, serveConn returns
+// the bytes from that hello on, which are not nil.
+func (s *Server) serveConn(ctx context.Context, conn io.ReadWriteCloser, pending []byte) ([]byte, error) {
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
-	if !greeted {
-		if err := agentproto.AwaitHello(conn); err != nil {
-			return false, fmt.Errorf("wait for the host's hello: %w", err)
-		}
+	// The whole hello is read even when a session ended on its first bytes:
+	// the rest may still be on its way, and must not be taken for yamux frames.
+	if err := agentproto.AwaitHello(io.MultiReader(bytes.NewReader(pending), conn)); err != nil {
+		return nil, fmt.Errorf("wait for the host's hello: %w", err)
 	}
 	if err := agentproto.SendReady(conn); err != nil {
-		return false, err
+		return nil, err
 	}
 	watch := agentproto.NewHelloWatcher(conn)
 	sess, err := agentproto.NewServerSession(watchedConn{Reader: watch, ReadWriteCloser: conn}, logWriter{s.cfg.Log})
 	if err != nil {
-		return false, fmt.Errorf("start agent session: %w", err)
+		return nil, fmt.Errorf("start agent session: %w", err)
 	}
 	defer sess.Close()
 	s.cfg.Log.Debugf("host session started")
@@ -121,7 +123,7 @@ func (s *Server) serveConn(ctx context.Context, conn io.ReadWriteCloser, greeted
 	for {
 		st, err := sess.AcceptStream()
 		if err != nil {
-			return watch.SawHello(), err
+			return watch.Rest(), err
 		}
 		go s.handleStream(ctx, st)
 	}

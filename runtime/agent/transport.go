@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -18,6 +19,8 @@ import (
 // implement the same interface.
 type Transport interface {
 	// Accept blocks until a host is connected and returns the channel to it.
+	// Closing the channel ends that host's session; bytes a later host sent
+	// meanwhile must survive it (see SerialPort).
 	Accept(ctx context.Context) (io.ReadWriteCloser, error)
 }
 
@@ -47,48 +50,43 @@ func FindPort(sysDir, devDir, name string) (string, error) {
 //
 // The guest driver reports a host that is not connected as POLLHUP and makes
 // read return 0, so a port opened before the host connects would look like
-// an immediate EOF: Accept waits until the host side is open. Writes to a
-// port without a host block, so when the host goes away the caller must
-// close the file (Accept opens it again) to release pending writes.
+// an immediate EOF: Accept waits until the host side is open.
+//
+// The port stays open from one host session to the next. Closing it would
+// discard what the guest kernel has already received: a new host's hello,
+// sent the moment it connects, can arrive while the agent is still ending
+// the previous session, and once dropped both sides would wait for each
+// other forever. A session's Close interrupts its pending reads and writes
+// instead (writes to a port without a host block), and leaves the input.
 type SerialPort struct {
 	Name   string        // the port's name, e.g. "agent.0"
 	SysDir string        // /sys/class/virtio-ports
 	DevDir string        // /dev
 	Poll   time.Duration // how often to look for the port and the host
 	Log    *Logger
+
+	mu  sync.Mutex
+	dev string
+	f   *os.File // nil until opened, or after a session could only be ended by closing it
 }
 
-// Accept finds and opens the port and returns it once a host is connected.
+// Accept opens the port if it is not open yet and returns a session on it
+// once a host is connected.
 func (p *SerialPort) Accept(ctx context.Context) (io.ReadWriteCloser, error) {
 	interval := p.Poll
 	if interval <= 0 {
 		interval = 10 * time.Millisecond
 	}
-	var dev string
-	var f *os.File
-	complainAt := time.Now().Add(10 * time.Second)
-	err := poll(ctx, interval, func() (bool, error) {
-		var err error
-		if dev, err = FindPort(p.SysDir, p.DevDir, p.Name); err != nil {
-			if !complainAt.IsZero() && time.Now().After(complainAt) {
-				p.Log.Errorf("still waiting: %v", err) // once, then keep waiting
-				complainAt = time.Time{}
-			}
-			return false, nil // not probed yet
-		}
-		f, err = os.OpenFile(dev, os.O_RDWR, 0)
-		if errors.Is(err, unix.EBUSY) {
-			return false, nil // the previous session's descriptor is still closing
-		}
-		if err != nil {
-			return false, fmt.Errorf("open virtio-serial port %s: %w", dev, err)
-		}
-		return true, nil
-	})
+	f, dev, err := p.open(ctx, interval)
 	if err != nil {
 		return nil, fmt.Errorf("wait for virtio-serial port %q: %w", p.Name, err)
 	}
-	p.Log.Debugf("opened %s (%s), waiting for the host", dev, p.Name)
+	// The previous session's Close left a deadline in the past; its calls have returned.
+	if err := f.SetDeadline(time.Time{}); err != nil && !errors.Is(err, os.ErrNoDeadline) {
+		p.drop(f)
+		return nil, fmt.Errorf("reset the deadline of %s: %w", dev, err)
+	}
+	p.Log.Debugf("%s (%s) is open, waiting for the host", dev, p.Name)
 	// The host usually connects first; when it does not, back off to a
 	// tenth of a second so an idle guest does not spin.
 	wait := interval
@@ -101,10 +99,108 @@ func (p *SerialPort) Accept(ctx context.Context) (io.ReadWriteCloser, error) {
 		return ok, err
 	})
 	if err != nil {
-		f.Close()
+		p.drop(f)
 		return nil, fmt.Errorf("wait for the host on %s: %w", dev, err)
 	}
-	return f, nil
+	return &portSession{port: p, f: f}, nil
+}
+
+// open returns the port's file, finding and opening it first if needed.
+func (p *SerialPort) open(ctx context.Context, interval time.Duration) (*os.File, string, error) {
+	p.mu.Lock()
+	f, dev := p.f, p.dev
+	p.mu.Unlock()
+	if f != nil {
+		return f, dev, nil
+	}
+	complainAt := time.Now().Add(10 * time.Second)
+	err := poll(ctx, interval, func() (bool, error) {
+		var err error
+		if dev, err = FindPort(p.SysDir, p.DevDir, p.Name); err != nil {
+			if !complainAt.IsZero() && time.Now().After(complainAt) {
+				p.Log.Errorf("still waiting: %v", err) // once, then keep waiting
+				complainAt = time.Time{}
+			}
+			return false, nil // not probed yet
+		}
+		f, err = os.OpenFile(dev, os.O_RDWR, 0)
+		if errors.Is(err, unix.EBUSY) {
+			return false, nil // a dropped descriptor is still closing
+		}
+		if err != nil {
+			return false, fmt.Errorf("open virtio-serial port %s: %w", dev, err)
+		}
+		return true, nil
+	})
+	if err != nil {
+		return nil, "", err
+	}
+	p.mu.Lock()
+	p.f, p.dev = f, dev
+	p.mu.Unlock()
+	return f, dev, nil
+}
+
+// drop closes the port's file, for when nothing else releases a blocked call; the next Accept
+// opens the port again.
+func (p *SerialPort) drop(f *os.File) {
+	p.mu.Lock()
+	if p.f == f {
+		p.f = nil
+	}
+	p.mu.Unlock()
+	f.Close()
+}
+
+// portSession is one host session on the open port.
+type portSession struct {
+	port   *SerialPort
+	f      *os.File
+	mu     sync.Mutex
+	closed bool
+	active sync.WaitGroup // Read and Write calls in progress
+}
+
+// begin registers a call; it fails once the session is closed.
+func (s *portSession) begin() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return os.ErrClosed
+	}
+	s.active.Add(1)
+	return nil
+}
+
+func (s *portSession) Read(b []byte) (int, error) {
+	if err := s.begin(); err != nil {
+		return 0, err
+	}
+	defer s.active.Done()
+	return s.f.Read(b)
+}
+
+func (s *portSession) Write(b []byte) (int, error) {
+	if err := s.begin(); err != nil {
+		return 0, err
+	}
+	defer s.active.Done()
+	return s.f.Write(b)
+}
+
+// Close ends the session's calls without closing the port, and returns once none is in
+// progress: nothing of this session can reach the next host after that host's ready.
+func (s *portSession) Close() error {
+	s.mu.Lock()
+	first := !s.closed
+	s.closed = true
+	s.mu.Unlock()
+	if first && s.f.SetDeadline(time.Now()) != nil {
+		// Not pollable: only closing the file releases a blocked call.
+		s.port.drop(s.f)
+	}
+	s.active.Wait()
+	return nil
 }
 
 // hostConnected polls the port without blocking: POLLHUP means no host.

@@ -18,7 +18,9 @@ import (
 // discards everything before HelloMagic and ends its session when a hello
 // arrives in the middle of one. Both magics start with 0xff, which can
 // never begin a yamux frame (version 0), so a hello is recognized at a frame
-// boundary without looking into payloads.
+// boundary without looking into payloads. The hello that ends a session is
+// read in full by the next session's AwaitHello (see HelloWatcher.Rest): it
+// may arrive in pieces, and its tail must not be taken for yamux frames.
 const (
 	HelloMagic = "\xffkata-deploy-agent:hello:1\n"
 	ReadyMagic = "\xffkata-deploy-agent:ready:1\n"
@@ -61,13 +63,13 @@ func skipPast(br *bufio.Reader, magic string) error {
 
 // HelloWatcher passes the agent's incoming yamux bytes through and reports
 // io.EOF once a new host says hello at a frame boundary: the current session
-// is then over, and the next one needs no AwaitHello.
+// is then over, and the next one starts with AwaitHello on Rest.
 type HelloWatcher struct {
 	r       io.Reader
 	hdr     [yamuxHeaderSize]byte
 	hdrN    int    // header bytes seen of the current frame
 	payload uint32 // payload bytes still to pass of the current frame
-	hello   bool
+	rest    []byte // from the hello on, once seen
 }
 
 const (
@@ -79,10 +81,14 @@ const (
 func NewHelloWatcher(r io.Reader) *HelloWatcher { return &HelloWatcher{r: r} }
 
 // SawHello reports whether the session ended because a new host said hello.
-func (w *HelloWatcher) SawHello() bool { return w.hello }
+func (w *HelloWatcher) SawHello() bool { return w.rest != nil }
+
+// Rest returns the bytes read from the new host's hello on (not nil once
+// SawHello), or nil: they belong to the next session.
+func (w *HelloWatcher) Rest() []byte { return w.rest }
 
 func (w *HelloWatcher) Read(p []byte) (int, error) {
-	if w.hello {
+	if w.rest != nil {
 		return 0, io.EOF
 	}
 	n, err := w.r.Read(p)
@@ -93,9 +99,9 @@ func (w *HelloWatcher) Read(p []byte) (int, error) {
 			w.payload -= skip
 			i += int(skip)
 		case w.hdrN == 0 && p[i] == HelloMagic[0]:
-			// A new host: hand over what belongs to the old session
-			// and end it; the rest of the hello is not needed.
-			w.hello = true
+			// A new host: hand over what belongs to the old session,
+			// keep the hello for the next one, and end this one.
+			w.rest = append([]byte{}, p[i:n]...)
 			return i, nil
 		default:
 			w.hdr[w.hdrN] = p[i]

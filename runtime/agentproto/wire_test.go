@@ -174,3 +174,25 @@ func (c *chunkReader) Read(p []byte) (int, error) {
 	c.data = c.data[n:]
 	return n, nil
 }
+
+// TestHelloSplitAcrossSessions: the hello that ends a session may arrive in
+// pieces; the next session's AwaitHello, reading Rest and then the channel,
+// must consume all of it. (The host sends nothing more until it reads the
+// agent's ready.)
+func TestHelloSplitAcrossSessions(t *testing.T) {
+	frames := yamuxFrame(1, 1, "") + yamuxFrame(0, 1, "payload")
+	for _, chunk := range []int{1, 5, 13, len(frames) + 3, 4096} {
+		ch := &chunkReader{data: []byte(frames + HelloMagic), chunk: chunk}
+		w := NewHelloWatcher(ch)
+		if _, err := io.ReadAll(w); err != nil || !w.SawHello() || len(w.Rest()) == 0 {
+			t.Fatalf("reads of %d: %v, hello %v, rest %q", chunk, err, w.SawHello(), w.Rest())
+		}
+		if err := AwaitHello(io.MultiReader(bytes.NewReader(w.Rest()), ch)); err != nil {
+			t.Fatalf("reads of %d: AwaitHello after a split hello: %v", chunk, err)
+		}
+		ch.data = []byte("next session")
+		if rest, _ := io.ReadAll(ch); string(rest) != "next session" {
+			t.Errorf("reads of %d: the next session reads %q", chunk, rest)
+		}
+	}
+}

@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	"github.com/kata-containers/govmm/qemu"
+
+	"github.com/kata-deploy/kata-deploy/runtime/agentproto"
 )
 
 // fastBootParams are the guest kernel parameters every VM gets before the
@@ -109,7 +111,7 @@ func devices(c *Config, l layout) []qemu.Device {
 		// listens and the guest's writes wait until the shim connects.
 		qemu.CharDevice{
 			Driver: qemu.VirtioSerialPort, Backend: qemu.Socket, Bus: "vserial0.0",
-			ID: "agentchr0", DeviceID: "agent0", Path: l.agent, Name: AgentPortName,
+			ID: "agentchr0", DeviceID: "agent0", Path: l.agent, Name: agentproto.AgentPortName,
 		},
 	}
 	// Empty PCIe root ports for NICs hot-plugged later (hotplug.go).

@@ -23,10 +23,6 @@ const (
 	AccelTCG = "tcg"
 )
 
-// AgentPortName is the virtio-serial port name the guest agent looks for
-// under /sys/class/virtio-ports/*/name.
-const AgentPortName = "agent.0"
-
 // Share is a host directory exported to the guest under a mount tag.
 type Share struct {
 	Tag      string // mount tag the guest mounts by (mount -t 9p <tag> / mount -t virtiofs <tag>)

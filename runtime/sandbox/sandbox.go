@@ -100,7 +100,7 @@ func Create(ctx context.Context, opts Options) (_ *Sandbox, err error) {
 	req := agentproto.CreateContainerRequest{
 		ID:     opts.ID,
 		Spec:   guestSpec,
-		Shares: []agentproto.Share{{Type: guestFSType(opts.Config.Hypervisor.SharedFS), Tag: SharedTag, GuestPath: GuestSharedDir}},
+		Shares: []agentproto.Share{{Type: guestFSType(opts.Config.Hypervisor.SharedFS), Tag: agentproto.SharedTag, GuestPath: agentproto.SharedGuestDir}},
 	}
 	if err := s.Agent.CreateContainer(ctx, req); err != nil {
 		return nil, fmt.Errorf("creating the container in the VM: %w", err)
@@ -124,7 +124,7 @@ func vmConfig(opts Options, stateDir, accel, netnsPath string) hypervisor.Config
 		VCPUs:          vcpus,
 		MemoryMiB:      memoryMiB,
 		StateDir:       filepath.Join(stateDir, "vm"),
-		Shares:         []hypervisor.Share{{Tag: SharedTag, HostPath: filepath.Join(stateDir, "shared"), Type: fsType}},
+		Shares:         []hypervisor.Share{{Tag: agentproto.SharedTag, HostPath: filepath.Join(stateDir, "shared"), Type: fsType}},
 		VirtiofsDaemon: h.VirtiofsDaemon,
 		NetNSPath:      netnsPath,
 		Debug:          opts.Config.Runtime.Debug,
@@ -137,7 +137,7 @@ func kernelParams(cfg *config.Config) []string {
 		params = append(params, cfg.Hypervisor.KernelParams)
 	}
 	if cfg.Agent.Debug {
-		params = append(params, "agent.debug=1")
+		params = append(params, agentproto.DebugParam+"=1")
 	}
 	return params
 }
@@ -167,9 +167,7 @@ func accelerator(requested string, logf func(string, ...any)) (string, error) {
 	if requested == "tcg" {
 		return "tcg", nil
 	}
-	cpu, _ := readCPU()
-	kvm := accel.ProbeKVM("/dev/kvm", "/proc/modules", cpu)
-	name, why := accel.Accelerator(kvm)
+	name, why := accel.Accelerator(accel.ProbeHost())
 	if requested == "kvm" && name != "kvm" {
 		return "", fmt.Errorf("accelerator = \"kvm\" in the configuration, but KVM is not usable here: %s; set accelerator = \"auto\" or \"tcg\"", why)
 	}
@@ -177,15 +175,6 @@ func accelerator(requested string, logf func(string, ...any)) (string, error) {
 		logf("WARNING: running the VM under emulation (TCG), about 10x slower than KVM: %s", why)
 	}
 	return name, nil
-}
-
-func readCPU() (accel.CPU, error) {
-	f, err := os.Open("/proc/cpuinfo")
-	if err != nil {
-		return accel.CPU{}, err
-	}
-	defer f.Close()
-	return accel.ParseCPUInfo(f)
 }
 
 // connectAgent dials the agent's virtio-serial socket and waits until the agent answers, the VM

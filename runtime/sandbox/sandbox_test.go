@@ -10,6 +10,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/kata-deploy/kata-deploy/internal/testreq"
+	"github.com/kata-deploy/kata-deploy/runtime/agentproto"
 	"github.com/kata-deploy/kata-deploy/runtime/config"
 )
 
@@ -96,8 +97,8 @@ func TestShareAndUnshare(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if guest.Root.Path != GuestSharedDir+"/rootfs" || guest.Mounts[0].Source != "proc" ||
-		guest.Mounts[1].Source != GuestSharedDir+"/m1" || guest.Mounts[2].Source != GuestSharedDir+"/m2" {
+	if guest.Root.Path != agentproto.SharedGuestDir+"/rootfs" || guest.Mounts[0].Source != "proc" ||
+		guest.Mounts[1].Source != agentproto.SharedGuestDir+"/m1" || guest.Mounts[2].Source != agentproto.SharedGuestDir+"/m2" {
 		t.Errorf("guest spec: root %q, mounts %+v", guest.Root.Path, guest.Mounts)
 	}
 	if spec.Root.Path != rootfs || spec.Mounts[1].Source != hosts {

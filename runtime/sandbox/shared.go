@@ -10,13 +10,9 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
+
+	"github.com/kata-deploy/kata-deploy/runtime/agentproto"
 )
-
-// GuestSharedDir is where the agent mounts the shared directory inside the VM.
-const GuestSharedDir = "/run/kata-deploy/shared"
-
-// SharedTag is the mount tag of the one filesystem the host shares with the guest.
-const SharedTag = "kataShared"
 
 // sharedDir is the host directory shared into the guest: the container's rootfs and every bind
 // mount source are bind-mounted under it, so one virtio-9p/virtio-fs device carries them all, live
@@ -91,7 +87,7 @@ func (s *sharedDir) bind(source, name string, recursive bool) (string, error) {
 	// Private: nothing mounted later under the source propagates into the guest's view, and our
 	// mount does not propagate back to the host's other namespaces.
 	_ = unix.Mount("", target, "", unix.MS_PRIVATE|unix.MS_REC, "")
-	return filepath.Join(GuestSharedDir, name), nil
+	return filepath.Join(agentproto.SharedGuestDir, name), nil
 }
 
 // unshare undoes every bind mount and removes the directory. It is safe to call twice.

@@ -15,14 +15,12 @@ import (
 	"github.com/containerd/typeurl/v2"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
-
-	"github.com/kata-deploy/kata-deploy/runtime/sandbox"
 )
 
 // container is the one container of this shim, its VM and its processes.
 type container struct {
 	id, bundle string
-	sb         *sandbox.Sandbox
+	sb         vmSandbox
 	vmPid      uint32
 	init       *process
 
@@ -32,11 +30,11 @@ type container struct {
 	err     error
 }
 
-func newContainer(r *taskAPI.CreateTaskRequest, sb *sandbox.Sandbox) *container {
+func newContainer(r *taskAPI.CreateTaskRequest, sb vmSandbox) *container {
 	io := stdio{stdin: r.Stdin, stdout: r.Stdout, stderr: r.Stderr, terminal: r.Terminal}
 	return &container{
-		id: r.ID, bundle: r.Bundle, sb: sb, vmPid: uint32(sb.VM.PID),
-		init:  newProcess(sb.Agent, r.ID, "", io),
+		id: r.ID, bundle: r.Bundle, sb: sb, vmPid: sb.PID(),
+		init:  newProcess(sb, r.ID, "", io),
 		execs: map[string]*process{},
 	}
 }
@@ -66,10 +64,10 @@ func (c *container) addExec(ctx context.Context, execID string, io stdio, spec *
 		c.mu.Unlock()
 		return nil, fmt.Errorf("exec %s: %w", execID, errdefs.ErrAlreadyExists)
 	}
-	p := newProcess(c.sb.Agent, c.id, execID, io)
+	p := newProcess(c.sb, c.id, execID, io)
 	c.execs[execID] = p
 	c.mu.Unlock()
-	err := c.sb.Agent.Exec(ctx, c.id, execID, spec)
+	err := c.sb.Exec(ctx, c.id, execID, spec)
 	if err == nil {
 		err = p.attachIO(ctx)
 	}
@@ -119,7 +117,7 @@ func (c *container) kill(ctx context.Context, p *process, sig syscall.Signal, al
 	}
 	sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	err := c.sb.Agent.Signal(sctx, c.id, p.execID, sig, all)
+	err := c.sb.Signal(sctx, c.id, p.execID, sig, all)
 	if err == nil || sig != syscall.SIGKILL || p != c.init {
 		return err
 	}
@@ -159,14 +157,14 @@ func (c *container) pause(ctx context.Context) error {
 	if c.init.status() != task.Status_RUNNING {
 		return fmt.Errorf("container %s is not running: %w", c.id, errdefs.ErrFailedPrecondition)
 	}
-	return c.sb.VM.Pause(ctx)
+	return c.sb.Pause(ctx)
 }
 
 func (c *container) resume(ctx context.Context) error {
 	if c.init.status() == task.Status_STOPPED {
 		return fmt.Errorf("container %s has exited: %w", c.id, errdefs.ErrFailedPrecondition)
 	}
-	return c.sb.VM.Resume(ctx)
+	return c.sb.Resume(ctx)
 }
 
 // oomKilled tells whether the guest kernel's OOM killer struck: the guest runs one container, so
@@ -174,7 +172,7 @@ func (c *container) resume(ctx context.Context) error {
 func (c *container) oomKilled() bool {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	st, err := c.sb.Agent.Stats(ctx, "")
+	st, err := c.sb.Stats(ctx, "")
 	return err == nil && st.OOMKills > 0
 }
 
@@ -184,7 +182,7 @@ func (c *container) stats(ctx context.Context) (*taskAPI.StatsResponse, error) {
 	if c.init.status() == task.Status_STOPPED {
 		return nil, fmt.Errorf("container %s has exited: %w", c.id, errdefs.ErrNotFound)
 	}
-	st, err := c.sb.Agent.Stats(ctx, c.id)
+	st, err := c.sb.Stats(ctx, c.id)
 	if err != nil {
 		return nil, fmt.Errorf("reading the guest's statistics: %w", err)
 	}

@@ -26,7 +26,7 @@ type stdio struct {
 type process struct {
 	containerID, execID string
 	io                  stdio
-	agent               *agentproto.Client
+	agent               guestAgent
 
 	stdinOnce   sync.Once
 	stdinStream io.WriteCloser
@@ -41,7 +41,7 @@ type process struct {
 	killed   bool // the VM was powered off by us (SIGKILL fallback): report 137, not 255
 }
 
-func newProcess(agent *agentproto.Client, containerID, execID string, io stdio) *process {
+func newProcess(agent guestAgent, containerID, execID string, io stdio) *process {
 	return &process{containerID: containerID, execID: execID, io: io, agent: agent, exited: make(chan struct{})}
 }
 

@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"sync"
 	"syscall"
-	"time"
 
 	eventstypes "github.com/containerd/containerd/api/events"
 	taskAPI "github.com/containerd/containerd/api/runtime/task/v3"
@@ -29,7 +28,6 @@ import (
 
 	"github.com/kata-deploy/kata-deploy/internal/layout"
 	"github.com/kata-deploy/kata-deploy/runtime/config"
-	"github.com/kata-deploy/kata-deploy/runtime/sandbox"
 )
 
 // DefaultConfigPath is used when Docker/containerd pass no ConfigPath option.
@@ -42,14 +40,21 @@ type service struct {
 	publisher shim.Publisher
 	shutdown  shutdown.Service
 	events    chan any
+	boot      bootFunc
 
-	mu sync.Mutex
-	c  *container // nil before Create and after Delete
+	mu       sync.Mutex
+	c        *container // nil before Create and after Delete
+	creating bool       // a Create is booting the VM: the shim is taken
 }
 
 // NewTaskService is the constructor the TTRPC plugin registration calls.
 func NewTaskService(ctx context.Context, publisher shim.Publisher, sd shutdown.Service) (taskAPI.TTRPCTaskService, error) {
-	s := &service{publisher: publisher, shutdown: sd, events: make(chan any, 128)}
+	return newService(ctx, publisher, sd, bootQEMU), nil
+}
+
+// newService starts the task service's event forwarding; boot creates each container's sandbox.
+func newService(ctx context.Context, publisher shim.Publisher, sd shutdown.Service, boot bootFunc) *service {
+	s := &service{publisher: publisher, shutdown: sd, events: make(chan any, 128), boot: boot}
 	go s.forward(ctx)
 	sd.RegisterCallback(func(context.Context) error {
 		s.mu.Lock()
@@ -60,7 +65,7 @@ func NewTaskService(ctx context.Context, publisher shim.Publisher, sd shutdown.S
 		}
 		return nil
 	})
-	return s, nil
+	return s
 }
 
 // RegisterTTRPC registers the task service on containerd's server.
@@ -91,34 +96,14 @@ func (s *service) getProcess(id, execID string) (*container, *process, error) {
 // Create boots the container's VM. The returned pid is QEMU's, which lives in the container's own
 // network namespace: Docker wires the container's interfaces into /proc/<pid>/ns/net.
 func (s *service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (_ *taskAPI.CreateTaskResponse, err error) {
-	s.mu.Lock()
-	busy := s.c != nil
-	s.mu.Unlock()
-	if busy {
-		return nil, fmt.Errorf("this shim already runs a container: %w", errdefs.ErrAlreadyExists)
+	if err := s.reserve(); err != nil {
+		return nil, err
 	}
-	cfg, err := loadConfig(r)
+	defer s.release()
+	sb, err := s.boot(ctx, r)
 	if err != nil {
 		return nil, err
 	}
-	spec, err := readSpec(r.Bundle)
-	if err != nil {
-		return nil, err
-	}
-	stateDir, err := sandbox.StateDir(cfg, r.ID)
-	if err != nil {
-		return nil, err
-	}
-	if err := writeRecord(r.Bundle, record{StateDir: stateDir}); err != nil {
-		return nil, fmt.Errorf("recording the sandbox state directory: %w", err)
-	}
-	logger := log.G(ctx).WithField("id", r.ID)
-	sb, err := sandbox.Create(ctx, sandbox.Options{ID: r.ID, Spec: spec, Config: cfg, Logf: logger.Warnf})
-	if err != nil {
-		os.Remove(filepath.Join(r.Bundle, bundleRecord))
-		return nil, err
-	}
-	logger.Infof("VM booted in %s (accelerator %s, pid %d)", sb.BootTime.Round(time.Millisecond), sb.Accelerator, sb.VM.PID)
 	c := newContainer(r, sb)
 	if err := c.init.attachIO(ctx); err != nil {
 		c.destroy(context.WithoutCancel(ctx))
@@ -128,10 +113,28 @@ func (s *service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (_ *
 	s.c = c
 	s.mu.Unlock()
 	s.send(&eventstypes.TaskCreate{
-		ContainerID: r.ID, Bundle: r.Bundle, Rootfs: r.Rootfs, Pid: uint32(sb.VM.PID),
+		ContainerID: r.ID, Bundle: r.Bundle, Rootfs: r.Rootfs, Pid: sb.PID(),
 		IO: &eventstypes.TaskIO{Stdin: r.Stdin, Stdout: r.Stdout, Stderr: r.Stderr, Terminal: r.Terminal},
 	})
-	return &taskAPI.CreateTaskResponse{Pid: uint32(sb.VM.PID)}, nil
+	return &taskAPI.CreateTaskResponse{Pid: sb.PID()}, nil
+}
+
+// reserve takes the shim for one Create: the VM boots for seconds, and a second Create meanwhile
+// must not boot another one.
+func (s *service) reserve() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.c != nil || s.creating {
+		return fmt.Errorf("this shim already runs a container: %w", errdefs.ErrAlreadyExists)
+	}
+	s.creating = true
+	return nil
+}
+
+func (s *service) release() {
+	s.mu.Lock()
+	s.creating = false
+	s.mu.Unlock()
 }
 
 // loadConfig reads the runtime configuration named by the runtime options (Docker's daemon.json
@@ -354,7 +357,7 @@ func (s *service) Connect(ctx context.Context, r *taskAPI.ConnectRequest) (*task
 // Shutdown ends the shim daemon once it serves no container.
 func (s *service) Shutdown(ctx context.Context, r *taskAPI.ShutdownRequest) (*ptypes.Empty, error) {
 	s.mu.Lock()
-	busy := s.c != nil
+	busy := s.c != nil || s.creating
 	s.mu.Unlock()
 	if !busy {
 		s.shutdown.Shutdown()

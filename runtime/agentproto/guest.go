@@ -1,0 +1,29 @@
+package agentproto
+
+// What the host and the guest agree on outside the wire protocol: how the host reaches the agent,
+// where the guest image puts what the agent reads, and what the host passes on the kernel command
+// line. The shim, the QEMU driver, the guest image builder and the agent all use these names; a
+// value changed on one side only would give a guest that boots and never answers.
+const (
+	// AgentPortName is the name of the virtio-serial port the agent serves on; the agent finds it
+	// under VirtioPortsDir/*/name.
+	AgentPortName = "agent.0"
+	// VirtioPortsDir is where the guest kernel lists virtio-serial ports.
+	VirtioPortsDir = "/sys/class/virtio-ports"
+
+	// InitPath is the agent's path in the initrd: the kernel runs it as PID 1.
+	InitPath = "/init"
+	// ModulesListPath names the kernel modules the agent loads at boot, one per line, in load
+	// order; each is ModulesDir/<name>.ko.
+	ModulesListPath = "/etc/kata-deploy/modules.load"
+	// ModulesDir holds the guest's kernel modules as <name>.ko.
+	ModulesDir = "/lib/modules"
+
+	// SharedTag is the mount tag of the one filesystem the host shares with the guest.
+	SharedTag = "kataShared"
+	// SharedGuestDir is where the agent mounts that filesystem.
+	SharedGuestDir = "/run/kata-deploy/shared"
+
+	// DebugParam is the kernel parameter that turns on the agent's verbose log ("agent.debug=1").
+	DebugParam = "agent.debug"
+)
