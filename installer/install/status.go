@@ -335,7 +335,6 @@ func (s *Status) readConfig(l layout.Layout) {
 	}
 }
 
-
 // checkContainerd checks the drop-in, its import, and what containerd loads.
 func (s *Status) checkContainerd(ctx context.Context, m *manifest.Manifest, d Deps, o options) {
 	st := m.Containerd
