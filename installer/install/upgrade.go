@@ -47,6 +47,9 @@ func rollback(ctx context.Context, o options, d Deps) (*RollbackResult, error) {
 	}
 	res := &RollbackResult{SchemaVersion: ResultSchemaVersion, DryRun: o.DryRun, Prefix: o.Prefix}
 	x := &installer{o: o, d: d, res: &Result{}, warns: &res.Warnings}
+	if err := o.checkTrusted(); err != nil {
+		return res, err
+	}
 	m, release, err := begin(o)
 	defer release()
 	if err != nil {
