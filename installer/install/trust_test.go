@@ -1,11 +1,15 @@
 package install
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/kata-deploy/kata-deploy/installer/fakedocker"
+	"github.com/kata-deploy/kata-deploy/installer/manifest"
 
 	"github.com/kata-deploy/kata-deploy/installer/upstream/upstreamtest"
 	"github.com/kata-deploy/kata-deploy/internal/testreq"
@@ -108,4 +112,46 @@ func chmodDir(t *testing.T, dir string, mode os.FileMode) string {
 	must(t, os.MkdirAll(dir, 0o755))
 	must(t, os.Chmod(dir, mode))
 	return dir
+}
+
+// Root installing against a socket served by a process called dockerd that nobody runs: the
+// install refuses before it changes anything, and never runs that process's binary.
+func TestHostileDockerd(t *testing.T) {
+	testreq.Root(t)
+	fake := fakedocker.StartProcess(t, 65534, 65534)
+	for _, op := range []string{"install", "upgrade", "uninstall"} {
+		t.Run(op, func(t *testing.T) {
+			f := newFixture(t, []byte(`{}`))
+			if op != "install" {
+				_, err := f.install(nil)
+				must(t, err)
+				f.newAgent(t, "agent v2")
+			}
+			d := f.deps()
+			d.Docker = DefaultDeps(fake.Host).Docker
+			before, m := f.tree(), f.file(manifest.Path(f.prefix()))
+			var err error
+			switch op {
+			case "install":
+				_, err = Install(context.Background(), f.options(), d)
+			case "upgrade":
+				i := f.options()
+				_, err = Upgrade(context.Background(), UpgradeOptions{Common: i.Common, ArtifactOptions: i.ArtifactOptions}, d)
+			case "uninstall":
+				_, err = Uninstall(context.Background(), UninstallOptions{Common: f.options().Common}, d)
+			}
+			if err == nil || !strings.Contains(err.Error(), "runs as uid 65534, not root") {
+				t.Errorf("%s against a dockerd run by nobody: %v", op, err)
+			}
+			if data, err := os.ReadFile(fake.Marker); err == nil {
+				t.Errorf("the binary of the process run by nobody was run: %s", data)
+			}
+			if _, err := os.Stat(fake.ConfigFile); err == nil {
+				t.Errorf("%s was written", fake.ConfigFile)
+			}
+			if after := f.tree(); !slices.Equal(before, after) || string(f.file(manifest.Path(f.prefix()))) != string(m) {
+				t.Errorf("files changed:\nbefore %q\nafter  %q", before, after)
+			}
+		})
+	}
 }
