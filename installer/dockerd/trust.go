@@ -65,8 +65,8 @@ func TrustedBinary(p Process, euid int) (string, error) {
 func untrustedUser(p Process, uid, euid int) error {
 	if euid == 0 {
 		return untrustedError{fmt.Errorf("%s (pid %d) runs as uid %d, not root: as root, kata-deploy trusts only a Docker daemon that runs as root, since any user can name a program dockerd "+
-			"(for a rootless Docker daemon, run kata-deploy as uid %d; for the system's, point DOCKER_HOST at its socket, unix:///var/run/docker.sock)", describe(p), p.PID, uid, uid)}
+			"(for a rootless Docker daemon, run kata-deploy as uid %d; for the system's, point DOCKER_HOST or -H at its socket, unix:///var/run/docker.sock)", describe(p), p.PID, uid, uid)}
 	}
-	return untrustedError{fmt.Errorf("%s (pid %d) runs as uid %d, neither root nor you (uid %d): kata-deploy does not trust another user's Docker daemon (point DOCKER_HOST at your own, or the system's)",
+	return untrustedError{fmt.Errorf("%s (pid %d) runs as uid %d, neither root nor you (uid %d): kata-deploy does not trust another user's Docker daemon (point DOCKER_HOST or -H at your own, or the system's)",
 		describe(p), p.PID, uid, euid)}
 }
