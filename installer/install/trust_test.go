@@ -12,6 +12,7 @@ import (
 	"github.com/kata-deploy/kata-deploy/installer/manifest"
 
 	"github.com/kata-deploy/kata-deploy/installer/upstream/upstreamtest"
+	"github.com/kata-deploy/kata-deploy/internal/layout"
 	"github.com/kata-deploy/kata-deploy/internal/testreq"
 )
 
@@ -73,6 +74,18 @@ func TestUntrustedPrefixIsRefused(t *testing.T) {
 			},
 			run:     func(f *fixture) error { _, err := f.rollback(nil); return err },
 			inError: "owned by uid 65534"},
+		{name: "rollback: the previous version's directory writable by others",
+			setup: func(f *fixture) string {
+				_, err := f.install(nil)
+				must(t, err)
+				f.newAgent(t, "agent v2")
+				_, err = f.upgrade(nil)
+				must(t, err)
+				m := f.manifest(t)
+				return chmodDir(t, layout.Layout{Prefix: f.prefix(), Version: m.Previous}.Root(), 0o777)
+			},
+			run:     func(f *fixture) error { _, err := f.rollback(nil); return err },
+			inError: "writable by others"},
 		{name: "install --from: world-writable parent of the release directory",
 			setup: func(f *fixture) string {
 				must(t, os.MkdirAll(filepath.Dir(f.prefix()), 0o755))

@@ -58,6 +58,9 @@ func rollback(ctx context.Context, o options, d Deps) (*RollbackResult, error) {
 	if err := checkRollback(m, o.Prefix); err != nil {
 		return res, err
 	}
+	if err := checkTrustedDir("--prefix", layout.Layout{Prefix: m.Prefix, Version: m.Previous}.Root()); err != nil {
+		return res, err // the version switched to, as a whole
+	}
 	x.m = m
 	res.RuntimeName, res.From, res.To = m.RuntimeName, m.Current, m.Previous
 	if v := m.FindVersion(m.Previous); v.Image != nil {
