@@ -38,11 +38,15 @@ type Engine struct {
 	// ReloadTimeout bounds Reload (DefaultReloadTimeout when zero).
 	ReloadTimeout time.Duration
 	procRoot      string
+	// binary is the daemon's binary, checked by dockerd.TrustedBinary: what Validate runs.
+	binary string
 }
 
 // Connect reaches the daemon at host ("" means $DOCKER_HOST, else Docker's default socket) with
 // API version negotiation, and finds the dockerd process serving it. The daemon must be local:
-// reloading it takes a signal.
+// reloading it takes a signal. It must also be trusted (dockerd.TrustedBinary): a root daemon
+// with a root-owned binary when kata-deploy runs as root, since it is signalled, its
+// daemon.json written and its binary run.
 func Connect(ctx context.Context, host string) (*Engine, error) {
 	if host == "" {
 		host = os.Getenv("DOCKER_HOST")
@@ -68,6 +72,10 @@ func Connect(ctx context.Context, host string) (*Engine, error) {
 	if e.Server, err = dockerd.FindServer(e.procRoot, sock); err != nil {
 		cli.Close()
 		return nil, fmt.Errorf("finding the dockerd behind %s: %w", sock, err)
+	}
+	if e.binary, err = dockerd.TrustedBinary(e.Server.Process, os.Geteuid()); err != nil {
+		cli.Close()
+		return nil, fmt.Errorf("the Docker daemon at %s: %w", sock, err)
 	}
 	e.Config = dockerd.ResolveConfigFile(e.Server.Process)
 	return e, nil

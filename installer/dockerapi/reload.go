@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -75,13 +74,17 @@ func (e *Engine) checkStillDockerd() error {
 	return nil
 }
 
-// Validate runs the daemon's own binary with --validate on data, with the running daemon's
-// command line (so options given both as flags and in the file are caught) and environment (so
-// helper binaries such as docker-proxy are found as the daemon finds them). The binary is
-// executed through /proc/PID/exe: the very binary that is running, even if a package upgrade
-// replaced the file. It returns registration.ErrValidateUnsupported for a dockerd without
-// --validate.
+// Validate runs the daemon's binary with --validate on data, with the running daemon's command
+// line, so that options given both as flags and in the file are caught. The binary is the one
+// Connect checked (dockerd.TrustedBinary), by its path: root-owned and unwritable by anyone else
+// up to /, so it names what was checked; never /proc/PID/exe, which would run whatever a
+// process called dockerd was started from. The environment is fixed and minimal (PATH only),
+// not the daemon's: nothing in it can change what runs. It returns
+// registration.ErrValidateUnsupported for a dockerd without --validate.
 func (e *Engine) Validate(ctx context.Context, data []byte) error {
+	if e.binary == "" {
+		return errors.New("validating daemon.json: the daemon's binary was not checked (not connected with Connect)")
+	}
 	f, err := os.CreateTemp("", "kata-deploy-daemon-*.json")
 	if err != nil {
 		return fmt.Errorf("validating daemon.json: %w", err)
@@ -97,9 +100,10 @@ func (e *Engine) Validate(ctx context.Context, data []byte) error {
 	p := e.Server.Process
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "/proc/"+strconv.Itoa(p.PID)+"/exe", ValidateArgs(p.Args, f.Name())...)
+	cmd := exec.CommandContext(ctx, e.binary, ValidateArgs(p.Args, f.Name())...)
 	cmd.Args[0] = "dockerd"
-	cmd.Env = environ(p.Env)
+	cmd.Env = ValidateEnv
+	cmd.Dir = "/"
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	err = cmd.Run()
@@ -139,16 +143,8 @@ func ValidateArgs(args []string, configFile string) []string {
 	return append(out, "--validate", "--config-file", configFile)
 }
 
-func environ(env map[string]string) []string {
-	if env == nil {
-		return os.Environ()
-	}
-	out := make([]string, 0, len(env))
-	for k, v := range env {
-		out = append(out, k+"="+v)
-	}
-	return out
-}
+// ValidateEnv is the whole environment of a validation run.
+var ValidateEnv = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}
 
 func lastLine(s string) string {
 	if i := strings.LastIndexByte(s, '\n'); i >= 0 {

@@ -24,8 +24,10 @@ type Process struct {
 	// Env is the environment the process started with; nil when /proc/PID/environ cannot be read
 	// (another user's process without root), empty when it is really empty.
 	Env map[string]string
-	UID int    // effective UID, as seen from this user namespace
-	Cwd string // working directory (/proc/PID/cwd); empty when unreadable
+	UID int // effective UID, as seen from this user namespace
+	// UIDs are the real, effective, saved and filesystem UIDs (the Uid line of status).
+	UIDs [4]int
+	Cwd  string // working directory (/proc/PID/cwd); empty when unreadable
 }
 
 // ReadProcess reads procRoot/pid (procRoot is normally "/proc"). The command line and the status
@@ -43,9 +45,10 @@ func ReadProcess(procRoot string, pid int) (Process, error) {
 		}
 		return p, fmt.Errorf("reading process %d: %w", pid, err)
 	}
-	if p.UID, err = effectiveUID(status); err != nil {
+	if p.UIDs, err = uids(status); err != nil {
 		return p, fmt.Errorf("%s: %w", filepath.Join(dir, "status"), err)
 	}
+	p.UID = p.UIDs[1]
 	cmdline, err := os.ReadFile(filepath.Join(dir, "cmdline"))
 	if err != nil {
 		return p, fmt.Errorf("reading the command line of process %d: %w", pid, err)
@@ -107,8 +110,10 @@ func splitNUL(b []byte) []string {
 	return strings.Split(string(b), "\x00")
 }
 
-// effectiveUID reads the second number of the "Uid:" line (real, effective, saved, filesystem).
-func effectiveUID(status []byte) (int, error) {
+// uids reads the "Uid:" line: real, effective, saved and filesystem UID. A line with fewer
+// numbers repeats its last one (only the effective UID is required).
+func uids(status []byte) ([4]int, error) {
+	var ids [4]int
 	sc := bufio.NewScanner(bytes.NewReader(status))
 	for sc.Scan() {
 		rest, ok := strings.CutPrefix(sc.Text(), "Uid:")
@@ -119,7 +124,14 @@ func effectiveUID(status []byte) (int, error) {
 		if len(f) < 2 {
 			break
 		}
-		return strconv.Atoi(f[1])
+		for i := range ids {
+			v, err := strconv.Atoi(f[min(i, len(f)-1)])
+			if err != nil {
+				return ids, err
+			}
+			ids[i] = v
+		}
+		return ids, nil
 	}
-	return 0, errors.New("no Uid line: not a /proc status file")
+	return ids, errors.New("no Uid line: not a /proc status file")
 }

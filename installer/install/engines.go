@@ -2,6 +2,7 @@ package install
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/kata-deploy/kata-deploy/installer/dockerd"
@@ -124,9 +125,13 @@ func (r *dockerReg) revert(ctx context.Context, x *installer) error {
 }
 
 // inUse asks Docker which containers run with the runtime; without Docker, the uninstall goes
-// on (daemon.json is reverted without a reload).
+// on (daemon.json is reverted without a reload). A daemon that is not trusted (a process called
+// dockerd that another user runs) stops it: DOCKER_HOST names the wrong daemon.
 func (r *dockerReg) inUse(ctx context.Context, x *installer, res *UninstallResult) (func(), error) {
 	docker, _, err := x.d.Docker(ctx)
+	if errors.Is(err, dockerd.ErrUntrusted) {
+		return func() {}, err
+	}
 	if err != nil {
 		x.warn(fmt.Sprintf("Docker is not reachable (%v): daemon.json is reverted without a reload, and running containers cannot be checked", err))
 		return func() {}, nil

@@ -207,6 +207,7 @@ type helperJob struct {
 }
 
 func TestMain(m *testing.M) {
+	fakedocker.Serve() // the fake dockerd process of TestHostileDockerd
 	if spec := os.Getenv(helperEnv); spec != "" {
 		os.Exit(runHelper(spec))
 	}

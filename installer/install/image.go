@@ -2,6 +2,8 @@ package install
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -42,17 +44,9 @@ func (x *installer) buildImage(ctx context.Context, p *plan) error {
 		return err
 	}
 	if kernelVersion == "" {
-		x.o.progress(fmt.Sprintf("building the guest image from %s (this takes a while)", filepath.Base(ip.Kernel.Path)))
-		gm, err := x.d.BuildImage(ctx, guestimage.Options{
-			KernelDeb:   ip.Kernel.Path,
-			AgentBinary: ip.Agent.Path,
-			OutDir:      staging,
-			Progress:    func(s string) { x.o.progress("  " + s) },
-		})
-		if err != nil {
-			return fmt.Errorf("building the guest image: %w", err)
+		if kernelVersion, err = x.build(ctx, ip, staging); err != nil {
+			return err
 		}
-		kernelVersion = gm.KernelVersion
 	}
 	x.after(StepImageStaged)
 	moves := [][2]string{
@@ -71,6 +65,66 @@ func (x *installer) buildImage(ctx context.Context, p *plan) error {
 	}
 	x.m.Scratch = slices.DeleteFunc(x.m.Scratch, func(s string) bool { return s == staging })
 	return x.done(StepImage)
+}
+
+// build builds the guest image into staging from private copies of the kernel package and the
+// agent, each made in one read that is hashed and must match the plan: the image is built from
+// exactly the bytes that were checked, whatever happens to the originals meanwhile.
+func (x *installer) build(ctx context.Context, ip imagePlan, staging string) (string, error) {
+	private, err := os.MkdirTemp("", "kata-deploy-inputs-")
+	if err != nil {
+		return "", fmt.Errorf("building the guest image: %w", err)
+	}
+	defer os.RemoveAll(private)
+	kernel, err := privateCopy(*ip.Kernel, private)
+	if err != nil {
+		return "", err
+	}
+	agent, err := privateCopy(ip.Agent, private)
+	if err != nil {
+		return "", err
+	}
+	x.o.progress(fmt.Sprintf("building the guest image from %s (this takes a while)", filepath.Base(ip.Kernel.Path)))
+	gm, err := x.d.BuildImage(ctx, guestimage.Options{
+		KernelDeb:   kernel,
+		AgentBinary: agent,
+		OutDir:      staging,
+		Progress:    func(s string) { x.o.progress("  " + s) },
+	})
+	if err != nil {
+		return "", fmt.Errorf("building the guest image: %w", err)
+	}
+	return gm.KernelVersion, nil
+}
+
+// privateCopy copies s into dir (a directory only root can enter) under its own name, mode
+// 0600, hashing what it copies, and refuses a copy whose SHA-256 is not the planned one.
+func privateCopy(s source, dir string) (string, error) {
+	in, err := os.Open(s.Path)
+	if err != nil {
+		return "", err
+	}
+	defer in.Close()
+	if fi, err := in.Stat(); err != nil || !fi.Mode().IsRegular() {
+		return "", fmt.Errorf("%s is not a regular file (%v)", s.Path, err)
+	}
+	dst := filepath.Join(dir, filepath.Base(s.Path))
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return "", err
+	}
+	h := sha256.New()
+	_, err = io.Copy(io.MultiWriter(out, h), in)
+	if cerr := out.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return "", fmt.Errorf("copying %s: %w", s.Path, err)
+	}
+	if got := hex.EncodeToString(h.Sum(nil)); got != s.SHA256 {
+		return "", fmt.Errorf("%s changed while installing (sha256 %s, planned %s): nothing was built from it; run install again", s.Path, got, s.SHA256)
+	}
+	return dst, nil
 }
 
 // placeImage moves the staged files over the installed ones.

@@ -37,7 +37,18 @@ func (x *installer) resolveInputs(ctx context.Context, m *manifest.Manifest) (in
 	kernel := x.o.Kernel
 	if img := currentImage(m); kernel == "" && img != nil && img.KernelPackage != "" {
 		if _, err := os.Stat(img.KernelPackage); err == nil {
-			kernel = img.KernelPackage
+			// The path proves nothing: what is there now must be what the install recorded.
+			k, err := sourceOf(img.KernelPackage)
+			if err != nil {
+				return in, fmt.Errorf("the kernel package the install under %s recorded: %w", x.o.Prefix, err)
+			}
+			if img.KernelSHA256 == "" || k.SHA256 != img.KernelSHA256 {
+				return in, fmt.Errorf("%s, the kernel package the install under %s recorded, changed since (sha256 %s, recorded %s): it is not used; put the original back, "+
+					"or pass --kernel with the linux-image-*.deb to build the guest from (or delete %s to have the distribution's fetched)",
+					img.KernelPackage, x.o.Prefix, k.SHA256, img.KernelSHA256, img.KernelPackage)
+			}
+			in.kernel = &k
+			return in, nil
 		}
 	}
 	if kernel == "" {

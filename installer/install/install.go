@@ -124,6 +124,9 @@ func install(ctx context.Context, o options, d Deps) (*Result, error) {
 	}
 	res := &Result{SchemaVersion: ResultSchemaVersion, DryRun: o.DryRun, Prefix: o.Prefix, RuntimeName: o.RuntimeName}
 	x := &installer{o: o, d: d, res: res, warns: &res.Warnings}
+	if err := o.checkTrusted(); err != nil {
+		return res, err
+	}
 	if err := x.preflight(ctx); err != nil {
 		return res, err
 	}
@@ -391,6 +394,9 @@ func (x *installer) startManifest(m *manifest.Manifest, p *plan) error {
 		created := slices.Contains(p.newDirs, p.layout.Prefix) || p.adoptPrefix
 		if err := os.MkdirAll(p.layout.Prefix, 0o755); err != nil {
 			return fmt.Errorf("creating %s: %w", p.layout.Prefix, err)
+		}
+		if err := checkTrustedDir("--prefix", p.layout.Prefix); err != nil { // made by someone else meanwhile?
+			return err
 		}
 		m = manifest.New(x.o.Prefix, x.o.RuntimeName, x.o.Version, x.now())
 		m.Engine = manifestEngine(x.o.Engine)

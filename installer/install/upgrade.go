@@ -47,6 +47,9 @@ func rollback(ctx context.Context, o options, d Deps) (*RollbackResult, error) {
 	}
 	res := &RollbackResult{SchemaVersion: ResultSchemaVersion, DryRun: o.DryRun, Prefix: o.Prefix}
 	x := &installer{o: o, d: d, res: &Result{}, warns: &res.Warnings}
+	if err := o.checkTrusted(); err != nil {
+		return res, err
+	}
 	m, release, err := begin(o)
 	defer release()
 	if err != nil {
@@ -54,6 +57,9 @@ func rollback(ctx context.Context, o options, d Deps) (*RollbackResult, error) {
 	}
 	if err := checkRollback(m, o.Prefix); err != nil {
 		return res, err
+	}
+	if err := checkTrustedDir("--prefix", layout.Layout{Prefix: m.Prefix, Version: m.Previous}.Root()); err != nil {
+		return res, err // the version switched to, as a whole
 	}
 	x.m = m
 	res.RuntimeName, res.From, res.To = m.RuntimeName, m.Current, m.Previous

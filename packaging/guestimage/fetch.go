@@ -4,13 +4,18 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -26,7 +31,8 @@ type runFunc func(ctx context.Context, dir, name string, args ...string) ([]byte
 // FetchDebianKernel downloads the generic Debian kernel package into
 // destDir with `apt-get download` and returns the .deb's path. It picks the
 // package linux-image-amd64 depends on, or else the package of the running
-// kernel if apt knows it. A package already present in destDir is reused.
+// kernel if apt knows it. A package already present in destDir is reused when its
+// SHA-256 is the one apt's indexes give (apt-cache show); a download is checked the same way.
 func FetchDebianKernel(ctx context.Context, destDir string) (string, error) {
 	return aptFetcher{run: execRun, release: unameRelease}.fetch(ctx, destDir)
 }
@@ -48,22 +54,121 @@ func (a aptFetcher) fetch(ctx context.Context, destDir string) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	sums, err := a.aptSHA256(ctx, pkg, version)
+	if err != nil {
+		return "", err
+	}
 	if err := os.MkdirAll(destDir, 0o755); err != nil {
 		return "", fmt.Errorf("create kernel cache directory: %w", err)
+	}
+	if err := checkCacheDir(destDir); err != nil {
+		return "", err
 	}
 	// apt-get download names the file <pkg>_<version>_<arch>.deb with the
 	// epoch's ':' escaped as %3a.
 	want := filepath.Join(destDir, fmt.Sprintf("%s_%s_amd64.deb", pkg, strings.ReplaceAll(version, ":", "%3a")))
-	if fi, err := os.Stat(want); err == nil && fi.Mode().IsRegular() && fi.Size() > 0 {
+	if _, err := os.Lstat(want); err == nil {
+		// Reused only when it is what apt would download now: the name proves nothing.
+		if err := verifyDeb(want, pkg, version, sums); err != nil {
+			return "", fmt.Errorf("%w; delete %s and run again to download it afresh, or pass a kernel package with --kernel", err, want)
+		}
 		return want, nil
 	}
 	if out, err := a.run(ctx, destDir, "apt-get", "download", pkg+"="+version); err != nil {
 		return "", fmt.Errorf("apt-get download %s=%s failed: %w (%s): check the apt sources and network, or pass a kernel package with --kernel-deb", pkg, version, err, lastLine(out))
 	}
-	if _, err := os.Stat(want); err != nil {
+	if _, err := os.Lstat(want); err != nil {
 		return "", fmt.Errorf("apt-get download reported success but %s is missing: %w", want, err)
 	}
+	if err := verifyDeb(want, pkg, version, sums); err != nil {
+		return "", fmt.Errorf("%w: the download is refused; run again, or pass a kernel package with --kernel", err)
+	}
 	return want, nil
+}
+
+// aptSHA256 returns the SHA-256 sums apt's package indexes give pkg at version (the SHA256
+// field of apt-cache show; one per index that lists it).
+func (a aptFetcher) aptSHA256(ctx context.Context, pkg, version string) ([]string, error) {
+	out, err := a.run(ctx, "", "apt-cache", "show", pkg+"="+version)
+	if err != nil {
+		return nil, fmt.Errorf("apt-cache show %s=%s: %w (%s): run apt-get update", pkg, version, err, lastLine(out))
+	}
+	sums := showSHA256(out, version)
+	if len(sums) == 0 {
+		return nil, fmt.Errorf("apt gives no SHA256 for %s %s, so a download could not be verified: run apt-get update", pkg, version)
+	}
+	return sums, nil
+}
+
+// showSHA256 collects the SHA256 fields of the records of version in apt-cache show's output.
+func showSHA256(out []byte, version string) []string {
+	var sums []string
+	var recVersion, recSum string
+	flush := func() {
+		if recVersion == version && len(recSum) == 64 && !slices.Contains(sums, recSum) {
+			sums = append(sums, recSum)
+		}
+		recVersion, recSum = "", ""
+	}
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	sc.Buffer(make([]byte, 0, 64*1024), 1024*1024) // long Description lines
+	for sc.Scan() {
+		line := sc.Text()
+		switch {
+		case strings.TrimSpace(line) == "":
+			flush()
+		case strings.HasPrefix(line, "Version:"):
+			recVersion = strings.TrimSpace(strings.TrimPrefix(line, "Version:"))
+		case strings.HasPrefix(line, "SHA256:"):
+			recSum = strings.ToLower(strings.TrimSpace(strings.TrimPrefix(line, "SHA256:")))
+		}
+	}
+	flush()
+	return sums
+}
+
+// verifyDeb checks that path is a regular file (not a link) whose SHA-256 is one apt gives.
+func verifyDeb(path, pkg, version string, sums []string) error {
+	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_NOFOLLOW, 0)
+	if err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if !fi.Mode().IsRegular() {
+		return fmt.Errorf("%s is not a regular file", path)
+	}
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return fmt.Errorf("reading %s: %w", path, err)
+	}
+	got := hex.EncodeToString(h.Sum(nil))
+	if !slices.Contains(sums, got) {
+		return fmt.Errorf("%s is not %s %s as apt knows it (sha256 %s, apt's %s): it was changed or damaged", path, pkg, version, got, strings.Join(sums, " or "))
+	}
+	return nil
+}
+
+// checkCacheDir refuses a kernel cache that someone else could write to: its files are built
+// into the guest image root installs.
+func checkCacheDir(dir string) error {
+	fi, err := os.Lstat(dir)
+	if err != nil {
+		return err
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	switch {
+	case !fi.IsDir():
+		return fmt.Errorf("the kernel cache %s is not a directory (a symbolic link?): remove it, or pass another cache directory", dir)
+	case !ok || int(st.Uid) != os.Geteuid():
+		return fmt.Errorf("the kernel cache %s is not owned by the user running kata-deploy: chown %d %s", dir, os.Geteuid(), dir)
+	case fi.Mode().Perm()&0o022 != 0:
+		return fmt.Errorf("the kernel cache %s is writable by group or others (mode %04o): chmod go-w %s", dir, fi.Mode().Perm(), dir)
+	}
+	return nil
 }
 
 // pickPackage chooses linux-image-amd64's dependency, falling back to the

@@ -22,6 +22,14 @@ const aptPolicyOutput = `linux-image-6.1.0-57-amd64:
         500 http://example.invalid/debian-security bookworm-security/main amd64 Packages
 `
 
+// sha256 of "deb", the content the fake apt-get download writes.
+const debSHA256 = "9cfa1468c93fc18652e34a000f0c6614b0fa18f6f4887477ad9b0d36ca6a7eaa"
+
+func aptShowOutput(pkg, version, sum string) string {
+	return "Package: " + pkg + "\nVersion: 6.1.0-old\nSHA256: " + strings.Repeat("0", 64) + "\n\n" +
+		"Package: " + pkg + "\nVersion: " + version + "\nDescription: Linux\n a long description\nSHA256: " + sum + "\n\n"
+}
+
 func TestKernelDependency(t *testing.T) {
 	tests := []struct {
 		out, want string
@@ -111,6 +119,7 @@ func TestFetchDebianKernel(t *testing.T) {
 			answers: map[string]string{
 				"apt-cache depends linux-image-amd64":                   aptDependsOutput,
 				"apt-cache policy linux-image-6.1.0-57-amd64":           aptPolicyOutput,
+				"apt-cache show linux-image-6.1.0-57-amd64=6.1.192-3":   aptShowOutput("linux-image-6.1.0-57-amd64", "6.1.192-3", debSHA256),
 				"apt-get download linux-image-6.1.0-57-amd64=6.1.192-3": "",
 			},
 			want:  "linux-image-6.1.0-57-amd64_6.1.192-3_amd64.deb",
@@ -120,6 +129,7 @@ func TestFetchDebianKernel(t *testing.T) {
 			name: "running kernel when the metapackage is unknown",
 			answers: map[string]string{
 				"apt-cache policy linux-image-6.1.0-40-amd64":           "p:\n  Candidate: 6.1.150-1\n",
+				"apt-cache show linux-image-6.1.0-40-amd64=6.1.150-1":   aptShowOutput("linux-image-6.1.0-40-amd64", "6.1.150-1", debSHA256),
 				"apt-get download linux-image-6.1.0-40-amd64=6.1.150-1": "",
 			},
 			want: "linux-image-6.1.0-40-amd64_6.1.150-1_amd64.deb",
@@ -139,10 +149,30 @@ func TestFetchDebianKernel(t *testing.T) {
 		{
 			name: "download fails",
 			answers: map[string]string{
-				"apt-cache depends linux-image-amd64":         aptDependsOutput,
-				"apt-cache policy linux-image-6.1.0-57-amd64": aptPolicyOutput,
+				"apt-cache depends linux-image-amd64":                 aptDependsOutput,
+				"apt-cache policy linux-image-6.1.0-57-amd64":         aptPolicyOutput,
+				"apt-cache show linux-image-6.1.0-57-amd64=6.1.192-3": aptShowOutput("linux-image-6.1.0-57-amd64", "6.1.192-3", debSHA256),
 			},
 			wantErr: "apt-get download linux-image-6.1.0-57-amd64=6.1.192-3 failed",
+		},
+		{
+			name: "download not what apt's index says",
+			answers: map[string]string{
+				"apt-cache depends linux-image-amd64":                   aptDependsOutput,
+				"apt-cache policy linux-image-6.1.0-57-amd64":           aptPolicyOutput,
+				"apt-cache show linux-image-6.1.0-57-amd64=6.1.192-3":   aptShowOutput("linux-image-6.1.0-57-amd64", "6.1.192-3", strings.Repeat("a", 64)),
+				"apt-get download linux-image-6.1.0-57-amd64=6.1.192-3": "",
+			},
+			wantErr: "the download is refused",
+		},
+		{
+			name: "no SHA256 from apt",
+			answers: map[string]string{
+				"apt-cache depends linux-image-amd64":                 aptDependsOutput,
+				"apt-cache policy linux-image-6.1.0-57-amd64":         aptPolicyOutput,
+				"apt-cache show linux-image-6.1.0-57-amd64=6.1.192-3": "Package: x\nVersion: 6.1.192-3\n",
+			},
+			wantErr: "apt gives no SHA256",
 		},
 	}
 	for _, tc := range tests {
@@ -171,21 +201,70 @@ func TestFetchDebianKernel(t *testing.T) {
 	}
 }
 
+// A cached package is reused only when apt's index gives its SHA-256; a tampered one, a link,
+// or a cache others may write to is refused, naming the file and the fix.
 func TestFetchDebianKernelReusesCache(t *testing.T) {
-	dir := t.TempDir()
-	cached := writeFile(t, dir, "linux-image-6.1.0-57-amd64_6.1.192-3_amd64.deb", []byte("deb"), 0o644)
-	apt := &fakeApt{answers: map[string]string{
-		"apt-cache depends linux-image-amd64":         aptDependsOutput,
-		"apt-cache policy linux-image-6.1.0-57-amd64": aptPolicyOutput,
-	}}
-	got, err := aptFetcher{run: apt.run, release: unameRelease}.fetch(context.Background(), dir)
-	if err != nil || got != cached {
-		t.Fatalf("got %s, %v; want the cached %s", got, err, cached)
+	const name = "linux-image-6.1.0-57-amd64_6.1.192-3_amd64.deb"
+	tests := []struct {
+		name    string
+		setup   func(t *testing.T, dir string)
+		wantErr string // "" when the cached file is reused
+	}{
+		{name: "intact", setup: func(t *testing.T, dir string) { writeFile(t, dir, name, []byte("deb"), 0o644) }},
+		{name: "tampered", setup: func(t *testing.T, dir string) { writeFile(t, dir, name, []byte("evil deb"), 0o644) },
+			wantErr: "is not linux-image-6.1.0-57-amd64 6.1.192-3 as apt knows it"},
+		{name: "a link to an intact package", setup: func(t *testing.T, dir string) {
+			real := writeFile(t, t.TempDir(), "real.deb", []byte("deb"), 0o644)
+			if err := os.Symlink(real, filepath.Join(dir, name)); err != nil {
+				t.Fatal(err)
+			}
+		}, wantErr: "symbolic link"},
+		{name: "cache writable by others", setup: func(t *testing.T, dir string) {
+			writeFile(t, dir, name, []byte("deb"), 0o644)
+			if err := os.Chmod(dir, 0o777); err != nil {
+				t.Fatal(err)
+			}
+		}, wantErr: "chmod go-w"},
 	}
-	for _, c := range apt.calls {
-		if strings.HasPrefix(c, "apt-get") {
-			t.Errorf("downloaded although cached: %q", c)
-		}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			tc.setup(t, dir)
+			cached := filepath.Join(dir, name)
+			apt := &fakeApt{answers: map[string]string{
+				"apt-cache depends linux-image-amd64":                 aptDependsOutput,
+				"apt-cache policy linux-image-6.1.0-57-amd64":         aptPolicyOutput,
+				"apt-cache show linux-image-6.1.0-57-amd64=6.1.192-3": aptShowOutput("linux-image-6.1.0-57-amd64", "6.1.192-3", debSHA256),
+			}}
+			got, err := aptFetcher{run: apt.run, release: unameRelease}.fetch(context.Background(), dir)
+			for _, c := range apt.calls {
+				if strings.HasPrefix(c, "apt-get") {
+					t.Errorf("downloaded although cached: %q", c)
+				}
+			}
+			if tc.wantErr == "" {
+				if err != nil || got != cached {
+					t.Fatalf("got %s, %v; want the cached %s", got, err, cached)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Fatalf("got %s, %v; want an error with %q", got, err, tc.wantErr)
+			}
+			if tc.name == "tampered" && (!strings.Contains(err.Error(), cached) || !strings.Contains(err.Error(), "delete "+cached)) {
+				t.Errorf("the error does not name %s and the fix: %v", cached, err)
+			}
+		})
+	}
+}
+
+func TestShowSHA256(t *testing.T) {
+	out := aptShowOutput("p", "6.1.192-3", debSHA256) + aptShowOutput("p", "6.1.192-3", debSHA256)
+	if got := showSHA256([]byte(out), "6.1.192-3"); len(got) != 1 || got[0] != debSHA256 {
+		t.Errorf("showSHA256 = %q, want [%s]", got, debSHA256)
+	}
+	if got := showSHA256([]byte(out), "9.9"); got != nil {
+		t.Errorf("showSHA256 of another version = %q", got)
 	}
 }
 
