@@ -68,7 +68,11 @@ func Find(address, config string) (*Daemon, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading the containerd process (pid %d) serving %s: %w", pid, address, err)
 	}
-	d.PID, d.Binary, d.Args = pid, p.Exe, p.Args
+	bin, err := trustedBinary(p)
+	if err != nil {
+		return nil, err
+	}
+	d.PID, d.Binary, d.Args = pid, bin, p.Args
 	d.Config = ConfigFlag(p.Args)
 	if d.Config == "" {
 		d.Config = DefaultConfig
@@ -114,7 +118,9 @@ func (d *Daemon) MajorVersion(ctx context.Context) (int, error) {
 	if d.Binary == "" {
 		return 0, errors.New("containerd is not running and not in $PATH")
 	}
-	out, err := exec.CommandContext(ctx, d.Binary, "--version").Output()
+	cmd := exec.CommandContext(ctx, d.Binary, "--version")
+	cmd.Env, cmd.Dir = commandEnv, "/"
+	out, err := cmd.Output()
 	if err != nil {
 		return 0, fmt.Errorf("%s --version: %w", d.Binary, err)
 	}
@@ -140,6 +146,7 @@ func (d *Daemon) Dump(ctx context.Context) ([]byte, error) {
 		return nil, errors.New("cannot check the configuration: no containerd binary (not running, not in $PATH)")
 	}
 	cmd := exec.CommandContext(ctx, d.Binary, "--config", d.Config, "config", "dump")
+	cmd.Env, cmd.Dir = commandEnv, "/"
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
