@@ -70,6 +70,10 @@ func Create(ctx context.Context, opts Options) (_ *Sandbox, err error) {
 	if logf == nil {
 		logf = func(string, ...any) {}
 	}
+	// Refused before anything starts: QEMU would otherwise boot in the other container's namespace.
+	if err := refuseJoinedNetNS(opts.Spec); err != nil {
+		return nil, err
+	}
 	netnsPath, err := networkNamespace(opts.Spec)
 	if err != nil {
 		return nil, err
