@@ -41,6 +41,11 @@ func cleanupShare(dir, record string) error {
 	if err != nil {
 		return err
 	}
+	if names == nil {
+		// No record: a share made before records were kept. Only a name the shim gives binds
+		// that mountinfo lists as a mount point qualifies (the guest cannot mount on the host).
+		names = legacyNames(dir)
+	}
 	var errs []error
 	for _, name := range slices.Backward(names) {
 		if err := unmountAll(filepath.Join(dir, name)); err != nil {
@@ -75,6 +80,20 @@ func readRecord(record string) ([]string, error) {
 		}
 	}
 	return names, nil
+}
+
+// legacyNames lists the entries of dir named as the shim names binds that are mount points.
+func legacyNames(dir string) []string {
+	entries, _ := os.ReadDir(dir)
+	var names []string
+	for _, e := range entries {
+		if sharedName.MatchString(e.Name()) {
+			if n, err := mountCount(filepath.Join(dir, e.Name())); err == nil && n > 0 {
+				names = append(names, e.Name())
+			}
+		}
+	}
+	return names
 }
 
 func removeRecord(record string) error {

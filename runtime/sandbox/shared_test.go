@@ -152,6 +152,15 @@ func TestCleanupShareHostileTree(t *testing.T) {
 			os.Remove(filepath.Join(dir, "m0"))
 			os.WriteFile(filepath.Join(dir, "m0"), []byte("x"), 0o644)
 		}},
+		{"share without a record, binds still mounted", true, func(t *testing.T, dir, victim string) {
+			os.Remove(filepath.Join(filepath.Dir(dir), "shared.list"))
+			unmountOrFail(t, dir) // binds on a plain directory: the layout before the tmpfs
+			os.Mkdir(filepath.Join(dir, "m0"), 0o700)
+			if err := unix.Mount(victim, filepath.Join(dir, "m0"), "", unix.MS_BIND, ""); err != nil {
+				t.Fatal(err)
+			}
+			symlinkOrFail(t, victim, filepath.Join(dir, "m9"))
+		}},
 		{"symlink in a directory named like a bind", false, func(t *testing.T, dir, victim string) {
 			os.MkdirAll(filepath.Join(dir, "m0", "a"), 0o755)
 			symlinkOrFail(t, victim, filepath.Join(dir, "m0", "a", "link"))
