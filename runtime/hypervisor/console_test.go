@@ -107,3 +107,36 @@ func TestConsoleDrainBounded(t *testing.T) {
 		t.Errorf("the log lost the end of the output: %q", tail)
 	}
 }
+
+// TestVMConsoleFloodCapped: a guest writing to its serial console without end leaves at most
+// ConsoleLogCap bytes on the host, and the log still ends with its latest output.
+func TestVMConsoleFloodCapped(t *testing.T) {
+	g := requireGuest(t)
+	vm := start(t, g.config(t, "vm-flood", nil, "kdtest=flood"))
+	if got := readAgent(t, vm, 60*time.Second); got != "hello" {
+		t.Fatalf("agent.0 said %q", got)
+	}
+	logPath := filepath.Join(vm.StateDir, consoleName)
+	var size int64
+	rotated := false
+	// Under TCG the guest prints about 1 MiB in 10-20 s; give it time to pass the cap.
+	for end := time.Now().Add(45 * time.Second); time.Now().Before(end); time.Sleep(500 * time.Millisecond) {
+		size = 0
+		for _, p := range []string{logPath, logPath + rotatedSuffix} {
+			if fi, err := os.Stat(p); err == nil {
+				size += fi.Size()
+				rotated = rotated || p != logPath
+			}
+		}
+		if size > ConsoleLogCap {
+			t.Fatalf("%d bytes of console on the host, over the cap of %d", size, ConsoleLogCap)
+		}
+	}
+	t.Logf("console log: %d bytes, rotated: %v", size, rotated)
+	if !rotated {
+		t.Errorf("the flood never filled half the cap (%d bytes): the test proves nothing", size)
+	}
+	if tail := vm.Console(); !strings.Contains(tail, "console flood") {
+		t.Errorf("the console's end lacks the guest's output: %q", tail)
+	}
+}
