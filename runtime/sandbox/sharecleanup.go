@@ -302,10 +302,10 @@ func makeMountPoints(spec *specs.Spec) error {
 	if spec.Process != nil && spec.Process.Cwd != "" {
 		mkdirInRoot(root, spec.Process.Cwd, "")
 	}
-	for _, m := range spec.Mounts {
+	for i, m := range spec.Mounts {
 		dest := path.Clean("/" + m.Destination)
-		if dest == "/" {
-			continue
+		if dest == "/" || underEarlierMount(spec.Mounts[:i], dest) {
+			continue // the guest makes it in the mount above it (/dev/pts in /dev's tmpfs)
 		}
 		if fi, err := os.Stat(m.Source); err != nil || !isBind(m) || fi.IsDir() {
 			mkdirInRoot(root, dest, "")
@@ -314,6 +314,16 @@ func makeMountPoints(spec *specs.Spec) error {
 		}
 	}
 	return nil
+}
+
+// underEarlierMount reports whether dest lies inside the destination of one of mounts.
+func underEarlierMount(mounts []specs.Mount, dest string) bool {
+	for _, m := range mounts {
+		if d := path.Clean("/" + m.Destination); d != "/" && strings.HasPrefix(dest, d+"/") {
+			return true
+		}
+	}
+	return false
 }
 
 // mkdirInRoot creates the directory p (and its parents) inside the directory open at root and,

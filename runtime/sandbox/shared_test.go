@@ -300,6 +300,8 @@ func TestMakeMountPointsStaysInRoot(t *testing.T) {
 		{Destination: "/abs/etc/hosts", Type: "bind", Source: file, Options: []string{"rbind"}},
 		{Destination: "/proc", Type: "proc", Source: "proc"},
 		{Destination: "/etc/resolv.conf", Type: "bind", Source: file, Options: []string{"rbind"}},
+		{Destination: "/dev", Type: "tmpfs", Source: "tmpfs"},
+		{Destination: "/dev/pts", Type: "devpts", Source: "devpts"},
 	}}
 	if err := makeMountPoints(spec); err != nil {
 		t.Fatal(err)
@@ -311,5 +313,8 @@ func TestMakeMountPointsStaysInRoot(t *testing.T) {
 		if _, err := os.Stat(filepath.Join(rootfs, p)); err != nil {
 			t.Errorf("%s not created inside the rootfs: %v", p, err)
 		}
+	}
+	if _, err := os.Stat(filepath.Join(rootfs, "dev", "pts")); !os.IsNotExist(err) {
+		t.Errorf("/dev/pts, which the guest makes in /dev's tmpfs, was created in the rootfs: %v", err)
 	}
 }
