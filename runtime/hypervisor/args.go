@@ -104,8 +104,10 @@ func qemuConfig(ctx context.Context, c *Config, l layout) (qemu.Config, error) {
 // the hot-plug slots for NICs and the shares.
 func devices(c *Config, l layout) []qemu.Device {
 	devs := []qemu.Device{
-		// ttyS0, written to console.log so a failed boot can be diagnosed.
-		qemu.CharDevice{Driver: "isa-serial", Backend: "file", ID: "console0", DeviceID: "serial0", Path: l.console},
+		// ttyS0, on a socket the shim drains into console.log, capped
+		// (console.go), so a failed boot can be diagnosed and a flooding
+		// guest cannot fill the host.
+		qemu.CharDevice{Driver: "isa-serial", Backend: qemu.Socket, ID: "console0", DeviceID: "serial0", Path: l.consoleSock},
 		qemu.SerialDevice{Driver: qemu.VirtioSerial, ID: "vserial0"},
 		// govmm emits "server=on,wait=off" for socket chardevs: QEMU
 		// listens and the guest's writes wait until the shim connects.

@@ -71,7 +71,7 @@ func looksLikeStateDir(entries []os.DirEntry) bool {
 	}
 	for _, e := range entries {
 		switch n := e.Name(); {
-		case n == qemuLogName, n == consoleName, n == pidFileName, n == qmpSocketName, n == agentSocketName,
+		case n == qemuLogName, n == consoleName, n == consoleSockName, n == pidFileName, n == qmpSocketName, n == agentSocketName,
 			isVirtiofsdPidFile(n):
 			return true
 		}

@@ -65,6 +65,7 @@ const (
 	agentSocketName = "agent.sock"
 	pidFileName     = "qemu.pid"
 	consoleName     = "console.log"
+	consoleSockName = "console.sock"
 	qemuLogName     = "qemu.log"
 )
 
@@ -73,17 +74,18 @@ const maxSocketPath = 107
 
 // layout names every file of a VM's state directory.
 type layout struct {
-	dir, qmp, agent, pid, console, log string
+	dir, qmp, agent, pid, console, consoleSock, log string
 }
 
 func newLayout(dir string) layout {
 	return layout{
-		dir:     dir,
-		qmp:     filepath.Join(dir, qmpSocketName),
-		agent:   filepath.Join(dir, agentSocketName),
-		pid:     filepath.Join(dir, pidFileName),
-		console: filepath.Join(dir, consoleName),
-		log:     filepath.Join(dir, qemuLogName),
+		dir:         dir,
+		qmp:         filepath.Join(dir, qmpSocketName),
+		agent:       filepath.Join(dir, agentSocketName),
+		pid:         filepath.Join(dir, pidFileName),
+		console:     filepath.Join(dir, consoleName),
+		consoleSock: filepath.Join(dir, consoleSockName),
+		log:         filepath.Join(dir, qemuLogName),
 	}
 }
 
@@ -94,7 +96,7 @@ func (l layout) vfsLog(i int) string    { return filepath.Join(l.dir, "vfs"+strc
 
 // sockets lists every socket path the VM will use.
 func (l layout) sockets(shares []Share) []string {
-	s := []string{l.qmp, l.agent}
+	s := []string{l.qmp, l.agent, l.consoleSock}
 	for i, sh := range shares {
 		if sh.Type == ShareVirtiofs {
 			s = append(s, l.vfsSocket(i))

@@ -153,7 +153,7 @@ func TestQEMUConfig(t *testing.T) {
 				{"-device", "virtserialport,bus=vserial0.0,chardev=agentchr0,id=agent0,name=agent.0"},
 				{"-chardev", "socket,id=agentchr0,path=" + agent + ",server=on,wait=off"},
 				{"-device", "isa-serial,chardev=console0,id=serial0"},
-				{"-chardev", "file,id=console0,path=" + filepath.Join(c.StateDir, "console.log")},
+				{"-chardev", "socket,id=console0,path=" + filepath.Join(c.StateDir, "console.sock") + ",server=on,wait=off"},
 			} {
 				if !hasPair(args, p[0], p[1]) {
 					t.Errorf("missing %s %s in %q", p[0], p[1], args)

@@ -37,7 +37,8 @@ type VM struct {
 	layout  layout
 	proc    *proc
 	daemons []*daemon
-	nics    nicSlots // hot-plugged NICs (hotplug.go)
+	nics    nicSlots        // hot-plugged NICs (hotplug.go)
+	console <-chan struct{} // closed when the console drain has ended (console.go)
 
 	stopMu  sync.Mutex
 	stopped bool
@@ -85,6 +86,9 @@ func (vm *VM) start(ctx context.Context) error {
 		return vm.bootError(fmt.Errorf("QEMU (pid %d) exited right after starting", pid))
 	}
 	vm.recordCmdline()
+	if vm.console, err = startConsole(ctx, vm.layout.consoleSock, vm.layout.console); err != nil {
+		return err
+	}
 	return nil
 }
 
@@ -194,6 +198,9 @@ func (vm *VM) Stop(ctx context.Context) error {
 		}
 	}
 	stopDaemons(ctx, vm.daemons, daemonGrace)
+	if vm.console != nil {
+		waitDone(ctx, vm.console, consoleDrainGrace)
+	}
 	if err := os.RemoveAll(vm.layout.dir); err != nil {
 		return fmt.Errorf("%s: remove state directory: %w", &vm.cfg, err)
 	}
@@ -246,13 +253,17 @@ func (vm *VM) qmp(ctx context.Context, fn func(context.Context, *qemu.QMP) error
 
 // Console returns the end of the guest's serial console (at most
 // consoleTail bytes): kernel panics and agent errors land there.
-func (vm *VM) Console() string { return readTail(vm.layout.console, consoleTail) }
+func (vm *VM) Console() string { return readConsoleTail(vm.layout.console, consoleTail) }
 
 // BootError wraps an error about a guest that did not come up (e.g. the
 // agent never answered) with the end of its console log.
 func (vm *VM) BootError(err error) error { return vm.bootError(err) }
 
 func (vm *VM) bootError(err error) error {
+	if vm.console != nil && vm.proc != nil && vm.proc.exited() {
+		// QEMU is gone: let the drain write the console's last bytes.
+		waitDone(context.Background(), vm.console, consoleDrainGrace)
+	}
 	tail := strings.TrimSpace(vm.Console())
 	if tail == "" {
 		return fmt.Errorf("%w (the guest console %s is empty: the kernel printed nothing; check hypervisor.kernel, or set runtime.debug for a verbose boot)", err, vm.layout.console)

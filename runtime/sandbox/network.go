@@ -27,9 +27,8 @@ func (s *Sandbox) StartNetwork(ctx context.Context, bundle string, logf func(for
 	if err != nil {
 		return err
 	}
-	if p := joinedNetNS(spec); p != "" {
-		// Wiring would redirect the other container's traffic into this VM.
-		return fmt.Errorf("the container joins the network namespace of another process (%s, --network container:<name>), which a VM cannot share: give it its own network (a user-defined network, the default bridge or --network none)", p)
+	if err := refuseJoinedNetNS(spec); err != nil {
+		return err
 	}
 	done := make(chan struct{})
 	go func() {
@@ -64,6 +63,15 @@ func readBundleSpec(bundle string) (*specs.Spec, error) {
 		return nil, fmt.Errorf("reading the container's spec %s: %w", filepath.Join(bundle, "config.json"), err)
 	}
 	return &spec, nil
+}
+
+// refuseJoinedNetNS refuses a spec that joins another process's network namespace: the VM would
+// run in it and wiring would redirect the other container's traffic into this VM.
+func refuseJoinedNetNS(spec *specs.Spec) error {
+	if p := joinedNetNS(spec); p != "" {
+		return fmt.Errorf("the container joins the network namespace of another process (%s, --network container:<name>), which a VM cannot share: give it its own network (a user-defined network, the default bridge or --network none), and reach the other container through that network", p)
+	}
+	return nil
 }
 
 // joinedNetNS returns the path of another process's network namespace the spec joins, or "".

@@ -1,6 +1,7 @@
 package sandbox
 
 import (
+	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -8,6 +9,8 @@ import (
 	"testing"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/kata-deploy/kata-deploy/runtime/config"
 )
 
 func TestUsesDockerDNS(t *testing.T) {
@@ -71,5 +74,24 @@ func TestJoinedNetNS(t *testing.T) {
 	}
 	if got := joinedNetNS(&specs.Spec{}); got != "" {
 		t.Errorf("no linux section: %q", got)
+	}
+}
+
+// TestCreateRefusesJoinedNetNSFirst: --network container:<name> is refused by Create before it
+// creates anything on the host (no state directory, so no share and no QEMU).
+func TestCreateRefusesJoinedNetNSFirst(t *testing.T) {
+	stateDir := filepath.Join(t.TempDir(), "state")
+	cfg := &config.Config{}
+	cfg.Runtime.StateDir = stateDir
+	spec := &specs.Spec{
+		Root:  &specs.Root{Path: t.TempDir()},
+		Linux: &specs.Linux{Namespaces: []specs.LinuxNamespace{{Type: specs.NetworkNamespace, Path: "/proc/4242/ns/net"}}},
+	}
+	_, err := Create(context.Background(), Options{ID: "c1", Spec: spec, Config: cfg})
+	if err == nil || !strings.Contains(err.Error(), "--network container") || !strings.Contains(err.Error(), "/proc/4242/ns/net") {
+		t.Fatalf("err = %v, want a refusal naming --network container and the namespace", err)
+	}
+	if _, err := os.Stat(stateDir); !os.IsNotExist(err) {
+		t.Errorf("Create made %s before refusing: %v", stateDir, err)
 	}
 }

@@ -49,6 +49,13 @@ type Sandbox struct {
 // state directory once it becomes a path.
 var validID = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
 
+// Names in a sandbox's state directory: the share root, and outside it the list of the binds the
+// shim made under it (the guest can write the share root, not the list).
+const (
+	sharedDirName    = "shared"
+	sharedRecordName = "shared.list"
+)
+
 // StateDir is the directory holding a sandbox's sockets, logs and shared mounts.
 func StateDir(cfg *config.Config, id string) (string, error) {
 	if !validID.MatchString(id) {
@@ -62,6 +69,10 @@ func Create(ctx context.Context, opts Options) (_ *Sandbox, err error) {
 	logf := opts.Logf
 	if logf == nil {
 		logf = func(string, ...any) {}
+	}
+	// Refused before anything starts: QEMU would otherwise boot in the other container's namespace.
+	if err := refuseJoinedNetNS(opts.Spec); err != nil {
+		return nil, err
 	}
 	netnsPath, err := networkNamespace(opts.Spec)
 	if err != nil {
@@ -81,7 +92,7 @@ func Create(ctx context.Context, opts Options) (_ *Sandbox, err error) {
 		}
 	}()
 	var guestSpec *specs.Spec
-	if s.shared, guestSpec, err = share(filepath.Join(stateDir, "shared"), opts.Spec); err != nil {
+	if s.shared, guestSpec, err = share(filepath.Join(stateDir, sharedDirName), filepath.Join(stateDir, sharedRecordName), opts.Spec); err != nil {
 		return nil, err
 	}
 	accel, err := accelerator(opts.Config.Hypervisor.Accelerator, logf)
@@ -124,7 +135,7 @@ func vmConfig(opts Options, stateDir, accel, netnsPath string) hypervisor.Config
 		VCPUs:          vcpus,
 		MemoryMiB:      memoryMiB,
 		StateDir:       filepath.Join(stateDir, "vm"),
-		Shares:         []hypervisor.Share{{Tag: agentproto.SharedTag, HostPath: filepath.Join(stateDir, "shared"), Type: fsType}},
+		Shares:         []hypervisor.Share{{Tag: agentproto.SharedTag, HostPath: filepath.Join(stateDir, sharedDirName), Type: fsType}},
 		VirtiofsDaemon: h.VirtiofsDaemon,
 		NetNSPath:      netnsPath,
 		Debug:          opts.Config.Runtime.Debug,
@@ -254,7 +265,7 @@ func Cleanup(stateDir string) error {
 	}
 	errs := []error{
 		hypervisor.Cleanup(filepath.Join(stateDir, "vm")),
-		unshareLeftovers(filepath.Join(stateDir, "shared")),
+		cleanupShare(filepath.Join(stateDir, sharedDirName), filepath.Join(stateDir, sharedRecordName)),
 	}
 	if err := removeShallow(stateDir); err != nil {
 		errs = append(errs, err)

@@ -93,7 +93,7 @@ func TestShareAndUnshare(t *testing.T) {
 		},
 	}
 	dir := filepath.Join(t.TempDir(), "shared")
-	s, guest, err := share(dir, spec)
+	s, guest, err := share(dir, dir+".list", spec)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -145,7 +145,7 @@ func TestRemoveShallowNeverDeletesThroughAMount(t *testing.T) {
 }
 
 func TestMissingRootfs(t *testing.T) {
-	if _, _, err := share(t.TempDir(), &specs.Spec{}); err == nil || !strings.Contains(err.Error(), "root.path") {
+	if _, _, err := share(t.TempDir(), "", &specs.Spec{}); err == nil || !strings.Contains(err.Error(), "root.path") {
 		t.Errorf("err = %v", err)
 	}
 }

@@ -1,10 +1,13 @@
 // Command guestinit is the /init of the hypervisor package's VM tests: it
 // loads the initrd's modules, mounts the shares named on the kernel
 // command line, writes "hello" plus each share's hello.txt to the agent.0
-// virtio-serial port, and powers off ("kdtest=hello") or waits to be
-// killed ("kdtest=wait").
+// virtio-serial port, and powers off ("kdtest=hello"), waits to be
+// killed ("kdtest=wait") or writes to its serial console without end
+// ("kdtest=flood").
 //
-// Kernel parameters: kdtest=hello|wait, kdtest.fs=<9p|virtiofs>:<tag> (repeatable).
+// Kernel parameters: kdtest=hello|wait|flood, kdtest.fs=<9p|virtiofs>:<tag> (repeatable),
+// kdtest.write=<path under /mnt> (repeatable: write "pwned" there, as root
+// in the guest, once the shares are mounted, and report the outcome).
 package main
 
 import (
@@ -50,6 +53,7 @@ func run() error {
 		return err
 	}
 	mode, shares := parse(string(cmdline))
+	writes := paramValues(string(cmdline), "kdtest.write=")
 	port, err := openPort()
 	if err != nil {
 		return err
@@ -64,9 +68,19 @@ func run() error {
 		}
 		msg += " " + s[1] + "=" + content
 	}
+	for _, w := range writes {
+		outcome := "ok"
+		if err := os.WriteFile(filepath.Join("/mnt", w), []byte("pwned\n"), 0o644); err != nil {
+			outcome = strings.ReplaceAll(err.Error(), " ", "_")
+		}
+		msg += " write:" + w + "=" + outcome
+	}
 	// Blocks until the host connects to the port's socket.
 	if _, err := fmt.Fprintln(port, msg); err != nil {
 		return fmt.Errorf("write port: %w", err)
+	}
+	if mode == "flood" {
+		return flood()
 	}
 	if mode == "wait" {
 		for {
@@ -88,6 +102,16 @@ func parse(cmdline string) (mode string, shares [][2]string) {
 		}
 	}
 	return mode, shares
+}
+
+func paramValues(cmdline, prefix string) []string {
+	var vals []string
+	for _, f := range strings.Fields(cmdline) {
+		if v, ok := strings.CutPrefix(f, prefix); ok {
+			vals = append(vals, v)
+		}
+	}
+	return vals
 }
 
 func loadModules() error {
@@ -143,4 +167,18 @@ func readShare(s [2]string) (string, error) {
 	}
 	b, err := os.ReadFile(dir + "/hello.txt")
 	return strings.TrimSpace(string(b)), err
+}
+
+// flood writes to ttyS0, the console the host logs, until the VM is killed.
+func flood() error {
+	tty, err := os.OpenFile("/dev/ttyS0", os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	line := []byte(strings.Repeat("console flood ", 8) + "\n")
+	for {
+		if _, err := tty.Write(line); err != nil {
+			return err
+		}
+	}
 }
