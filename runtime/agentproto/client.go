@@ -62,6 +62,9 @@ func WithLogf(logf func(format string, args ...any)) ClientOption {
 // client keeps well below it and waits for a token within the caller's context instead.
 const maxOpening = 64
 
+// acknowledgeWithin is how long a healthy guest may take to acknowledge a stream.
+var acknowledgeWithin = 10 * time.Second
+
 // maxResponseSize bounds one answer line from the guest: answers are a few hundred bytes (a pid
 // list a few kilobytes).
 const maxResponseSize = 256 << 10
@@ -399,10 +402,18 @@ func (c *Client) exchange(ctx context.Context, req Request) (*callStream, *bufio
 		}
 		return nil, nil, fmt.Errorf("guest agent %s: open stream: the guest acknowledges no new streams: %w", req.Op, ctx.Err())
 	}
+	release := sync.OnceFunc(func() { <-c.opening })
 	raw, err := session.OpenStream()
 	if err != nil {
-		<-c.opening
+		release()
 		return nil, nil, fmt.Errorf("guest agent %s: open stream: %w", req.Op, err)
+	}
+	if OpTimeout(req.Op) == 0 {
+		// A call without a deadline (Wait) is answered when the process exits, long after the
+		// guest acknowledged its stream: the token goes back once a healthy guest has certainly
+		// acknowledged it, so that long waits do not use up the tokens.
+		t := time.AfterFunc(acknowledgeWithin, release)
+		defer t.Stop()
 	}
 	st := &callStream{Stream: raw}
 	// A cancelled context unblocks a pending read or write through the
@@ -415,7 +426,7 @@ func (c *Client) exchange(ctx context.Context, req Request) (*callStream, *bufio
 		err = readMessage(br, &st.resp, maxResponseSize)
 	}
 	if err != nil {
-		c.abandon(raw)
+		c.abandon(raw, release)
 		if ctxErr := ctx.Err(); ctxErr != nil {
 			if errors.Is(ctxErr, context.DeadlineExceeded) {
 				c.unanswered(req.Op, ctxErr)
@@ -424,7 +435,7 @@ func (c *Client) exchange(ctx context.Context, req Request) (*callStream, *bufio
 		}
 		return nil, nil, fmt.Errorf("guest agent %s: %w", req.Op, err)
 	}
-	<-c.opening // an answer came: the guest acknowledged the stream
+	release() // an answer came: the guest acknowledged the stream
 	c.answered()
 	if !stop() {
 		// The context ended just as the answer came and the deadline may be
@@ -442,12 +453,12 @@ func (c *Client) exchange(ctx context.Context, req Request) (*callStream, *bufio
 // abandon closes a stream that failed before its answer and returns its token once the stream
 // is gone on both ends (the guest closed or reset it, the session ended, or yamux's close timeout
 // passed): until then yamux still counts it as opening.
-func (c *Client) abandon(raw *yamux.Stream) {
+func (c *Client) abandon(raw *yamux.Stream, release func()) {
 	raw.Close()
 	go func() {
 		_ = raw.SetReadDeadline(time.Time{})
 		_, _ = io.Copy(io.Discard, raw)
-		<-c.opening
+		release()
 	}()
 }
 

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -387,4 +388,45 @@ func TestCallsHaveDeadlines(t *testing.T) {
 			t.Errorf("still unresponsive after an answer: %v", err)
 		}
 	})
+}
+
+// TestLongWaitsDoNotUseUpStreams: more processes than stream tokens waiting for their exit do not
+// keep other calls from being made.
+func TestLongWaitsDoNotUseUpStreams(t *testing.T) {
+	old := acknowledgeWithin
+	acknowledgeWithin = 100 * time.Millisecond
+	defer func() { acknowledgeWithin = old }()
+	c, agent := hostileClient(t, t.Logf)
+	s, err := NewServerSession(agent, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	go func() { // answers everything but Wait, which blocks as for a running process
+		for {
+			st, err := s.AcceptStream()
+			if err != nil {
+				return
+			}
+			go func() {
+				var req Request
+				if err := ReadMessage(bufio.NewReader(st), &req); err != nil || req.Op == OpWait {
+					return
+				}
+				defer st.Close()
+				_ = WriteMessage(st, Response{Stats: &Stats{}})
+			}()
+		}
+	}()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	for i := range 2 * maxOpening {
+		go c.Wait(ctx, "c", fmt.Sprint(i))
+	}
+	time.Sleep(time.Second)
+	sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer scancel()
+	if _, err := c.Stats(sctx, "c"); err != nil {
+		t.Errorf("stats while %d processes are waited for: %v", 2*maxOpening, err)
+	}
 }
