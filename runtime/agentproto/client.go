@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"sync"
 	"syscall"
 	"time"
 
@@ -32,8 +33,64 @@ type Client struct {
 	done  chan struct{} // closed when the session ended
 	// set before ready is closed
 	session *yamux.Session
+	guard   *guardedConn
 	err     error
+
+	// opening holds a token for every stream the guest has not acknowledged yet; see exchange.
+	opening chan struct{}
+	logf    func(format string, args ...any)
+
+	healthMu sync.Mutex
+	silent   error // why the guest is considered unresponsive; nil while it answers
 }
+
+// ClientOption configures a Client.
+type ClientOption func(*Client)
+
+// WithLogf sends the client's one-line notices (a guest that stops answering, answers again, or
+// breaks the protocol) to logf.
+func WithLogf(logf func(format string, args ...any)) ClientOption {
+	return func(c *Client) {
+		if logf != nil {
+			c.logf = logf
+		}
+	}
+}
+
+// maxOpening bounds the streams the host has opened and the guest not yet acknowledged. yamux
+// blocks OpenStream without any deadline once its own limit (AcceptBacklog, 256) is reached, so the
+// client keeps well below it and waits for a token within the caller's context instead.
+const maxOpening = 64
+
+// acknowledgeWithin is how long a healthy guest may take to acknowledge a stream.
+var acknowledgeWithin = 10 * time.Second
+
+// maxResponseSize bounds one answer line from the guest: answers are a few hundred bytes (a pid
+// list a few kilobytes).
+const maxResponseSize = 256 << 10
+
+// Default deadlines of the agent's operations, applied when the caller's context ends later (or
+// never). They are generous: TCG guests on a loaded host are slow. Wait has none: a process may
+// run for ever.
+var opTimeouts = map[string]time.Duration{
+	OpCreateContainer: 2 * time.Minute,
+	OpStdio:           30 * time.Second,
+	OpStart:           time.Minute,
+	OpExec:            time.Minute,
+	OpSignal:          10 * time.Second,
+	OpCloseStdin:      10 * time.Second,
+	OpResizePty:       10 * time.Second,
+	OpPids:            10 * time.Second,
+	OpStats:           10 * time.Second,
+	OpRemoveContainer: 30 * time.Second,
+	OpShutdown:        10 * time.Second,
+	OpNetwork:         time.Minute,
+	OpDNS:             30 * time.Second,
+	OpPing:            30 * time.Second,
+}
+
+// OpTimeout is the default deadline of op (0: none).
+func OpTimeout(op string) time.Duration { return opTimeouts[op] }
 
 // NewClient starts the host's end of a session over conn, usually the unix
 // socket of QEMU's virtio-serial chardev. It returns at once: the handshake
@@ -41,11 +98,17 @@ type Client struct {
 // every call waits for it within its context. QEMU holds the host's bytes
 // until the guest opens its port, so a client may be made before the VM
 // has booted.
-func NewClient(conn net.Conn) (*Client, error) {
+func NewClient(conn net.Conn, opts ...ClientOption) (*Client, error) {
 	if conn == nil {
 		return nil, errors.New("agent client: nil connection")
 	}
-	c := &Client{conn: conn, ready: make(chan struct{}), done: make(chan struct{})}
+	c := &Client{
+		conn: conn, ready: make(chan struct{}), done: make(chan struct{}),
+		opening: make(chan struct{}, maxOpening), logf: func(string, ...any) {},
+	}
+	for _, o := range opts {
+		o(c)
+	}
 	go c.handshake()
 	return c, nil
 }
@@ -62,16 +125,66 @@ func (c *Client) handshake() {
 		c.fail(fmt.Errorf("guest agent handshake: wait for the agent: %w", err))
 		return
 	}
-	s, err := yamux.Client(&bufferedConn{Reader: br, Conn: c.conn}, sessionConfig(nil))
+	g := newGuardedConn(br, c.conn)
+	s, err := yamux.Client(g, sessionConfig(nil))
 	if err != nil {
+		g.Close()
 		c.fail(fmt.Errorf("start agent session: %w", err))
 		return
 	}
-	c.session = s
+	c.session, c.guard = s, g
 	go func() {
 		<-s.CloseChan()
+		g.Close()
+		if g.err != nil {
+			c.logf("guest agent channel closed: %v", g.err)
+		}
 		close(c.done)
 	}()
+}
+
+// RefusedStreams counts the streams the guest tried to open; each was reset.
+func (c *Client) RefusedStreams() uint64 {
+	select {
+	case <-c.ready:
+		if c.guard != nil {
+			return c.guard.Refused()
+		}
+	default:
+	}
+	return 0
+}
+
+// Unresponsive returns why the guest is considered unresponsive (a call ran into its deadline
+// without an answer, or streams were not acknowledged), or nil while it answers.
+func (c *Client) Unresponsive() error {
+	c.healthMu.Lock()
+	defer c.healthMu.Unlock()
+	return c.silent
+}
+
+// answered records that the guest answered; it logs when an unresponsive guest came back.
+func (c *Client) answered() {
+	c.healthMu.Lock()
+	was := c.silent
+	c.silent = nil
+	c.healthMu.Unlock()
+	if was != nil {
+		c.logf("guest agent answers again")
+	}
+}
+
+// unanswered records a call that ran into its deadline; it logs once until the guest answers.
+func (c *Client) unanswered(op string, err error) {
+	c.healthMu.Lock()
+	first := c.silent == nil
+	if first {
+		c.silent = fmt.Errorf("guest agent did not answer %s: %w", op, err)
+	}
+	c.healthMu.Unlock()
+	if first {
+		c.logf("guest agent marked unresponsive: it did not answer %s in time (%v)", op, err)
+	}
 }
 
 func (c *Client) fail(err error) {
@@ -79,14 +192,6 @@ func (c *Client) fail(err error) {
 	c.conn.Close()
 	close(c.done)
 }
-
-// bufferedConn reads through the reader that consumed the handshake.
-type bufferedConn struct {
-	*bufio.Reader
-	net.Conn
-}
-
-func (b *bufferedConn) Read(p []byte) (int, error) { return b.Reader.Read(p) }
 
 // sessionFor waits for the handshake within ctx.
 func (c *Client) sessionFor(ctx context.Context) (*yamux.Session, error) {
@@ -275,13 +380,40 @@ func (c *Client) exchange(ctx context.Context, req Request) (*callStream, *bufio
 	if err := ctx.Err(); err != nil {
 		return nil, nil, err
 	}
+	if d := OpTimeout(req.Op); d > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, d)
+		defer cancel()
+	}
 	session, err := c.sessionFor(ctx)
 	if err != nil {
 		return nil, nil, fmt.Errorf("guest agent %s: %w", req.Op, err)
 	}
+	// yamux's OpenStream cannot be interrupted once the guest stopped acknowledging streams: take
+	// a token first, within ctx. It is returned once the guest answered (the stream is then
+	// acknowledged), or once a failed stream is closed on both ends.
+	select {
+	case c.opening <- struct{}{}:
+	case <-c.done:
+		return nil, nil, fmt.Errorf("guest agent %s: %w", req.Op, yamux.ErrSessionShutdown)
+	case <-ctx.Done():
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			c.unanswered(req.Op, errors.New("the guest acknowledges no new streams"))
+		}
+		return nil, nil, fmt.Errorf("guest agent %s: open stream: the guest acknowledges no new streams: %w", req.Op, ctx.Err())
+	}
+	release := sync.OnceFunc(func() { <-c.opening })
 	raw, err := session.OpenStream()
 	if err != nil {
+		release()
 		return nil, nil, fmt.Errorf("guest agent %s: open stream: %w", req.Op, err)
+	}
+	if OpTimeout(req.Op) == 0 {
+		// A call without a deadline (Wait) is answered when the process exits, long after the
+		// guest acknowledged its stream: the token goes back once a healthy guest has certainly
+		// acknowledged it, so that long waits do not use up the tokens.
+		t := time.AfterFunc(acknowledgeWithin, release)
+		defer t.Stop()
 	}
 	st := &callStream{Stream: raw}
 	// A cancelled context unblocks a pending read or write through the
@@ -291,15 +423,20 @@ func (c *Client) exchange(ctx context.Context, req Request) (*callStream, *bufio
 	br := bufio.NewReader(raw)
 	err = WriteMessage(raw, req)
 	if err == nil {
-		err = ReadMessage(br, &st.resp)
+		err = readMessage(br, &st.resp, maxResponseSize)
 	}
 	if err != nil {
-		raw.Close()
+		c.abandon(raw, release)
 		if ctxErr := ctx.Err(); ctxErr != nil {
+			if errors.Is(ctxErr, context.DeadlineExceeded) {
+				c.unanswered(req.Op, ctxErr)
+			}
 			return nil, nil, fmt.Errorf("guest agent %s: %w", req.Op, ctxErr)
 		}
 		return nil, nil, fmt.Errorf("guest agent %s: %w", req.Op, err)
 	}
+	release() // an answer came: the guest acknowledged the stream
+	c.answered()
 	if !stop() {
 		// The context ended just as the answer came and the deadline may be
 		// set at any moment: the stream is unusable.
@@ -311,6 +448,18 @@ func (c *Client) exchange(ctx context.Context, req Request) (*callStream, *bufio
 		return nil, nil, &RemoteError{Op: req.Op, Message: st.resp.Error}
 	}
 	return st, br, nil
+}
+
+// abandon closes a stream that failed before its answer and returns its token once the stream
+// is gone on both ends (the guest closed or reset it, the session ended, or yamux's close timeout
+// passed): until then yamux still counts it as opening.
+func (c *Client) abandon(raw *yamux.Stream, release func()) {
+	raw.Close()
+	go func() {
+		_ = raw.SetReadDeadline(time.Time{})
+		_, _ = io.Copy(io.Discard, raw)
+		release()
+	}()
 }
 
 // stdioStream is an attached stdio stream.

@@ -36,7 +36,12 @@ func WriteMessage(w io.Writer, v any) error {
 // ReadMessage reads one JSON line into v. It reads nothing past the line
 // break, so raw bytes that follow (a stdio stream) stay in br.
 func ReadMessage(br *bufio.Reader, v any) error {
-	line, err := readLine(br)
+	return readMessage(br, v, MaxMessageSize)
+}
+
+// readMessage is ReadMessage for lines of at most limit bytes.
+func readMessage(br *bufio.Reader, v any, limit int) error {
+	line, err := readLine(br, limit)
 	if err != nil {
 		return err
 	}
@@ -46,12 +51,15 @@ func ReadMessage(br *bufio.Reader, v any) error {
 	return nil
 }
 
-func readLine(br *bufio.Reader) ([]byte, error) {
+func readLine(br *bufio.Reader, limit int) ([]byte, error) {
 	var buf bytes.Buffer
 	for {
 		chunk, err := br.ReadSlice('\n')
-		if buf.Len()+len(chunk) > MaxMessageSize+1 {
-			return nil, ErrMessageTooLarge
+		if buf.Len()+len(chunk) > limit+1 {
+			if limit == MaxMessageSize {
+				return nil, ErrMessageTooLarge
+			}
+			return nil, fmt.Errorf("agent protocol message exceeds %d bytes", limit)
 		}
 		buf.Write(chunk)
 		switch {

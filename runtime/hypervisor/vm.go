@@ -208,6 +208,12 @@ func (vm *VM) Stop(ctx context.Context) error {
 	return nil
 }
 
+// Kill powers the VM off at once: SIGKILL to QEMU through its pidfd, whatever the guest does.
+// Stop still has to be called to release the rest.
+func (vm *VM) Kill() error {
+	return vm.proc.signal(unix.SIGKILL)
+}
+
 // Pause stops the guest's vCPUs (QMP "stop").
 func (vm *VM) Pause(ctx context.Context) error {
 	return vm.qmp(ctx, func(ctx context.Context, q *qemu.QMP) error { return q.ExecuteStop(ctx) })

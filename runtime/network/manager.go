@@ -78,8 +78,10 @@ type Manager struct {
 // port is one link of the namespace wired to a NIC in the VM.
 type port struct {
 	link  int // index of Docker's link
+	tap   int // index of the tap
 	mac   string
 	nicID string
+	src   guestSource // what the tap's ingress lets the guest send as
 }
 
 // Start wires every link Docker configured in the namespace into the VM, configures the guest,
@@ -186,6 +188,9 @@ func (m *Manager) reconcile(ctx context.Context) error {
 		}
 		m.plugged[idx] = p
 	}
+	if err := m.guardTaps(current); err != nil {
+		errs = append(errs, err)
+	}
 	// The guest learns about removed NICs before they are unplugged, so that it drops their
 	// routes cleanly, and about new ones once they are plugged.
 	if err := m.configureGuest(ctx, current); err != nil {
@@ -217,11 +222,16 @@ func (m *Manager) plug(ctx context.Context, l netlink.Link) (*port, error) {
 	// QEMU gets its own copy of the tap; ours goes in any case, so that on failure the tap (and
 	// the filter on it) disappears.
 	defer tap.Close()
-	if err := connect(m.nl, a.Index, tapIndex); err != nil {
+	addrs, err := listRetrying(func() ([]netlink.Addr, error) { return m.nl.AddrList(l, netlink.FAMILY_ALL) })
+	if err != nil {
+		return nil, fmt.Errorf("wiring %s into the VM: listing its addresses: %w", a.Name, err)
+	}
+	src := sourceOf(a.HardwareAddr, addrs)
+	if err := connect(m.nl, a.Index, tapIndex, src); err != nil {
 		disconnect(m.nl, a.Index)
 		return nil, fmt.Errorf("wiring %s into the VM: %w", a.Name, err)
 	}
-	p := &port{link: a.Index, mac: a.HardwareAddr.String(), nicID: nicID(a.Index)}
+	p := &port{link: a.Index, tap: tapIndex, mac: a.HardwareAddr.String(), nicID: nicID(a.Index), src: src}
 	hctx, cancel := context.WithTimeout(ctx, hotplugTimeout)
 	defer cancel()
 	if err := m.opts.VM.AddNIC(hctx, hypervisor.NIC{ID: p.nicID, MAC: a.HardwareAddr, Tap: tap}); err != nil {
@@ -229,6 +239,32 @@ func (m *Manager) plug(ctx context.Context, l netlink.Link) (*port, error) {
 		return nil, fmt.Errorf("wiring %s into the VM: %w", a.Name, err)
 	}
 	return p, nil
+}
+
+// guardTaps follows address changes of the plugged links in their taps' anti-spoofing filters.
+func (m *Manager) guardTaps(current map[int]netlink.Link) error {
+	var errs []error
+	for idx, p := range m.plugged {
+		l, ok := current[idx]
+		if !ok {
+			continue
+		}
+		addrs, err := listRetrying(func() ([]netlink.Addr, error) { return m.nl.AddrList(l, netlink.FAMILY_ALL) })
+		if err != nil {
+			errs = append(errs, fmt.Errorf("listing the addresses of %s: %w", l.Attrs().Name, err))
+			continue
+		}
+		src := sourceOf(l.Attrs().HardwareAddr, addrs)
+		if src.equal(p.src) {
+			continue
+		}
+		if err := guardTap(m.nl, p.tap, p.link, src); err != nil {
+			errs = append(errs, fmt.Errorf("updating the anti-spoofing filters of %s: %w", l.Attrs().Name, err))
+			continue
+		}
+		p.src = src
+	}
+	return errors.Join(errs...)
 }
 
 // unplug removes the NIC of a link that left the namespace; its tap goes with it.

@@ -144,7 +144,8 @@ func reservePorts(ns netns.NsHandle) error {
 }
 
 // connect joins link and tap: each one's ingress goes out through the other, except what the
-// namespace's own stack keeps or shares (see sharedFilters).
+// namespace's own stack keeps or shares (see sharedFilters), and what the guest may not send as
+// src (see guardTap).
 //
 // The link keeps the addresses Docker gave it, as in Kata, and that is what makes the traffic
 // work: the ingress filters take every frame the link receives before the namespace's IP stack
@@ -155,11 +156,8 @@ func reservePorts(ns netns.NsHandle) error {
 // have no source address or route, Docker would find the link changed under it, and the Manager
 // reads the addresses and routes there as the source of truth for the guest (and notices changes
 // to them). The namespace's egress is untouched; loopback (127.0.0.11) is not affected at all.
-func connect(h *netlink.Handle, link, tap int) error {
+func connect(h *netlink.Handle, link, tap int, src guestSource) error {
 	if err := resetIngress(h, link); err != nil {
-		return err
-	}
-	if err := resetIngress(h, tap); err != nil {
 		return err
 	}
 	for _, f := range sharedFilters(link, tap) {
@@ -167,12 +165,10 @@ func connect(h *netlink.Handle, link, tap int) error {
 			return fmt.Errorf("adding a tc filter for the namespace's own traffic on link %d: %w (the host kernel needs cls_u32 and act_mirred)", link, err)
 		}
 	}
-	for _, w := range []struct{ from, to int }{{link, tap}, {tap, link}} {
-		if err := h.FilterAdd(redirectFilter(w.from, w.to)); err != nil {
-			return fmt.Errorf("adding the tc redirect filter from link %d to link %d: %w (the host kernel needs cls_u32 and act_mirred)", w.from, w.to, err)
-		}
+	if err := h.FilterAdd(redirectFilter(link, tap)); err != nil {
+		return fmt.Errorf("adding the tc redirect filter from link %d to link %d: %w (the host kernel needs cls_u32 and act_mirred)", link, tap, err)
 	}
-	return nil
+	return guardTap(h, tap, link, src)
 }
 
 // resetIngress gives link index a fresh ingress qdisc, dropping an old one and its filters (left by

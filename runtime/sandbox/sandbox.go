@@ -104,7 +104,7 @@ func Create(ctx context.Context, opts Options) (_ *Sandbox, err error) {
 	if s.VM, err = hypervisor.Start(ctx, vmConfig(opts, stateDir, accel, netnsPath)); err != nil {
 		return nil, fmt.Errorf("starting the VM: %w", err)
 	}
-	if s.Agent, err = connectAgent(ctx, s.VM, opts.Config.Agent.BootTimeout.Duration()); err != nil {
+	if s.Agent, err = connectAgent(ctx, s.VM, opts.Config.Agent.BootTimeout.Duration(), logf); err != nil {
 		return nil, err
 	}
 	s.BootTime = time.Since(started)
@@ -190,7 +190,7 @@ func accelerator(requested string, logf func(string, ...any)) (string, error) {
 
 // connectAgent dials the agent's virtio-serial socket and waits until the agent answers, the VM
 // dies, or the boot timeout passes.
-func connectAgent(ctx context.Context, vm *hypervisor.VM, timeout time.Duration) (*agentproto.Client, error) {
+func connectAgent(ctx context.Context, vm *hypervisor.VM, timeout time.Duration, logf func(string, ...any)) (*agentproto.Client, error) {
 	if timeout <= 0 {
 		timeout = 60 * time.Second
 	}
@@ -200,7 +200,7 @@ func connectAgent(ctx context.Context, vm *hypervisor.VM, timeout time.Duration)
 	if err != nil {
 		return nil, fmt.Errorf("connecting to the agent socket %s: %w", vm.AgentSocket, err)
 	}
-	client, err := agentproto.NewClient(conn)
+	client, err := agentproto.NewClient(conn, agentproto.WithLogf(logf))
 	if err != nil {
 		conn.Close()
 		return nil, fmt.Errorf("starting the agent session: %w", err)
@@ -236,9 +236,12 @@ func (s *Sandbox) Destroy(ctx context.Context) error {
 func (s *Sandbox) destroy(ctx context.Context) error {
 	var errs []error
 	if s.Agent != nil {
-		sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		_ = s.Agent.Shutdown(sctx) // the VM may already be gone
-		cancel()
+		// A guest that stopped answering is not asked: QEMU is stopped from the host below.
+		if s.Agent.Unresponsive() == nil {
+			sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			_ = s.Agent.Shutdown(sctx) // the VM may already be gone
+			cancel()
+		}
 		s.Agent.Close()
 	}
 	if s.VM != nil {

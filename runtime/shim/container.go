@@ -2,8 +2,10 @@ package shim
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -15,6 +17,18 @@ import (
 	"github.com/containerd/typeurl/v2"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/kata-deploy/kata-deploy/runtime/agentproto"
+)
+
+// Bounds of the calls the shim makes on Docker's behalf: none of them may wait on the guest for
+// long, since dockerd serves some of them one container at a time.
+const (
+	// killGrace is how long a SIGKILL of the init may take before the VM is powered off from the
+	// host.
+	killGrace = 5 * time.Second
+	// statsTimeout bounds asking the guest for `docker stats`; the last figures answer otherwise.
+	statsTimeout = 5 * time.Second
 )
 
 // container is the one container of this shim, its VM and its processes.
@@ -28,6 +42,11 @@ type container struct {
 	execs   map[string]*process
 	cleanup sync.Once
 	err     error
+
+	paused     atomic.Bool // the VM's vCPUs are stopped: the guest cannot answer
+	statsMu    sync.Mutex
+	lastStats  agentproto.Stats // the guest's last answer, for a paused or unresponsive guest
+	refreshing bool             // a background stats call is under way
 }
 
 func newContainer(r *taskAPI.CreateTaskRequest, sb vmSandbox) *container {
@@ -97,8 +116,8 @@ func (c *container) runningExecs() []*process {
 	return ps
 }
 
-// kill signals a process in the guest. Should the agent not take a SIGKILL for the init, the VM
-// itself is powered off: SIGKILL must always end the container.
+// kill signals a process in the guest. A SIGKILL of the init never depends on the guest: unless
+// the init's exit is seen within killGrace, the VM is powered off from the host.
 func (c *container) kill(ctx context.Context, p *process, sig syscall.Signal, all bool) error {
 	select {
 	case <-p.exited:
@@ -115,15 +134,32 @@ func (c *container) kill(ctx context.Context, p *process, sig syscall.Signal, al
 		}
 		return nil
 	}
-	sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	err := c.sb.Signal(sctx, c.id, p.execID, sig, all)
-	if err == nil || sig != syscall.SIGKILL || p != c.init {
-		return err
+	if sig != syscall.SIGKILL || p != c.init {
+		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		return c.sb.Signal(sctx, c.id, p.execID, sig, all)
 	}
-	log.G(ctx).WithError(err).Warn("the agent did not take SIGKILL: powering the VM off")
+	grace, cancel := context.WithTimeout(context.WithoutCancel(ctx), killGrace)
+	defer cancel()
+	var err error
+	if c.paused.Load() {
+		err = errors.New("the VM is paused")
+	} else if err = c.sb.Signal(grace, c.id, p.execID, sig, all); err == nil {
+		select {
+		case <-p.exited:
+			return nil
+		case <-grace.Done():
+			err = fmt.Errorf("no exit within %s", killGrace)
+		}
+	}
+	log.G(ctx).WithError(err).WithField("id", c.id).Warn("SIGKILL: powering the VM off from the host")
 	p.markKilled()
-	return c.destroy(ctx)
+	if perr := c.sb.PowerOff(); perr != nil {
+		// The process is gone or cannot be signalled: tear everything down.
+		log.G(ctx).WithError(perr).WithField("id", c.id).Warn("powering the VM off")
+		return c.destroy(ctx)
+	}
+	return nil
 }
 
 // shutdownAfterInit powers the VM off once the init exited: the pid namespace is gone, so exec
@@ -157,14 +193,22 @@ func (c *container) pause(ctx context.Context) error {
 	if c.init.status() != task.Status_RUNNING {
 		return fmt.Errorf("container %s is not running: %w", c.id, errdefs.ErrFailedPrecondition)
 	}
-	return c.sb.Pause(ctx)
+	if err := c.sb.Pause(ctx); err != nil {
+		return err
+	}
+	c.paused.Store(true)
+	return nil
 }
 
 func (c *container) resume(ctx context.Context) error {
 	if c.init.status() == task.Status_STOPPED {
 		return fmt.Errorf("container %s has exited: %w", c.id, errdefs.ErrFailedPrecondition)
 	}
-	return c.sb.Resume(ctx)
+	if err := c.sb.Resume(ctx); err != nil {
+		return err
+	}
+	c.paused.Store(false)
+	return nil
 }
 
 // oomKilled tells whether the guest kernel's OOM killer struck: the guest runs one container, so
@@ -182,7 +226,7 @@ func (c *container) stats(ctx context.Context) (*taskAPI.StatsResponse, error) {
 	if c.init.status() == task.Status_STOPPED {
 		return nil, fmt.Errorf("container %s has exited: %w", c.id, errdefs.ErrNotFound)
 	}
-	st, err := c.sb.Stats(ctx, c.id)
+	st, err := c.guestStats(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("reading the guest's statistics: %w", err)
 	}
@@ -197,4 +241,57 @@ func (c *container) stats(ctx context.Context) (*taskAPI.StatsResponse, error) {
 		return nil, err
 	}
 	return &taskAPI.StatsResponse{Stats: data}, nil
+}
+
+// guestStats asks the guest within statsTimeout. A paused VM is not asked, and a guest marked
+// unresponsive is asked in the background only: both answer at once with the last figures, so that
+// one VM never stalls `docker stats` (dockerd collects containers one at a time).
+func (c *container) guestStats(ctx context.Context) (agentproto.Stats, error) {
+	if c.paused.Load() {
+		return c.cachedStats(), nil
+	}
+	if c.sb.Unresponsive() != nil {
+		c.refreshStats()
+		return c.cachedStats(), nil
+	}
+	sctx, cancel := context.WithTimeout(ctx, statsTimeout)
+	defer cancel()
+	st, err := c.sb.Stats(sctx, c.id)
+	if err != nil {
+		if ctx.Err() == nil && sctx.Err() != nil {
+			return c.cachedStats(), nil // the guest did not answer in time
+		}
+		return agentproto.Stats{}, err
+	}
+	c.statsMu.Lock()
+	c.lastStats = st
+	c.statsMu.Unlock()
+	return st, nil
+}
+
+func (c *container) cachedStats() agentproto.Stats {
+	c.statsMu.Lock()
+	defer c.statsMu.Unlock()
+	return c.lastStats
+}
+
+// refreshStats asks the guest in the background, one call at a time: an answer updates the figures
+// and marks the guest responsive again.
+func (c *container) refreshStats() {
+	c.statsMu.Lock()
+	if c.refreshing {
+		c.statsMu.Unlock()
+		return
+	}
+	c.refreshing = true
+	c.statsMu.Unlock()
+	go func() {
+		st, err := c.sb.Stats(context.Background(), c.id) // bounded by the call's default deadline
+		c.statsMu.Lock()
+		if err == nil {
+			c.lastStats = st
+		}
+		c.refreshing = false
+		c.statsMu.Unlock()
+	}()
 }

@@ -39,6 +39,12 @@ type fakeSandbox struct {
 	destroyed chan struct{}
 	destroys  int
 	nextPid   int
+
+	// A hostile or stopped guest: calls other than Wait block until their context ends.
+	silent    bool
+	dead      chan struct{} // closed by PowerOff
+	powerOffs int
+	statsCall int
 }
 
 func newFakeSandbox() *fakeSandbox {
@@ -46,8 +52,40 @@ func newFakeSandbox() *fakeSandbox {
 		procs:     map[string]*fakeProc{"": {exited: make(chan struct{})}},
 		streams:   map[string]net.Conn{},
 		destroyed: make(chan struct{}),
+		dead:      make(chan struct{}),
 		nextPid:   1,
 	}
+}
+
+func (f *fakeSandbox) PowerOff() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.powerOffs++
+	if f.powerOffs == 1 {
+		close(f.dead)
+	}
+	return nil
+}
+
+func (f *fakeSandbox) Unresponsive() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.silent {
+		return errors.New("fake agent: silent")
+	}
+	return nil
+}
+
+// hang blocks a call of a silent guest until ctx ends.
+func (f *fakeSandbox) hang(ctx context.Context) error {
+	f.mu.Lock()
+	silent := f.silent
+	f.mu.Unlock()
+	if !silent {
+		return nil
+	}
+	<-ctx.Done()
+	return ctx.Err()
 }
 
 func (f *fakeSandbox) PID() uint32 { return 4242 }
@@ -69,6 +107,8 @@ func (f *fakeSandbox) Destroy(context.Context) error {
 func (f *fakeSandbox) alive() error {
 	select {
 	case <-f.destroyed:
+		return errVMGone
+	case <-f.dead:
 		return errVMGone
 	default:
 		return nil
@@ -143,13 +183,18 @@ func (f *fakeSandbox) Wait(ctx context.Context, _, execID string) (int, error) {
 		return p.status, nil
 	case <-f.destroyed:
 		return 0, errVMGone
+	case <-f.dead:
+		return 0, errVMGone
 	case <-ctx.Done():
 		return 0, ctx.Err()
 	}
 }
 
 // Signal ends a started process on SIGKILL and SIGTERM, as a shell without traps would.
-func (f *fakeSandbox) Signal(_ context.Context, _, execID string, sig syscall.Signal, _ bool) error {
+func (f *fakeSandbox) Signal(ctx context.Context, _, execID string, sig syscall.Signal, _ bool) error {
+	if err := f.hang(ctx); err != nil {
+		return err
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	p, err := f.proc(execID)
@@ -166,8 +211,14 @@ func (f *fakeSandbox) ResizePty(context.Context, string, string, uint32, uint32)
 	return f.alive()
 }
 
-func (f *fakeSandbox) Stats(context.Context, string) (agentproto.Stats, error) {
-	return agentproto.Stats{Pids: 1}, f.alive()
+func (f *fakeSandbox) Stats(ctx context.Context, _ string) (agentproto.Stats, error) {
+	f.mu.Lock()
+	f.statsCall++
+	f.mu.Unlock()
+	if err := f.hang(ctx); err != nil {
+		return agentproto.Stats{}, err
+	}
+	return agentproto.Stats{Pids: 1, MemoryUsageBytes: 4096}, f.alive()
 }
 
 // exit ends a process with status; the init takes every exec process with it (its pid namespace

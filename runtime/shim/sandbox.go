@@ -27,6 +27,8 @@ type guestAgent interface {
 	Signal(ctx context.Context, containerID, execID string, sig syscall.Signal, all bool) error
 	ResizePty(ctx context.Context, containerID, execID string, w, h uint32) error
 	Stats(ctx context.Context, containerID string) (agentproto.Stats, error)
+	// Unresponsive is non-nil while the guest lets calls run into their deadlines.
+	Unresponsive() error
 }
 
 // vmSandbox is what the task service needs of a container's VM.
@@ -37,6 +39,8 @@ type vmSandbox interface {
 	StartNetwork(ctx context.Context, bundle string, logf func(format string, args ...any)) error
 	Pause(ctx context.Context) error
 	Resume(ctx context.Context) error
+	// PowerOff kills the VM at once from the host, without asking the guest.
+	PowerOff() error
 	// Destroy powers the VM off and releases everything on the host; it is called at most once.
 	Destroy(ctx context.Context) error
 }
@@ -53,6 +57,7 @@ type qemuSandbox struct {
 func (q qemuSandbox) PID() uint32                       { return uint32(q.sb.VM.PID) }
 func (q qemuSandbox) Pause(ctx context.Context) error   { return q.sb.VM.Pause(ctx) }
 func (q qemuSandbox) Resume(ctx context.Context) error  { return q.sb.VM.Resume(ctx) }
+func (q qemuSandbox) PowerOff() error                   { return q.sb.VM.Kill() }
 func (q qemuSandbox) Destroy(ctx context.Context) error { return q.sb.Destroy(ctx) }
 func (q qemuSandbox) StartNetwork(ctx context.Context, bundle string, logf func(string, ...any)) error {
 	return q.sb.StartNetwork(ctx, bundle, logf)
