@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
 
 	"github.com/containerd/cgroups/v3"
@@ -75,7 +76,7 @@ func (m *Manager) Update(resources *specs.LinuxResources) error {
 	m.resources = resources
 	switch {
 	case m.v1 != nil:
-		return wrap(m.rec.Dir, m.v1.Update(resources))
+		return wrap(m.rec.Dir, m.updateV1(resources))
 	case m.v2 != nil:
 		return wrap(m.rec.Dir, m.v2.Update(cgroup2.ToResources(resources)))
 	}
@@ -98,12 +99,58 @@ func (m *Manager) create(pid int) error {
 	if unified {
 		m.v2, err = cgroup2.NewManager(unifiedMount, m.rec.Dir, cgroup2.ToResources(m.resources))
 	} else {
-		m.v1, err = cgroup1.New(cgroup1.StaticPath(m.rec.Dir), m.resources)
+		m.v1, err = cgroup1.New(cgroup1.StaticPath(m.rec.Dir), withoutWeight(m.resources))
+		if err == nil {
+			err = m.setBFQWeight(m.resources)
+		}
 	}
 	if err != nil {
 		return wrap(m.rec.Dir, err)
 	}
 	return m.addProc(pid)
+}
+
+// The v1 block I/O weight is blkio.weight with CFQ but blkio.bfq.weight on kernels that only
+// have BFQ, which containerd/cgroups does not know: it is written here instead.
+const (
+	blkioRoot      = unifiedMount + "/blkio"
+	blkioWeight    = "blkio.weight"
+	blkioBFQWeight = "blkio.bfq.weight"
+)
+
+func (m *Manager) updateV1(r *specs.LinuxResources) error {
+	if err := m.v1.Update(withoutWeight(r)); err != nil {
+		return err
+	}
+	return m.setBFQWeight(r)
+}
+
+// withoutWeight drops the block I/O weight when the kernel has no blkio.weight.
+func withoutWeight(r *specs.LinuxResources) *specs.LinuxResources {
+	if r.BlockIO == nil || r.BlockIO.Weight == nil {
+		return r
+	}
+	if _, err := os.Stat(filepath.Join(blkioRoot, blkioWeight)); err == nil {
+		return r
+	}
+	c := *r
+	c.BlockIO = nil
+	return &c
+}
+
+// setBFQWeight writes the weight to blkio.bfq.weight where blkio.weight is missing.
+func (m *Manager) setBFQWeight(r *specs.LinuxResources) error {
+	if r.BlockIO == nil || r.BlockIO.Weight == nil {
+		return nil
+	}
+	if _, err := os.Stat(filepath.Join(blkioRoot, blkioWeight)); err == nil {
+		return nil
+	}
+	file := filepath.Join(blkioRoot, m.rec.Dir, blkioBFQWeight)
+	if _, err := os.Stat(file); err != nil {
+		return fmt.Errorf("--blkio-weight: this kernel has neither %s nor %s", blkioWeight, blkioBFQWeight)
+	}
+	return os.WriteFile(file, []byte(strconv.FormatUint(uint64(*r.BlockIO.Weight), 10)), 0)
 }
 
 func (m *Manager) addProc(pid int) error {

@@ -153,3 +153,39 @@ func TestCleanupLeavesForeignCgroups(t *testing.T) {
 		}
 	}
 }
+
+// TestBlkioWeight: the weight lands in blkio.weight (CFQ) or blkio.bfq.weight (BFQ), and a
+// kernel with neither refuses it rather than running without it.
+func TestBlkioWeight(t *testing.T) {
+	testreq.Root(t)
+	if cgroups.Mode() == cgroups.Unified {
+		testreq.Skipf(t, "cgroup v1 only: v2 has io.weight, written by containerd/cgroups")
+	}
+	dir := fmt.Sprintf("/kata-deploy-test/blkio-%d", os.Getpid())
+	state := filepath.Join(t.TempDir(), "cgroup.json")
+	m := New(Path{Dir: dir}, &specs.LinuxResources{BlockIO: &specs.LinuxBlockIO{Weight: ptr(uint16(300))}}, state)
+	t.Cleanup(func() { _ = Cleanup(state); removeEverywhere(dir) })
+	p := sleeper(t)
+	err := m.Add(p.Process.Pid)
+	var file string
+	for _, f := range []string{blkioWeight, blkioBFQWeight} {
+		if _, err := os.Stat(filepath.Join(blkioRoot, f)); err == nil {
+			file = filepath.Join(blkioRoot, dir, f)
+			break
+		}
+	}
+	if file == "" {
+		if err == nil || !strings.Contains(err.Error(), "neither") {
+			t.Fatalf("Add with a weight on a kernel without blkio weights = %v, want a refusal", err)
+		}
+		return
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := readTrim(t, file); !strings.HasSuffix(got, "300") {
+		t.Fatalf("%s = %q, want 300", file, got)
+	}
+	_ = p.Process.Kill()
+	_ = p.Wait()
+}
