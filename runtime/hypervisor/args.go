@@ -81,6 +81,8 @@ func qemuConfig(ctx context.Context, c *Config, l layout) (qemu.Config, error) {
 			// Daemonized with a pid file, QEMU outlives the shim as in
 			// upstream Kata; Cleanup finds it through the pid file.
 			Daemonize: true,
+			// -S: the guest waits until the process is placed (Config.Placed).
+			Stopped: c.Placed != nil,
 		},
 		PidFile: l.pid,
 	}

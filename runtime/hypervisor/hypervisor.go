@@ -53,6 +53,11 @@ type Config struct {
 	NetNSPath string
 	// Debug drops "quiet" from the guest command line and logs the launch.
 	Debug bool
+	// Placed, if set, is called with the pid of every process Start spawns (virtiofsd, QEMU)
+	// right after it exists, e.g. to move it into the container's cgroup; QEMU is started
+	// with its vCPUs stopped and resumed only once Placed returned, so no guest code runs
+	// before. An error fails Start.
+	Placed func(pid int) error
 	// Logf, if set, receives diagnostic messages (with Debug, QEMU's
 	// command line and govmm's own log).
 	Logf func(format string, args ...any)

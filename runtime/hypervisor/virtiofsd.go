@@ -59,6 +59,12 @@ func startVirtiofsd(c *Config, l layout, i int, s Share) (*daemon, error) {
 		d.stop(context.Background(), 0)
 		return nil, fmt.Errorf("record virtiofsd pid: %w", err)
 	}
+	if c.Placed != nil {
+		if err := c.Placed(cmd.Process.Pid); err != nil {
+			d.stop(context.Background(), 0)
+			return nil, fmt.Errorf("placing virtiofsd (pid %d): %w", cmd.Process.Pid, err)
+		}
+	}
 	return d, nil
 }
 

@@ -85,6 +85,14 @@ func (vm *VM) start(ctx context.Context) error {
 	if vm.proc, err = watchProc(pid); err != nil || !cmdlineMentions(pid, vm.layout.dir) {
 		return vm.bootError(fmt.Errorf("QEMU (pid %d) exited right after starting", pid))
 	}
+	if vm.cfg.Placed != nil {
+		if err := vm.cfg.Placed(pid); err != nil {
+			return fmt.Errorf("placing QEMU (pid %d): %w", pid, err)
+		}
+		if err := vm.Resume(ctx); err != nil {
+			return vm.bootError(fmt.Errorf("starting the guest's vCPUs: %w", err))
+		}
+	}
 	vm.recordCmdline()
 	if vm.console, err = startConsole(ctx, vm.layout.consoleSock, vm.layout.console); err != nil {
 		return err

@@ -19,6 +19,7 @@ import (
 	"github.com/kata-deploy/kata-deploy/internal/accel"
 	"github.com/kata-deploy/kata-deploy/runtime/agentproto"
 	"github.com/kata-deploy/kata-deploy/runtime/config"
+	"github.com/kata-deploy/kata-deploy/runtime/hostcgroup"
 	"github.com/kata-deploy/kata-deploy/runtime/hypervisor"
 )
 
@@ -41,6 +42,8 @@ type Sandbox struct {
 	BootTime    time.Duration
 	Accelerator string
 	shared      *sharedDir
+	cgroup      *hostcgroup.Manager // QEMU's and virtiofsd's host cgroup
+	memoryMiB   int                 // the VM's RAM
 	destroyOnce sync.Once
 	destroyErr  error
 }
@@ -100,8 +103,13 @@ func Create(ctx context.Context, opts Options) (_ *Sandbox, err error) {
 		return nil, err
 	}
 	s.Accelerator = accel
+	vc := vmConfig(opts, stateDir, accel, netnsPath)
+	if s.cgroup, err = hostCgroup(opts, stateDir, vc.MemoryMiB); err != nil {
+		return nil, err
+	}
+	vc.Placed, s.memoryMiB = s.cgroup.Add, vc.MemoryMiB
 	started := time.Now()
-	if s.VM, err = hypervisor.Start(ctx, vmConfig(opts, stateDir, accel, netnsPath)); err != nil {
+	if s.VM, err = hypervisor.Start(ctx, vc); err != nil {
 		return nil, fmt.Errorf("starting the VM: %w", err)
 	}
 	if s.Agent, err = connectAgent(ctx, s.VM, opts.Config.Agent.BootTimeout.Duration(), logf); err != nil {
@@ -261,7 +269,7 @@ func (s *Sandbox) destroy(ctx context.Context) error {
 }
 
 // Cleanup removes what a sandbox left in stateDir after its shim died: the QEMU process, the
-// shared mounts and the directory itself. Idempotent.
+// shared mounts, the host cgroup and the directory itself. Idempotent.
 func Cleanup(stateDir string) error {
 	if stateDir == "" {
 		return nil
@@ -269,6 +277,11 @@ func Cleanup(stateDir string) error {
 	errs := []error{
 		hypervisor.Cleanup(filepath.Join(stateDir, "vm")),
 		cleanupShare(filepath.Join(stateDir, sharedDirName), filepath.Join(stateDir, sharedRecordName)),
+	}
+	// Once QEMU and virtiofsd are gone. A cgroup that cannot be removed yet keeps its record
+	// (and so the directory) for the next attempt.
+	if err := hostcgroup.Cleanup(filepath.Join(stateDir, cgroupRecord)); err != nil {
+		return errors.Join(append(errs, err)...)
 	}
 	if err := removeShallow(stateDir); err != nil {
 		errs = append(errs, err)
