@@ -101,6 +101,9 @@ func (e *NSExecutor) CreateInit(ctx context.Context, id string, spec *specs.Spec
 		}
 	}
 	cfg := &containerinit.Config{Mode: containerinit.ModeInit, Spec: spec, Process: spec.Process}
+	if spec.Linux != nil {
+		cfg.Seccomp = spec.Linux.Seccomp
+	}
 	return e.spawn(ctx, cfg, 0)
 }
 
@@ -112,7 +115,9 @@ func (e *NSExecutor) CreateExec(ctx context.Context, init Process, p *specs.Proc
 	if !ok {
 		return nil, errors.New("exec: init process is not from this executor")
 	}
-	cfg := &containerinit.Config{Mode: containerinit.ModeExec, Process: p, Root: fmt.Sprintf("%s/%d/root", e.opts.ProcDir, ip.pid)}
+	// An exec'd process is confined like the container's first one.
+	cfg := &containerinit.Config{Mode: containerinit.ModeExec, Process: p, Root: fmt.Sprintf("%s/%d/root", e.opts.ProcDir, ip.pid),
+		Seccomp: ip.seccomp}
 	return e.spawn(ctx, cfg, ip.pid)
 }
 
@@ -173,7 +178,7 @@ func (e *NSExecutor) spawn(ctx context.Context, cfg *containerinit.Config, joinP
 		sio.closeParent()
 		return nil, fmt.Errorf("start the container process: %w", err)
 	}
-	p := &nsProcess{pid: pid, sync: parent, procDir: e.opts.ProcDir, exited: make(chan struct{})}
+	p := &nsProcess{pid: pid, sync: parent, procDir: e.opts.ProcDir, exited: make(chan struct{}), seccomp: cfg.Seccomp}
 	go p.collect(exit)
 	// A setup that hangs (a stuck share) must not hold the request forever.
 	ctx, cancel := context.WithTimeout(ctx, setupTimeout)
@@ -260,6 +265,7 @@ type nsProcess struct {
 	sync    *os.File
 	pty     *os.File
 	procDir string
+	seccomp *specs.LinuxSeccomp // the container's profile, for its exec'd processes
 	exited  chan struct{}
 	status  int
 }
