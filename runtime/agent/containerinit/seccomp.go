@@ -17,7 +17,7 @@ import (
 // in order (conditional ones before an unconditional one), the conditions of
 // a rule are ANDed unless two of them test the same argument (then each is a
 // rule of its own, as runc does), arguments are compared as 64-bit values on
-// 64-bit ABIs (two 32-bit words) and as 32-bit values on i386, and syscalls
+// x86_64 (two 32-bit words) and as 32-bit values on i386 and x32, and syscalls
 // newer than any the profile names return ENOSYS instead of the default
 // action (runc's "enosys stub", so that libc falls back from e.g. clone3).
 
@@ -70,6 +70,15 @@ var x32Specific = map[string]uint32{
 	"io_setup": 543, "io_submit": 544, "execveat": 545, "preadv2": 546, "pwritev2": 547,
 }
 
+// x32Missing are the x86_64-only syscalls ("64" in syscall_64.tbl) that
+// have no x32 entry at all.
+var x32Missing = map[string]bool{
+	"uselib": true, "_sysctl": true, "create_module": true, "get_kernel_syms": true, "query_module": true,
+	"nfsservctl": true, "getpmsg": true, "putpmsg": true, "afs_syscall": true, "tuxcall": true, "security": true,
+	"set_thread_area": true, "get_thread_area": true, "epoll_ctl_old": true, "epoll_wait_old": true,
+	"vserver": true, "uretprobe": true, "map_shadow_stack": true,
+}
+
 // seccompABI is one syscall ABI the filter handles.
 type seccompABI int
 
@@ -87,6 +96,9 @@ func (a seccompABI) syscallNumber(name string) (uint32, bool) {
 	case abiX32:
 		if nr, ok := x32Specific[name]; ok {
 			return nr | x32SyscallBit, true
+		}
+		if x32Missing[name] {
+			return 0, false
 		}
 		nr, ok := syscallsX86_64[name]
 		return nr | x32SyscallBit, ok
@@ -330,8 +342,10 @@ func assembleSeccomp(abis map[seccompABI]bool, rules map[seccompABI]map[uint32][
 	}
 	assembleABI(a, rules[abiX86_64], def, true)
 	if abis[abiX32] {
+		// x32 is a 32-bit ABI: libseccomp compares its arguments as
+		// 32-bit values, like i386's.
 		a.bind(x32)
-		assembleABI(a, rules[abiX32], def, true)
+		assembleABI(a, rules[abiX32], def, false)
 	}
 	if abis[abiX86] {
 		a.bind(sec32)

@@ -78,7 +78,7 @@ func TestCompileSeccomp(t *testing.T) {
 		DefaultAction: specs.ActErrno,
 		Architectures: []specs.Arch{specs.ArchX86_64, specs.ArchX86, specs.ArchX32},
 		Syscalls: []specs.LinuxSyscall{
-			{Names: []string{"getpid", "read", "write", "no_such_syscall"}, Action: specs.ActAllow},
+			{Names: []string{"getpid", "read", "write", "set_thread_area", "no_such_syscall"}, Action: specs.ActAllow},
 			{Names: []string{"chown", "fchownat"}, Action: specs.ActErrno, ErrnoRet: uptr(uint(unix.EACCES))},
 			{Names: []string{"clone3"}, Action: specs.ActErrno, ErrnoRet: uptr(uint(unix.ENOSYS))},
 			{Names: []string{"kill"}, Action: specs.ActKillProcess},
@@ -161,6 +161,8 @@ func TestCompileSeccomp(t *testing.T) {
 		{"x32 shared number", arch64, x["getpid"] | x32SyscallBit, nil, retAllow},
 		{"x32 own number", arch64, 514 | x32SyscallBit, []uint64{0, unix.TIOCSTI}, errno(unix.ENOTTY)},
 		{"x32 errno", arch64, x["chown"] | x32SyscallBit, nil, errno(unix.EACCES)},
+		{"x32 32-bit compare", arch64, x["personality"] | x32SyscallBit, []uint64{1 << 32}, retAllow},
+		{"x32 has no x86_64-only syscalls", arch64, x["set_thread_area"] | x32SyscallBit, nil, eperm},
 		{"unknown arch", 0xc00000b7, x["getpid"], nil, retKillThread},
 	}
 	for _, tt := range tests {
