@@ -228,6 +228,15 @@ func TestVM(t *testing.T) {
 		if r.stdout != want {
 			t.Errorf("init: status %d stdout %q, want %q; stderr %q", r.status, r.stdout, want, r.stderr)
 		}
+		// Without no_new_privs the filter is loaded while the process can
+		// still (CAP_SYS_ADMIN), then the user and capabilities change.
+		spec := confined("sh", "-c", "grep -E '^(NoNewPrivs|Seccomp|CapEff):' /proc/self/status; id -u")
+		spec.Process.NoNewPrivileges = false
+		spec.Process.User = specs.User{UID: 1000, GID: 1000}
+		spec.Process.Capabilities.Effective, spec.Process.Capabilities.Permitted = nil, nil
+		if r := run(ctx, t, c, req("confined-user", spec), nil); r.stdout != "CapEff:\t0000000000000000\nNoNewPrivs:\t0\nSeccomp:\t2\n1000\n" {
+			t.Errorf("without no_new_privs: status %d stdout %q stderr %q", r.status, r.stdout, r.stderr)
+		}
 		id := "confined-exec"
 		if err := c.CreateContainer(ctx, req(id, confined("sleep", "1000"))); err != nil {
 			t.Fatal(err)
