@@ -369,6 +369,26 @@ func assembleABI(a *bpfAsm, rules map[uint32][]seccompRule, def uint32, wide boo
 		a.emit(unix.BPF_JMP|unix.BPF_JGT|unix.BPF_K, 0, 1, nrs[len(nrs)-1])
 		a.ret(retErrno | uint32(unix.ENOSYS))
 	}
+	assembleSyscalls(a, nrs, rules, def, wide)
+}
+
+// linearSyscalls is how many syscalls a leaf of the search tree tests one
+// after the other.
+const linearSyscalls = 8
+
+// assembleSyscalls dispatches on the syscall number (sorted nrs) with a
+// binary search, so that a syscall costs a few comparisons rather than one
+// per syscall of the profile.
+func assembleSyscalls(a *bpfAsm, nrs []uint32, rules map[uint32][]seccompRule, def uint32, wide bool) {
+	if len(nrs) > linearSyscalls {
+		mid := len(nrs) / 2
+		upper := a.label()
+		a.jumpIf(unix.BPF_JGE, nrs[mid], upper)
+		assembleSyscalls(a, nrs[:mid], rules, def, wide)
+		a.bind(upper)
+		assembleSyscalls(a, nrs[mid:], rules, def, wide)
+		return
+	}
 	for _, nr := range nrs {
 		rs := orderRules(rules[nr])
 		if len(rs[0].any) == 0 {
