@@ -194,12 +194,16 @@ func compileSeccomp(s *specs.LinuxSeccomp) (*seccompFilter, error) {
 		}
 	}
 	abis := map[seccompABI]bool{abiX86_64: true}
+	// runc's enosys stub covers the architectures the profile names.
+	listed := map[seccompABI]bool{}
 	for _, a := range s.Architectures {
 		switch a {
+		case specs.ArchX86_64, "SCMP_ARCH_NATIVE":
+			listed[abiX86_64] = true
 		case specs.ArchX32:
-			abis[abiX32] = true
+			abis[abiX32], listed[abiX32] = true, true
 		case specs.ArchX86:
-			abis[abiX86] = true
+			abis[abiX86], listed[abiX86] = true, true
 		}
 	}
 	rules := map[seccompABI]map[uint32][]seccompRule{}
@@ -256,7 +260,7 @@ func compileSeccomp(s *specs.LinuxSeccomp) (*seccompFilter, error) {
 		}
 	}
 	f.unknown = order
-	f.prog, err = assembleSeccomp(abis, rules, def)
+	f.prog, err = assembleSeccomp(abis, listed, rules, def)
 	if err != nil {
 		return nil, err
 	}
@@ -318,7 +322,7 @@ func (a *bpfAsm) finish() ([]unix.SockFilter, error) {
 	return a.ins, nil
 }
 
-func assembleSeccomp(abis map[seccompABI]bool, rules map[seccompABI]map[uint32][]seccompRule, def uint32) ([]unix.SockFilter, error) {
+func assembleSeccomp(abis, listed map[seccompABI]bool, rules map[seccompABI]map[uint32][]seccompRule, def uint32) ([]unix.SockFilter, error) {
 	a := &bpfAsm{}
 	// A syscall from an architecture the profile does not cover is killed,
 	// libseccomp's default "bad architecture" action.
@@ -340,30 +344,30 @@ func assembleSeccomp(abis map[seccompABI]bool, rules map[seccompABI]map[uint32][
 		a.emit(unix.BPF_JMP|unix.BPF_JGE|unix.BPF_K, 0, 1, x32SyscallBit)
 		a.ret(badArch)
 	}
-	assembleABI(a, rules[abiX86_64], def, true)
+	assembleABI(a, rules[abiX86_64], def, true, listed[abiX86_64])
 	if abis[abiX32] {
 		// x32 is a 32-bit ABI: libseccomp compares its arguments as
 		// 32-bit values, like i386's.
 		a.bind(x32)
-		assembleABI(a, rules[abiX32], def, false)
+		assembleABI(a, rules[abiX32], def, false, listed[abiX32])
 	}
 	if abis[abiX86] {
 		a.bind(sec32)
 		a.load(offNr)
-		assembleABI(a, rules[abiX86], def, false)
+		assembleABI(a, rules[abiX86], def, false, listed[abiX86])
 	}
 	return a.finish()
 }
 
 // assembleABI emits the checks of one ABI; A holds the syscall number on
 // entry, and every path ends in a return.
-func assembleABI(a *bpfAsm, rules map[uint32][]seccompRule, def uint32, wide bool) {
+func assembleABI(a *bpfAsm, rules map[uint32][]seccompRule, def uint32, wide, enosysStub bool) {
 	nrs := make([]uint32, 0, len(rules))
 	for nr := range rules {
 		nrs = append(nrs, nr)
 	}
 	sort.Slice(nrs, func(i, j int) bool { return nrs[i] < nrs[j] })
-	if len(nrs) > 0 && def != retAllow && def != retLog {
+	if enosysStub && len(nrs) > 0 && def != retAllow && def != retLog && def != retErrno|uint32(unix.ENOSYS) {
 		// runc's enosys stub: a syscall newer than the profile is unknown
 		// to it, and ENOSYS lets libc fall back to an older one.
 		a.emit(unix.BPF_JMP|unix.BPF_JGT|unix.BPF_K, 0, 1, nrs[len(nrs)-1])

@@ -188,6 +188,9 @@ func TestCompileSeccompArchitectures(t *testing.T) {
 		{"native only: native allowed", nil, auditArchX86_64, syscallsX86_64["getpid"], retAllow},
 		{"x86_64 without x32", []specs.Arch{specs.ArchX86_64, specs.ArchX86}, auditArchX86_64, syscallsX86_64["getpid"] | x32SyscallBit, retKillThread},
 		{"foreign arch in profile", []specs.Arch{specs.ArchAARCH64}, auditArchX86_64, syscallsX86_64["getpid"], retAllow},
+		// runc's enosys stub covers only the architectures the profile names.
+		{"no enosys stub without architectures", nil, auditArchX86_64, 1000, retKillProcess},
+		{"enosys stub for a named architecture", []specs.Arch{specs.ArchX86_64}, auditArchX86_64, 1000, retErrno | uint32(unix.ENOSYS)},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
