@@ -28,6 +28,7 @@ type NSExecutor struct {
 
 	mu      sync.Mutex
 	mounted []string // guest paths of mounted shares, in mount order
+	devices *devicesCgroup
 }
 
 // ExecutorOptions tune an NSExecutor; the zero value is for the guest.
@@ -40,6 +41,10 @@ type ExecutorOptions struct {
 	Exe string
 	// ProcDir is where procfs is mounted. Default /proc.
 	ProcDir string
+	// DeviceCgroup confines each container's device access with a cgroup
+	// v1 devices controller, with the spec's rules as runc applies them.
+	// Only for a guest: the controller is the whole kernel's.
+	DeviceCgroup bool
 }
 
 // NewExecutor returns an executor whose children are reaped by reaper.
@@ -101,7 +106,44 @@ func (e *NSExecutor) CreateInit(ctx context.Context, id string, spec *specs.Spec
 		}
 	}
 	cfg := &containerinit.Config{Mode: containerinit.ModeInit, Spec: spec, Process: spec.Process}
-	return e.spawn(ctx, cfg, 0)
+	var confine func(pid int) error
+	var dc *devicesCgroup
+	if spec.Linux != nil {
+		cfg.Seccomp = spec.Linux.Seccomp
+	}
+	if e.opts.DeviceCgroup {
+		var rules []specs.LinuxDeviceCgroup
+		if spec.Linux != nil && spec.Linux.Resources != nil {
+			rules = spec.Linux.Resources.Devices
+		}
+		writes, notes, err := containerinit.DeviceCgroupRules(rules)
+		if err != nil {
+			return nil, err
+		}
+		for _, n := range notes {
+			e.log.Debugf("container %s: %s", id, n)
+		}
+		if dc, err = e.devicesCgroup(); err != nil {
+			return nil, err
+		}
+		confine = func(pid int) error { return dc.create(id, writes, pid) }
+	}
+	p, err := e.spawn(ctx, cfg, 0, confine)
+	if err != nil {
+		return nil, err
+	}
+	if dc != nil {
+		p.cgroup = id
+		go func() {
+			<-p.exited
+			// Its exec'd processes die with the pid namespace; an empty
+			// cgroup left over in a VM that powers off soon is harmless.
+			if err := dc.remove(id); err != nil {
+				e.log.Debugf("remove the devices cgroup of %s: %v", id, err)
+			}
+		}()
+	}
+	return p, nil
 }
 
 // CreateExec starts containerinit in init's pid, uts and ipc namespaces; it
@@ -112,8 +154,28 @@ func (e *NSExecutor) CreateExec(ctx context.Context, init Process, p *specs.Proc
 	if !ok {
 		return nil, errors.New("exec: init process is not from this executor")
 	}
-	cfg := &containerinit.Config{Mode: containerinit.ModeExec, Process: p, Root: fmt.Sprintf("%s/%d/root", e.opts.ProcDir, ip.pid)}
-	return e.spawn(ctx, cfg, ip.pid)
+	// An exec'd process is confined like the container's first one.
+	cfg := &containerinit.Config{Mode: containerinit.ModeExec, Process: p, Root: fmt.Sprintf("%s/%d/root", e.opts.ProcDir, ip.pid),
+		Seccomp: ip.seccomp}
+	var confine func(pid int) error
+	if ip.cgroup != "" {
+		confine = func(pid int) error { return e.devices.join(ip.cgroup, pid) }
+	}
+	return e.spawn(ctx, cfg, ip.pid, confine)
+}
+
+// devicesCgroup opens the guest's devices controller on first use.
+func (e *NSExecutor) devicesCgroup() (*devicesCgroup, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.devices == nil {
+		dc, err := openDevicesCgroup()
+		if err != nil {
+			return nil, err
+		}
+		e.devices = dc
+	}
+	return e.devices, nil
 }
 
 // Stats reports guest-wide memory and CPU usage.
@@ -137,7 +199,9 @@ func (e *NSExecutor) Shutdown(ctx context.Context) error {
 	return nil
 }
 
-func (e *NSExecutor) spawn(ctx context.Context, cfg *containerinit.Config, joinPid int) (*nsProcess, error) {
+// spawn starts containerinit and hands it cfg. confine, if set, runs on the
+// new pid before the child gets its config (it waits for it, doing nothing).
+func (e *NSExecutor) spawn(ctx context.Context, cfg *containerinit.Config, joinPid int, confine func(pid int) error) (*nsProcess, error) {
 	sio, err := newStdio(cfg.Process)
 	if err != nil {
 		return nil, err
@@ -173,12 +237,17 @@ func (e *NSExecutor) spawn(ctx context.Context, cfg *containerinit.Config, joinP
 		sio.closeParent()
 		return nil, fmt.Errorf("start the container process: %w", err)
 	}
-	p := &nsProcess{pid: pid, sync: parent, procDir: e.opts.ProcDir, exited: make(chan struct{})}
+	p := &nsProcess{pid: pid, sync: parent, procDir: e.opts.ProcDir, exited: make(chan struct{}), seccomp: cfg.Seccomp}
 	go p.collect(exit)
 	// A setup that hangs (a stuck share) must not hold the request forever.
 	ctx, cancel := context.WithTimeout(ctx, setupTimeout)
 	defer cancel()
-	err = p.handshake(ctx, cfg, sio, e.log)
+	if confine != nil {
+		err = confine(pid)
+	}
+	if err == nil {
+		err = p.handshake(ctx, cfg, sio, e.log)
+	}
 	if err != nil {
 		unix.Kill(pid, unix.SIGKILL)
 		<-p.exited
@@ -260,6 +329,8 @@ type nsProcess struct {
 	sync    *os.File
 	pty     *os.File
 	procDir string
+	seccomp *specs.LinuxSeccomp // the container's profile, for its exec'd processes
+	cgroup  string              // the container's devices cgroup, for its exec'd processes
 	exited  chan struct{}
 	status  int
 }

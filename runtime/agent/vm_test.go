@@ -206,6 +206,58 @@ func TestVM(t *testing.T) {
 		}
 	})
 
+	t.Run("seccomp, no_new_privs and device rules, for init and exec", func(t *testing.T) {
+		// Docker's default device rules and a profile that denies chown.
+		dev := func(allow bool, major, minor int64) specs.LinuxDeviceCgroup {
+			return specs.LinuxDeviceCgroup{Allow: allow, Type: "c", Major: ptr(major), Minor: ptr(minor), Access: "rwm"}
+		}
+		confined := func(args ...string) *specs.Spec {
+			spec := dockerSpec(args...)
+			spec.Linux.Resources = &specs.LinuxResources{Devices: []specs.LinuxDeviceCgroup{{Allow: false, Access: "rwm"},
+				dev(true, 1, 5), dev(true, 1, 3), dev(true, 1, 9), dev(true, 1, 8), dev(true, 5, 0), dev(true, 5, 1), dev(false, 10, 229)}}
+			spec.Linux.Seccomp = &specs.LinuxSeccomp{DefaultAction: specs.ActAllow,
+				Architectures: []specs.Arch{specs.ArchX86_64, specs.ArchX86, specs.ArchX32},
+				Syscalls:      []specs.LinuxSyscall{{Names: []string{"chown", "fchown", "fchownat", "lchown"}, Action: specs.ActErrno}}}
+			return spec
+		}
+		const script = `grep -E '^(NoNewPrivs|Seccomp):' /proc/self/status; touch /tmp/f; chown 1 /tmp/f 2>&1; ` +
+			`for d in "null 1 3" "kmsg 1 11" "console 5 1" "mem 1 1"; do set -- $d; mknod /dev/x$1 c $2 $3; ` +
+			`true >>/dev/x$1 2>/dev/null && echo $1=ok || echo $1=refused; done`
+		const want = "NoNewPrivs:\t1\nSeccomp:\t2\nchown: /tmp/f: Operation not permitted\nnull=ok\nkmsg=refused\nconsole=refused\nmem=refused\n"
+		r := run(ctx, t, c, req("confined", confined("sh", "-c", script)), nil)
+		if r.stdout != want {
+			t.Errorf("init: status %d stdout %q, want %q; stderr %q", r.status, r.stdout, want, r.stderr)
+		}
+		// Without no_new_privs the filter is loaded while the process can
+		// still (CAP_SYS_ADMIN), then the user and capabilities change.
+		spec := confined("sh", "-c", "grep -E '^(NoNewPrivs|Seccomp|CapEff):' /proc/self/status; id -u")
+		spec.Process.NoNewPrivileges = false
+		spec.Process.User = specs.User{UID: 1000, GID: 1000}
+		spec.Process.Capabilities.Effective, spec.Process.Capabilities.Permitted = nil, nil
+		if r := run(ctx, t, c, req("confined-user", spec), nil); r.stdout != "CapEff:\t0000000000000000\nNoNewPrivs:\t0\nSeccomp:\t2\n1000\n" {
+			t.Errorf("without no_new_privs: status %d stdout %q stderr %q", r.status, r.stdout, r.stderr)
+		}
+		id := "confined-exec"
+		if err := c.CreateContainer(ctx, req(id, confined("sleep", "1000"))); err != nil {
+			t.Fatal(err)
+		}
+		startAndWait(ctx, t, c, id, "", false, nil, func() {
+			p := &specs.Process{Args: []string{"sh", "-c", script}, Env: []string{"PATH=/bin"}, Cwd: "/",
+				Capabilities:    &specs.LinuxCapabilities{Bounding: []string{"CAP_MKNOD", "CAP_CHOWN"}, Effective: []string{"CAP_MKNOD", "CAP_CHOWN"}, Permitted: []string{"CAP_MKNOD", "CAP_CHOWN"}},
+				NoNewPrivileges: true}
+			if err := c.Exec(ctx, id, "ex", p); err != nil {
+				t.Fatalf("exec: %v", err)
+			}
+			er := startAndWait(ctx, t, c, id, "ex", false, nil, nil)
+			if er.stdout != want {
+				t.Errorf("exec: status %d stdout %q, want %q; stderr %q", er.status, er.stdout, want, er.stderr)
+			}
+			if err := c.Signal(ctx, id, "", syscall.SIGKILL, false); err != nil {
+				t.Fatalf("signal: %v", err)
+			}
+		})
+	})
+
 	t.Run("terminal", func(t *testing.T) {
 		spec := dockerSpec("sh", "-c", "tty; stty size; echo $TERM; [ /dev/console -ef /dev/pts/0 ] && echo console")
 		spec.Process.Terminal = true

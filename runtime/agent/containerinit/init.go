@@ -46,6 +46,9 @@ type Config struct {
 	Spec    *specs.Spec    `json:"spec,omitempty"` // ModeInit: rootfs, mounts, hostname
 	Process *specs.Process `json:"process"`        // the program and its credentials
 	Root    string         `json:"root,omitempty"` // ModeExec: /proc/<init pid>/root
+	// Seccomp is the container's profile, applied to every process of the
+	// container (init and exec) as the last step before execve.
+	Seccomp *specs.LinuxSeccomp `json:"seccomp,omitempty"`
 }
 
 // Status is the child's one JSON line answer after setup. With a terminal,
@@ -82,9 +85,10 @@ func run(sync *os.File) int {
 	var cfg Config
 	w := &warnings{}
 	var master *os.File
+	var late *seccompFilter
 	err := readConfig(br, &cfg)
 	if err == nil {
-		master, err = prepare(&cfg, w)
+		master, late, err = prepare(&cfg, w)
 	}
 	st := Status{Warnings: w.list}
 	if err != nil {
@@ -102,7 +106,11 @@ func run(sync *os.File) int {
 		return exitSetupFailed // the agent gave up on this process
 	}
 	sync.Close()
-	return execProcess(cfg.Process, os.Stderr)
+	var beforeExec func() error
+	if late != nil {
+		beforeExec = late.load
+	}
+	return execProcess(cfg.Process, os.Stderr, beforeExec)
 }
 
 func readConfig(br *bufio.Reader, cfg *Config) error {
@@ -176,33 +184,48 @@ func (w *warnings) add(format string, args ...any) {
 }
 
 // prepare does everything but the final execve. With a terminal it returns
-// the pty master for the agent.
-func prepare(cfg *Config, w *warnings) (*os.File, error) {
+// the pty master for the agent. A seccomp filter that is still to be loaded
+// (with no_new_privs, as late as possible) is returned too.
+func prepare(cfg *Config, w *warnings) (*os.File, *seccompFilter, error) {
 	p := cfg.Process
+	profile := cfg.Seccomp
+	if profile == nil && cfg.Spec != nil && cfg.Spec.Linux != nil {
+		profile = cfg.Spec.Linux.Seccomp
+	}
+	var filter *seccompFilter
+	if profile != nil {
+		var err error
+		if filter, err = compileSeccomp(profile); err != nil {
+			return nil, nil, err
+		}
+		if len(filter.unknown) > 0 {
+			w.add("seccomp: %d syscalls of the profile are unknown to this agent and were left out (%v)", len(filter.unknown), filter.unknown)
+		}
+	}
 	// Before any chroot: /proc is still the agent's here.
 	if p.OOMScoreAdj != nil {
 		if err := os.WriteFile("/proc/self/oom_score_adj", []byte(fmt.Sprint(*p.OOMScoreAdj)), 0); err != nil {
-			return nil, fmt.Errorf("set oom_score_adj: %w", err)
+			return nil, nil, fmt.Errorf("set oom_score_adj: %w", err)
 		}
 	}
 	switch cfg.Mode {
 	case ModeInit:
 		if err := setupRootfs(cfg.Spec, w); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if err := setupUTS(cfg.Spec); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	case ModeExec:
 		if err := unix.Chroot(cfg.Root); err != nil {
-			return nil, fmt.Errorf("enter the container's root %s: %w", cfg.Root, err)
+			return nil, nil, fmt.Errorf("enter the container's root %s: %w", cfg.Root, err)
 		}
 	}
 	var master *os.File
 	if p.Terminal {
 		var err error
 		if master, err = setupTerminal(cfg.Mode == ModeInit); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
 	err := setCwd(p.Cwd)
@@ -212,6 +235,12 @@ func prepare(cfg *Config, w *warnings) (*os.File, error) {
 	if err == nil {
 		err = fixStdioOwner(int(p.User.UID))
 	}
+	if err == nil && filter != nil && !p.NoNewPrivileges {
+		// Without no_new_privs, loading a filter takes CAP_SYS_ADMIN:
+		// load it before the capabilities are dropped (as runc does).
+		err = filter.load()
+		filter = nil
+	}
 	if err == nil {
 		err = setCredentials(p, w)
 	}
@@ -219,12 +248,12 @@ func prepare(cfg *Config, w *warnings) (*os.File, error) {
 		if master != nil {
 			master.Close()
 		}
-		return nil, err
+		return nil, nil, err
 	}
 	if p.User.Umask != nil {
 		unix.Umask(int(*p.User.Umask))
 	}
-	return master, nil
+	return master, filter, nil
 }
 
 // setupTerminal opens a pty in the container's own devpts (so that ttyname

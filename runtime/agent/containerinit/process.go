@@ -23,7 +23,9 @@ var errNotFound = errors.New("executable file not found in $PATH")
 // execProcess replaces the child with the user's program. It returns only
 // on failure, after telling the user why on stderr, with the exit code a
 // shell would use: 127 for not found, 126 for found but not executable.
-func execProcess(p *specs.Process, stderr io.Writer) int {
+// beforeExec, if set, is the very last step before execve (the seccomp
+// filter): nothing but execve runs under it.
+func execProcess(p *specs.Process, stderr io.Writer, beforeExec func() error) int {
 	name := p.Args[0]
 	pathEnv, ok := envValue(p.Env, "PATH")
 	if !ok {
@@ -33,6 +35,12 @@ func execProcess(p *specs.Process, stderr io.Writer) int {
 	if err != nil {
 		fmt.Fprintf(stderr, "kata-agent: exec: %q: %v\n", name, err)
 		return exitCode(err)
+	}
+	if beforeExec != nil {
+		if err := beforeExec(); err != nil {
+			fmt.Fprintf(stderr, "kata-agent: %v\n", err)
+			return exitSetupFailed
+		}
 	}
 	err = unix.Exec(prog, p.Args, p.Env)
 	fmt.Fprintf(stderr, "kata-agent: exec %s: %v\n", prog, err)
