@@ -78,11 +78,7 @@ func qemuConfig(ctx context.Context, c *Config, l layout) (qemu.Config, error) {
 			NoDefaults:   true,
 			NoGraphic:    true,
 			NoReboot:     true,
-			// Daemonized with a pid file, QEMU outlives the shim as in
-			// upstream Kata; Cleanup finds it through the pid file.
-			Daemonize: true,
 		},
-		PidFile: l.pid,
 	}
 	noRealtimeArg(&q.Knobs)
 	// Under emulation the default CPU model (qemu64) boots faster than

@@ -51,6 +51,9 @@ type Config struct {
 	// one, owned by QEMU: Docker then moves the container's veth into
 	// /proc/<PID>/ns/net.
 	NetNSPath string
+	// CacheDir holds what is learnt once per QEMU binary (its -sandbox
+	// options); "" probes at every start.
+	CacheDir string
 	// Debug drops "quiet" from the guest command line and logs the launch.
 	Debug bool
 	// Logf, if set, receives diagnostic messages (with Debug, QEMU's

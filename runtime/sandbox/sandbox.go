@@ -124,6 +124,7 @@ func vmConfig(opts Options, stateDir, accel, netnsPath string) hypervisor.Config
 		VCPUs:          vcpus,
 		MemoryMiB:      memoryMiB,
 		StateDir:       filepath.Join(stateDir, "vm"),
+		CacheDir:       opts.Config.Runtime.StateDir + ".cache", // beside the state directory, which holds containers only
 		Shares:         []hypervisor.Share{{Tag: agentproto.SharedTag, HostPath: filepath.Join(stateDir, "shared"), Type: fsType}},
 		VirtiofsDaemon: h.VirtiofsDaemon,
 		NetNSPath:      netnsPath,
