@@ -6,9 +6,8 @@ package hypervisor
 // file, each with a test in govmmfix_test.go that also shows the defect is
 // still there: when a test says it is gone, drop the workaround.
 //
-// A known defect with no workaround: LaunchQemu always sets the child's
-// credentials (uid, gid and groups from Config, 0 by default), which only
-// root may do. The shim runs as root, so nothing is needed.
+// LaunchQemu is not used to start QEMU (see commandLine): it always sets
+// the child's credentials and ties the process to a context.
 
 import (
 	"context"

@@ -1,7 +1,7 @@
 // Package hypervisor runs one QEMU virtual machine per container through
 // govmm: it builds the command line (fast-boot kernel, virtio-serial agent
-// channel, 9p or virtio-fs shares), starts QEMU daemonized inside a network
-// namespace, watches it through a pidfd, drives it over QMP, and tears down
+// channel, 9p or virtio-fs shares), starts QEMU confined (confine.go) inside
+// a network namespace, watches it through a pidfd, drives it over QMP, and tears down
 // everything it started, also on behalf of a shim that died.
 package hypervisor
 
