@@ -6,9 +6,13 @@ package hypervisor
 // from a thread prepared for it and thrown away afterwards, so that what it
 // inherits is exactly what is set here:
 //
-//   - its own mount namespace, a copy of the host's with slave propagation:
-//     nothing it mounts reaches the host, while the host's unmounts (the
-//     container's share binds at teardown) still reach it;
+//   - its own mount namespace with slave propagation: nothing it mounts
+//     reaches the host, while the host's unmounts (the container's share
+//     binds at teardown) still reach it. For QEMU that namespace holds only
+//     what it must open (confineroot.go): the system's programs and
+//     libraries, its kernel, initrd and firmware read-only; the VM's state
+//     directory and the 9p shares read-write; a few device nodes; on a
+//     read-only tmpfs. Not even DAC_OVERRIDE reaches the rest of the host;
 //   - a bounding set holding only the capabilities it needs, no inheritable
 //     or ambient ones, and no_new_privs, so no exec can give any back;
 //   - a real group id that is not root's (the effective one stays 0, so
@@ -74,6 +78,8 @@ type spawnSpec struct {
 	// cloneFlags are namespaces the process gets of its own, beyond the
 	// mount namespace every confined process has.
 	cloneFlags uintptr
+	// root, if set, is the only part of the file system the process sees.
+	root *rootSpec
 }
 
 // spawn starts spec's process confined and returns it. The caller owns the
@@ -110,7 +116,7 @@ func spawnOnThisThread(spec spawnSpec) (*os.Process, error) {
 	if err := enterNetNS(spec.netNS); err != nil {
 		return nil, err
 	}
-	if err := confineThread(spec.keepCaps); err != nil {
+	if err := confineThread(spec.keepCaps, spec.root); err != nil {
 		return nil, fmt.Errorf("confine %s: %w", spec.path, err)
 	}
 	p, err := os.StartProcess(spec.path, spec.argv, &os.ProcAttr{
@@ -132,14 +138,23 @@ func spawnOnThisThread(spec spawnSpec) (*os.Process, error) {
 // The thread keeps its effective capabilities (it still has to create the
 // child's namespaces); exec gives the child, as root, exactly the bounding
 // set.
-func confineThread(keep []uintptr) error {
+func confineThread(keep []uintptr, root *rootSpec) error {
+	last, err := lastCap() // while /proc is there
+	if err != nil {
+		return err
+	}
 	if err := unix.Unshare(unix.CLONE_NEWNS); err != nil {
 		return fmt.Errorf("new mount namespace: %w", err)
 	}
 	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_SLAVE, ""); err != nil {
 		return fmt.Errorf("make the mount namespace a slave of the host's: %w", err)
 	}
-	if err := limitCaps(keep); err != nil {
+	if root != nil {
+		if err := enterRoot(root); err != nil {
+			return err
+		}
+	}
+	if err := limitCaps(keep, last); err != nil {
 		return err
 	}
 	// Raw system calls: the Go wrappers apply credentials to every
@@ -158,11 +173,7 @@ func confineThread(keep []uintptr) error {
 
 // limitCaps empties the bounding set but for keep, and clears the
 // inheritable and ambient sets.
-func limitCaps(keep []uintptr) error {
-	last, err := lastCap()
-	if err != nil {
-		return err
-	}
+func limitCaps(keep []uintptr, last uintptr) error {
 	kept := map[uintptr]bool{}
 	for _, c := range keep {
 		kept[c] = true

@@ -3,6 +3,7 @@ package hypervisor
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -50,7 +51,18 @@ func TestSpawnConfines(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer devNull.Close()
+	shared := t.TempDir()
+	rootDir := filepath.Join(t.TempDir(), "root")
+	if err := os.Mkdir(rootDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
 	p, err := spawn(spawnSpec{
+		root: &rootSpec{
+			dir:       rootDir,
+			readOnly:  append(append([]string(nil), systemPaths...), os.Args[0]),
+			readWrite: []string{shared},
+			devices:   qemuDevices,
+		},
 		path:       os.Args[0],
 		argv:       []string{os.Args[0], "-test.run=^$"},
 		files:      []*os.File{devNull, os.Stderr, os.Stderr},
@@ -83,6 +95,25 @@ func TestSpawnConfines(t *testing.T) {
 		if nsLink(t, p.Pid, ns) == nsLink(t, os.Getpid(), ns) {
 			t.Errorf("the process shares the %s namespace of the caller (%s)", ns, nsLink(t, p.Pid, ns))
 		}
+	}
+	// Its file system is what it was given, nothing more.
+	root := fmt.Sprintf("/proc/%d/root", p.Pid)
+	for path, want := range map[string]bool{
+		shared: true, os.Args[0]: true, "/usr/bin": true, "/dev/null": true,
+		"/etc/hostname": false, "/root": false, "/var": false, "/dev/sda": false, rootDir: false,
+	} {
+		if _, err := os.Stat(root + path); (err == nil) != want {
+			t.Errorf("%s in the process's root: present = %v, want %v", path, err == nil, want)
+		}
+	}
+	if err := os.WriteFile(root+shared+"/f", nil, 0o600); err != nil {
+		t.Errorf("the read-write path is not writable: %v", err)
+	}
+	if err := os.WriteFile(root+"/usr/f", nil, 0o600); err == nil {
+		t.Error("/usr is writable")
+	}
+	if _, err := os.Stat("/etc/hostname"); err != nil {
+		t.Errorf("the caller's own root changed: %v", err)
 	}
 	if !strings.Contains(st["NSpid"], "\t1") && !strings.HasSuffix(st["NSpid"], " 1") {
 		t.Errorf("NSpid = %q: not pid 1 of its own pid namespace", st["NSpid"])

@@ -77,6 +77,7 @@ const maxSocketPath = 107
 // layout names every file of a VM's state directory.
 type layout struct {
 	dir, qmp, agent, pid, console, log string
+	root                               string // QEMU's root directory, in its own mount namespace only
 }
 
 func newLayout(dir string) layout {
@@ -87,6 +88,7 @@ func newLayout(dir string) layout {
 		pid:     filepath.Join(dir, pidFileName),
 		console: filepath.Join(dir, consoleName),
 		log:     filepath.Join(dir, qemuLogName),
+		root:    filepath.Join(dir, "root"),
 	}
 }
 

@@ -125,7 +125,11 @@ func (vm *VM) launch(args []string) (*os.Process, error) {
 		return nil, err
 	}
 	defer devNull.Close()
+	if err := os.Mkdir(vm.layout.root, 0o700); err != nil {
+		return nil, fmt.Errorf("QEMU's root directory: %w", err)
+	}
 	p, err := spawn(spawnSpec{
+		root:       qemuRoot(&vm.cfg, vm.layout),
 		path:       vm.cfg.QEMUPath,
 		argv:       append([]string{vm.cfg.QEMUPath}, args...),
 		files:      []*os.File{devNull, logFile, logFile},
