@@ -151,3 +151,22 @@ func TestQEMUSandboxCache(t *testing.T) {
 		t.Fatal("a changed binary was not probed again")
 	}
 }
+
+// TestQEMUSandboxPartialIsLogged: a QEMU that lacks an option runs with the
+// rest, and says so at every start.
+func TestQEMUSandboxPartialIsLogged(t *testing.T) {
+	qemu := filepath.Join(t.TempDir(), "qemu")
+	script := "#!/bin/sh\ncase \"$2\" in *spawn*) echo \"Invalid parameter 'spawn'\" >&2; exit 1;; esac\nexit 0\n"
+	if err := os.WriteFile(qemu, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	var logged []string
+	c := &Config{QEMUPath: qemu, Logf: func(f string, a ...any) { logged = append(logged, fmt.Sprintf(f, a...)) }}
+	s := qemuSandbox(t.Context(), c)
+	if got, want := s.Arg(), "on,obsolete=deny,elevateprivileges=deny,resourcecontrol=deny"; got != want {
+		t.Errorf("-sandbox %q, want %q", got, want)
+	}
+	if len(logged) != 1 || !strings.Contains(logged[0], "spawn") {
+		t.Errorf("logged %q, want one warning naming spawn", logged)
+	}
+}

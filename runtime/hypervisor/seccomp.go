@@ -26,6 +26,15 @@ type sandboxProbe struct {
 // probed once per binary and cached in cacheDir ("" probes every time).
 // What is missing is logged: the VM then runs with what is available.
 func qemuSandbox(ctx context.Context, c *Config) qemusandbox.Support {
+	s := probeQEMUSandbox(ctx, c)
+	if !s.Complete() {
+		c.logf("WARNING: %s runs with a partial seccomp sandbox (-sandbox %q; missing %v: %s)",
+			c.QEMUPath, s.Arg(), s.Missing, s.Reason)
+	}
+	return s
+}
+
+func probeQEMUSandbox(ctx context.Context, c *Config) qemusandbox.Support {
 	fi, err := os.Stat(c.QEMUPath)
 	if err != nil {
 		return qemusandbox.Probe(ctx, c.QEMUPath)
@@ -40,10 +49,6 @@ func qemuSandbox(ctx context.Context, c *Config) qemusandbox.Support {
 		}
 	}
 	key.Support = qemusandbox.Probe(ctx, c.QEMUPath)
-	if !key.Support.Complete() {
-		c.logf("WARNING: %s runs with a partial seccomp sandbox (-sandbox %q; missing %v: %s)",
-			c.QEMUPath, key.Support.Arg(), key.Support.Missing, key.Support.Reason)
-	}
 	if file != "" {
 		if err := writeSandboxProbe(file, key); err != nil {
 			c.logf("cache the QEMU sandbox probe: %v", err)
