@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -28,6 +29,8 @@ const (
 	// generous: TCG hosts under load are slow.
 	launchTimeout = 2 * time.Minute
 	readyPoll     = 20 * time.Millisecond
+	// maxQEMULog caps what QEMU's stderr adds to qemu.log.
+	maxQEMULog = 1 << 20
 )
 
 // VM is a running QEMU. Its methods may be called from several goroutines.
@@ -42,7 +45,8 @@ type VM struct {
 	layout  layout
 	proc    *proc
 	daemons []*daemon
-	nics    nicSlots // hot-plugged NICs (hotplug.go)
+	nics    nicSlots      // hot-plugged NICs (hotplug.go)
+	logDone chan struct{} // closed when QEMU's stderr is closed
 
 	stopMu  sync.Mutex
 	stopped bool
@@ -112,11 +116,28 @@ func (vm *VM) launch(args []string) (*os.Process, error) {
 	if err != nil {
 		return nil, fmt.Errorf("QEMU log: %w", err)
 	}
-	defer logFile.Close()
 	line := vm.cfg.QEMUPath + " " + strings.Join(args, " ")
 	if _, err := logFile.WriteString(line + "\n"); err != nil {
+		logFile.Close()
 		return nil, fmt.Errorf("QEMU log: %w", err)
 	}
+	// QEMU's stderr reaches the log through a pipe, capped: the guest
+	// can make QEMU print. QEMU ignores SIGPIPE, so a shim that dies
+	// only ends the log.
+	r, w, err := os.Pipe()
+	if err != nil {
+		logFile.Close()
+		return nil, err
+	}
+	defer w.Close()
+	vm.logDone = make(chan struct{})
+	go func() {
+		defer close(vm.logDone)
+		defer logFile.Close()
+		defer r.Close()
+		_, _ = io.Copy(logFile, io.LimitReader(r, maxQEMULog))
+		_, _ = io.Copy(io.Discard, r)
+	}()
 	if vm.cfg.Debug {
 		vm.cfg.logf("QEMU: %s", line)
 	}
@@ -132,7 +153,7 @@ func (vm *VM) launch(args []string) (*os.Process, error) {
 		root:       qemuRoot(&vm.cfg, vm.layout),
 		path:       vm.cfg.QEMUPath,
 		argv:       append([]string{vm.cfg.QEMUPath}, args...),
-		files:      []*os.File{devNull, logFile, logFile},
+		files:      []*os.File{devNull, w, w},
 		netNS:      vm.cfg.NetNSPath,
 		keepCaps:   qemuCaps,
 		cloneFlags: unix.CLONE_NEWPID | unix.CLONE_NEWIPC | unix.CLONE_NEWUTS,
@@ -159,6 +180,7 @@ func (vm *VM) waitReady(ctx context.Context) error {
 		select {
 		case <-vm.proc.done:
 			t.Stop()
+			waitDone(ctx, vm.logDone, time.Second) // the last of stderr
 			msg := strings.TrimSpace(readTail(vm.layout.log, consoleTail))
 			return fmt.Errorf("QEMU (pid %d) exited right after starting; %s says:\n%s", vm.PID, vm.layout.log, msg)
 		case <-ctx.Done():
