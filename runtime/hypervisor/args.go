@@ -117,6 +117,13 @@ func devices(c *Config, l layout) []qemu.Device {
 		case Share9P:
 			devs = append(devs, qemu.FSDevice{
 				Driver: qemu.Virtio9P, FSDriver: qemu.Local, ID: "fs" + strconv.Itoa(i),
+				// security_model=none: the guest's owners and modes
+				// are the host's, as under runc, done with QEMU's
+				// CHOWN/FOWNER/FSETID/MKNOD (confine.go) and
+				// failures of those ignored. passthrough does the
+				// same operations and only reports their failures;
+				// the mapped models keep owners in xattrs, so files
+				// Docker and the host share would disagree on them.
 				Path: s.HostPath, MountTag: s.Tag, SecurityModel: qemu.None,
 				// Container rootfs spans overlay and bind mounts:
 				// remap keeps inode numbers unique across devices.
