@@ -11,8 +11,8 @@ package hypervisor
 //     binds at teardown) still reach it. For QEMU that namespace holds only
 //     what it must open (confineroot.go): the system's programs and
 //     libraries, its kernel, initrd and firmware read-only; the VM's state
-//     directory and the 9p shares read-write; a few device nodes; on a
-//     read-only tmpfs. Not even DAC_OVERRIDE reaches the rest of the host;
+//     directory and the 9p shares read-write; a few device nodes; a /proc
+//     showing only itself; on a read-only tmpfs. Not even DAC_OVERRIDE reaches the rest of the host;
 //   - a bounding set holding only the capabilities it needs, no inheritable
 //     or ambient ones, and no_new_privs, so no exec can give any back;
 //   - a real group id that is not root's (the effective one stays 0, so

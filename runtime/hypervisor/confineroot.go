@@ -86,7 +86,31 @@ func enterRoot(r *rootSpec) error {
 			return err
 		}
 	}
+	if err := mountProc(filepath.Join(r.dir, "proc")); err != nil {
+		return err
+	}
 	return pivotInto(r.dir)
+}
+
+// mountProc gives the process a /proc of its own: QEMU's 9p server
+// changes modes through /proc/self/fd. Read-only, process directories
+// only (no /proc/sys, no sysrq-trigger), and only those of processes it
+// could ptrace, which is none of the host's: the host's /proc/<pid>/root
+// and the like stay out of reach. Kernels before 5.8 lack subset=pid;
+// there the rest is visible, read-only.
+func mountProc(dir string) error {
+	if err := os.Mkdir(dir, 0o555); err != nil {
+		return err
+	}
+	const flags = unix.MS_RDONLY | unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC
+	err := unix.Mount("proc", dir, "proc", flags, "subset=pid,hidepid=invisible")
+	if err != nil {
+		err = unix.Mount("proc", dir, "proc", flags, "hidepid=2")
+	}
+	if err != nil {
+		return fmt.Errorf("mount /proc: %w", err)
+	}
+	return nil
 }
 
 // bindInto binds host path p to the same path under root. A host path

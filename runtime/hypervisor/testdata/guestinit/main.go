@@ -4,7 +4,11 @@
 // virtio-serial port, and powers off ("kdtest=hello") or waits to be
 // killed ("kdtest=wait").
 //
-// Kernel parameters: kdtest=hello|wait, kdtest.fs=<9p|virtiofs>:<tag> (repeatable).
+// With kdtest.ops=1 it also does, in each share, what a root container does
+// to its rootfs (a file given to another owner, then its mode changed,
+// a write to a file of another user) and reports "ops=ok" or the error.
+//
+// Kernel parameters: kdtest=hello|wait, kdtest.fs=<9p|virtiofs>:<tag> (repeatable), kdtest.ops=1.
 package main
 
 import (
@@ -50,6 +54,7 @@ func run() error {
 		return err
 	}
 	mode, shares := parse(string(cmdline))
+	ops := strings.Contains(string(cmdline), "kdtest.ops=1")
 	port, err := openPort()
 	if err != nil {
 		return err
@@ -63,6 +68,13 @@ func run() error {
 			continue
 		}
 		msg += " " + s[1] + "=" + content
+		if ops {
+			if err := rootOps("/mnt/" + s[1]); err != nil {
+				msg += " ops=" + strings.ReplaceAll(err.Error(), " ", "_")
+			} else {
+				msg += " ops=ok"
+			}
+		}
 	}
 	// Blocks until the host connects to the port's socket.
 	if _, err := fmt.Fprintln(port, msg); err != nil {
@@ -143,4 +155,20 @@ func readShare(s [2]string) (string, error) {
 	}
 	b, err := os.ReadFile(dir + "/hello.txt")
 	return strings.TrimSpace(string(b)), err
+}
+
+// rootOps needs, on the host side, CHOWN, FOWNER (the mode of a file of
+// another owner) and DAC_OVERRIDE.
+func rootOps(dir string) error {
+	f := dir + "/made"
+	if err := os.WriteFile(f, []byte("x"), 0o755); err != nil {
+		return err
+	}
+	if err := os.Chown(f, 1234, 5678); err != nil {
+		return err
+	}
+	if err := os.Chmod(f, 0o750); err != nil {
+		return err
+	}
+	return os.WriteFile(dir+"/other.txt", []byte("written by guest root\n"), 0o600)
 }
