@@ -13,8 +13,8 @@ import (
 
 func main() {
 	kshim.Register()
-	// No reaper, no subreaper: QEMU is daemonized and watched through a pidfd, and a reaper in the
-	// shim would race any exec.Cmd.Wait.
+	// No reaper, no subreaper: QEMU is watched and reaped through a pidfd, and a reaper in the
+	// shim would race that and any exec.Cmd.Wait.
 	shim.RunShim(context.Background(), kshim.Manager{}, func(c *shim.Config) {
 		c.NoReaper = true
 		c.NoSubreaper = true

@@ -7,6 +7,7 @@ import (
 
 	"github.com/kata-deploy/kata-deploy/installer/hostinfo"
 	"github.com/kata-deploy/kata-deploy/internal/accel"
+	"github.com/kata-deploy/kata-deploy/internal/qemusandbox"
 )
 
 // Facts is everything Gather found on the host. Errors are kept as text so that a Facts value can
@@ -38,6 +39,8 @@ func Evaluate(f Facts) Report {
 		Accelerator:       accel,
 		AcceleratorReason: why,
 		Docker:            f.Docker,
+		QEMUSandbox:       qemuSandbox(f),
+		VirtiofsdSandbox:  virtiofsdSandbox(f),
 		Sections: []Section{
 			{Name: "Host", Lines: hostLines(f)},
 			{Name: "Virtualization", Lines: virtualizationLines(f, accel, why)},
@@ -161,7 +164,56 @@ func hypervisorLines(f Facts) []Line {
 	if f.QEMU.VirtiofsdPath == "" {
 		vfs.Value = "not found (the rootfs is shared over virtio-9p)"
 	}
-	return []Line{q, qboot, vfs}
+	lines := []Line{q, qboot, vfs}
+	if q.Status != Fail {
+		lines = append(lines, sandboxLine(f.QEMU.Sandbox))
+	}
+	if f.QEMU.VirtiofsdPath != "" {
+		lines = append(lines, virtiofsdSandboxLine(f.QEMU.Virtiofsd))
+	}
+	return lines
+}
+
+func qemuSandbox(f Facts) *qemusandbox.Support {
+	if f.QEMUErr != "" || f.QEMU.Path == "" {
+		return nil
+	}
+	s := f.QEMU.Sandbox
+	return &s
+}
+
+func virtiofsdSandbox(f Facts) *qemusandbox.Virtiofsd {
+	if f.QEMU.VirtiofsdPath == "" {
+		return nil
+	}
+	v := f.QEMU.Virtiofsd
+	return &v
+}
+
+// sandboxLine reports the seccomp sandbox QEMU runs under: the runtime asks
+// the same binary the same question and applies what it answers.
+func sandboxLine(s qemusandbox.Support) Line {
+	l := Line{ID: "hypervisor.sandbox", Name: "QEMU seccomp sandbox", Status: OK,
+		Value: "-sandbox " + s.Arg()}
+	switch {
+	case !s.Enabled:
+		l.Status, l.Value = Warn, "not available ("+s.Reason+"): QEMU runs without a seccomp filter"
+		l.Remedy = "install a QEMU built with seccomp (Debian's qemu-system-x86 is); the runtime still confines its capabilities and namespaces"
+	case !s.Complete():
+		l.Status = Warn
+		l.Value += " (missing " + strings.Join(s.Missing, ", ") + ": " + s.Reason + ")"
+		l.Remedy = "upgrade QEMU: the missing options leave those system calls to a compromised QEMU"
+	}
+	return l
+}
+
+func virtiofsdSandboxLine(v qemusandbox.Virtiofsd) Line {
+	l := Line{ID: "hypervisor.virtiofsd-sandbox", Name: "virtiofsd sandbox", Status: OK, Value: v.String()}
+	if !v.Namespace || !v.Seccomp {
+		l.Status = Warn
+		l.Remedy = "upgrade virtiofsd (QEMU 6.0+ or the standalone virtiofsd), or keep shared_fs = \"virtio-9p\""
+	}
+	return l
 }
 
 func qemuPackageHint(pm string) string {

@@ -6,6 +6,7 @@ import (
 
 	"github.com/kata-deploy/kata-deploy/installer/hostinfo"
 	"github.com/kata-deploy/kata-deploy/internal/accel"
+	"github.com/kata-deploy/kata-deploy/internal/qemusandbox"
 )
 
 // goodFacts is a host with everything: a KVM-capable Debian with Docker 29.
@@ -22,7 +23,9 @@ func goodFacts() Facts {
 			{Path: "/dev/vhost-net", Present: true, CharDevice: true},
 			{Path: "/dev/vhost-vsock", Present: true, CharDevice: true},
 		},
-		QEMU: hostinfo.QEMU{Path: "/usr/bin/qemu-system-x86_64", Version: "7.2.19", QbootPath: "/usr/share/qemu/qboot.rom"},
+		QEMU: hostinfo.QEMU{Path: "/usr/bin/qemu-system-x86_64", Version: "7.2.19", QbootPath: "/usr/share/qemu/qboot.rom",
+			Sandbox:       qemusandbox.Support{Enabled: true, Options: qemusandbox.Wanted},
+			VirtiofsdPath: "/usr/lib/qemu/virtiofsd", Virtiofsd: qemusandbox.Virtiofsd{Namespace: true, Seccomp: true}},
 		Docker: Docker{Reachable: true, Host: "unix:///var/run/docker.sock", Version: "29.0.1", APIVersion: "1.52",
 			ShimV2Runtimes: true, ConfigFile: "/etc/docker/daemon.json", ConfigFileSource: "default",
 			Runtimes: []string{"runc"}, DefaultRuntime: "runc", CgroupDriver: "systemd", CgroupVersion: "2"},
@@ -53,6 +56,16 @@ func TestEvaluate(t *testing.T) {
 			f.Distro.PackageManager = "dnf"
 		}, false, "hypervisor.qemu", Fail, "dnf install qemu-kvm"},
 		{"no qboot warns", func(f *Facts) { f.QEMU.QbootPath = "" }, true, "hypervisor.qboot", Warn, "SeaBIOS"},
+		{"complete QEMU sandbox", func(*Facts) {}, true, "hypervisor.sandbox", OK, ""},
+		{"QEMU without seccomp warns", func(f *Facts) {
+			f.QEMU.Sandbox = qemusandbox.Support{Missing: qemusandbox.Wanted, Reason: "-sandbox is disabled at compile time"}
+		}, true, "hypervisor.sandbox", Warn, "built with seccomp"},
+		{"partial QEMU sandbox warns", func(f *Facts) {
+			f.QEMU.Sandbox = qemusandbox.Support{Enabled: true, Options: []string{"obsolete"}, Missing: []string{"spawn"}, Reason: "spawn: Invalid parameter"}
+		}, true, "hypervisor.sandbox", Warn, "upgrade QEMU"},
+		{"virtiofsd sandboxed", func(*Facts) {}, true, "hypervisor.virtiofsd-sandbox", OK, ""},
+		{"virtiofsd without namespace sandbox warns", func(f *Facts) { f.QEMU.Virtiofsd.Namespace = false },
+			true, "hypervisor.virtiofsd-sandbox", Warn, "virtio-9p"},
 		{"no tun fails", func(f *Facts) { f.Devices[0].Present = false }, false, "devices.tun", Fail, "modprobe tun"},
 		{"no vhost-vsock is fine", func(f *Facts) { f.Devices[2].Present = false }, true, "devices.vhost-vsock", OK, ""},
 		{"Docker unreachable fails", func(f *Facts) { f.Docker = Docker{Host: "unix:///x.sock", Error: "no such file"} },

@@ -8,6 +8,8 @@
 // fields are only ever added, never renamed or removed, while SchemaVersion stays 1.
 package check
 
+import "github.com/kata-deploy/kata-deploy/internal/qemusandbox"
+
 // SchemaVersion is the version of the JSON report schema.
 const SchemaVersion = 1
 
@@ -46,10 +48,14 @@ type Report struct {
 	// CanRunVMContainers is false when at least one line failed.
 	CanRunVMContainers bool `json:"canRunVMContainers"`
 	// Accelerator is the one the runtime will use: "kvm" or "tcg".
-	Accelerator       string    `json:"accelerator"`
-	AcceleratorReason string    `json:"acceleratorReason"`
-	Docker            Docker    `json:"docker"`
-	Sections          []Section `json:"sections"`
+	Accelerator       string `json:"accelerator"`
+	AcceleratorReason string `json:"acceleratorReason"`
+	Docker            Docker `json:"docker"`
+	// QEMUSandbox is the seccomp sandbox QEMU runs under (absent without QEMU).
+	QEMUSandbox *qemusandbox.Support `json:"qemuSandbox,omitempty"`
+	// VirtiofsdSandbox is how virtiofsd sandboxes itself (absent without virtiofsd).
+	VirtiofsdSandbox *qemusandbox.Virtiofsd `json:"virtiofsdSandbox,omitempty"`
+	Sections         []Section              `json:"sections"`
 }
 
 // Docker is the structured view of the Docker daemon, for scripts.

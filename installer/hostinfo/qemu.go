@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/kata-deploy/kata-deploy/internal/qemusandbox"
 )
 
 // QEMU is the hypervisor found on the host and the helpers that make it fast.
@@ -18,6 +20,11 @@ type QEMU struct {
 	QbootPath string
 	// VirtiofsdPath is the virtio-fs daemon; without it the rootfs is shared over 9p.
 	VirtiofsdPath string
+	// Sandbox is the seccomp sandbox (-sandbox) this QEMU applies, probed as the runtime
+	// probes it.
+	Sandbox qemusandbox.Support
+	// Virtiofsd is how virtiofsd sandboxes itself (when VirtiofsdPath is set).
+	Virtiofsd qemusandbox.Virtiofsd
 }
 
 const qemuBinary = "qemu-system-x86_64"
@@ -67,6 +74,10 @@ func findQEMU(searchPaths, qboots, virtiofsds []string) (QEMU, error) {
 	}
 	if q.Version, err = ParseQEMUVersion(string(out)); err != nil {
 		return q, fmt.Errorf("%s: %w", q.Path, err)
+	}
+	q.Sandbox = qemusandbox.Probe(context.Background(), q.Path)
+	if q.VirtiofsdPath != "" {
+		q.Virtiofsd = qemusandbox.ProbeVirtiofsd(context.Background(), q.VirtiofsdPath)
 	}
 	return q, nil
 }

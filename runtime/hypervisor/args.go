@@ -78,13 +78,9 @@ func qemuConfig(ctx context.Context, c *Config, l layout) (qemu.Config, error) {
 			NoDefaults:   true,
 			NoGraphic:    true,
 			NoReboot:     true,
-			// Daemonized with a pid file, QEMU outlives the shim as in
-			// upstream Kata; Cleanup finds it through the pid file.
-			Daemonize: true,
 			// -S: the guest waits until the process is placed (Config.Placed).
 			Stopped: c.Placed != nil,
 		},
-		PidFile: l.pid,
 	}
 	noRealtimeArg(&q.Knobs)
 	// Under emulation the default CPU model (qemu64) boots faster than
@@ -125,6 +121,13 @@ func devices(c *Config, l layout) []qemu.Device {
 		case Share9P:
 			devs = append(devs, qemu.FSDevice{
 				Driver: qemu.Virtio9P, FSDriver: qemu.Local, ID: "fs" + strconv.Itoa(i),
+				// security_model=none: the guest's owners and modes
+				// are the host's, as under runc, done with QEMU's
+				// CHOWN/FOWNER/FSETID/MKNOD (confine.go) and
+				// failures of those ignored. passthrough does the
+				// same operations and only reports their failures;
+				// the mapped models keep owners in xattrs, so files
+				// Docker and the host share would disagree on them.
 				Path: s.HostPath, MountTag: s.Tag, SecurityModel: qemu.None,
 				// Container rootfs spans overlay and bind mounts:
 				// remap keeps inode numbers unique across devices.

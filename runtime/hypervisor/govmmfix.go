@@ -6,11 +6,13 @@ package hypervisor
 // file, each with a test in govmmfix_test.go that also shows the defect is
 // still there: when a test says it is gone, drop the workaround.
 //
-// A known defect with no workaround: LaunchQemu always sets the child's
-// credentials (uid, gid and groups from Config, 0 by default), which only
-// root may do. The shim runs as root, so nothing is needed.
+// LaunchQemu is not used to start QEMU (see commandLine): it always sets
+// the child's credentials and ties the process to a context.
 
 import (
+	"context"
+	"errors"
+	"fmt"
 	"strconv"
 
 	"github.com/kata-containers/govmm/qemu"
@@ -46,3 +48,38 @@ func setSharedMemory(q *qemu.Config, mib int) {
 		"-numa", "node,memdev=mem0",
 	})
 }
+
+// commandLine returns the arguments govmm builds for q, without running
+// anything. govmm builds them only inside LaunchQemu, which then runs QEMU
+// and waits for it, tied to a context: a VM that is QEMU started by this
+// package in its own namespaces cannot be launched that way. LaunchQemu
+// logs the arguments before it starts the process; with a context that is
+// already cancelled, exec refuses to start it.
+func commandLine(q qemu.Config) ([]string, error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	q.Ctx = ctx
+	var rec argRecorder
+	_, err := qemu.LaunchQemu(q, &rec)
+	if rec.args == nil {
+		return nil, fmt.Errorf("govmm did not produce a QEMU command line: %w", err)
+	}
+	if !errors.Is(err, context.Canceled) {
+		return nil, fmt.Errorf("govmm: unexpected result of a cancelled launch: %v", err)
+	}
+	return rec.args, nil
+}
+
+// argRecorder keeps the arguments of govmm's "launching" log line.
+type argRecorder struct{ args []string }
+
+func (r *argRecorder) V(int32) bool { return false }
+func (r *argRecorder) Infof(format string, v ...any) {
+	if format == "launching %s with: %v" && len(v) == 2 {
+		if a, ok := v[1].([]string); ok {
+			r.args = append([]string(nil), a...)
+		}
+	}
+}
+func (r *argRecorder) Warningf(string, ...any) {}
+func (r *argRecorder) Errorf(string, ...any)   {}

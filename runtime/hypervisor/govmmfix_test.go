@@ -1,6 +1,8 @@
 package hypervisor
 
 import (
+	"os"
+	"path/filepath"
 	"slices"
 	"testing"
 
@@ -47,4 +49,27 @@ func count(args []string, s string) int {
 		}
 	}
 	return n
+}
+
+// TestCommandLineWithoutLaunch shows that govmm still logs the command line
+// of a cancelled launch, and starts nothing: commandLine relies on both.
+func TestCommandLineWithoutLaunch(t *testing.T) {
+	marker := filepath.Join(t.TempDir(), "ran")
+	q := qemu.Config{
+		// Would create marker if it ran.
+		Path:    "/bin/sh",
+		Name:    "probe",
+		Knobs:   qemu.Knobs{NoDefaults: true},
+		Devices: []qemu.Device{rawArgs{"-c", "touch " + marker}},
+	}
+	args, err := commandLine(q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(args, "-nodefaults") || !slices.Contains(args, "probe") {
+		t.Fatalf("command line %q lacks the configured arguments", args)
+	}
+	if _, err := os.Stat(marker); err == nil {
+		t.Fatal("commandLine ran the program")
+	}
 }

@@ -1,7 +1,7 @@
 // Package hypervisor runs one QEMU virtual machine per container through
 // govmm: it builds the command line (fast-boot kernel, virtio-serial agent
-// channel, 9p or virtio-fs shares), starts QEMU daemonized inside a network
-// namespace, watches it through a pidfd, drives it over QMP, and tears down
+// channel, 9p or virtio-fs shares), starts QEMU confined (confine.go) inside
+// a network namespace, watches it through a pidfd, drives it over QMP, and tears down
 // everything it started, also on behalf of a shim that died.
 package hypervisor
 
@@ -51,6 +51,9 @@ type Config struct {
 	// one, owned by QEMU: Docker then moves the container's veth into
 	// /proc/<PID>/ns/net.
 	NetNSPath string
+	// CacheDir holds what is learnt once per QEMU binary (its -sandbox
+	// options); "" probes at every start.
+	CacheDir string
 	// Debug drops "quiet" from the guest command line and logs the launch.
 	Debug bool
 	// Placed, if set, is called with the pid of every process Start spawns (virtiofsd, QEMU)
@@ -80,6 +83,7 @@ const maxSocketPath = 107
 // layout names every file of a VM's state directory.
 type layout struct {
 	dir, qmp, agent, pid, console, consoleSock, log string
+	root                                            string // QEMU's root directory, in its own mount namespace only
 }
 
 func newLayout(dir string) layout {
@@ -91,6 +95,7 @@ func newLayout(dir string) layout {
 		console:     filepath.Join(dir, consoleName),
 		consoleSock: filepath.Join(dir, consoleSockName),
 		log:         filepath.Join(dir, qemuLogName),
+		root:        filepath.Join(dir, "root"),
 	}
 }
 

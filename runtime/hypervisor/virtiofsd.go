@@ -5,21 +5,22 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"syscall"
 	"time"
+
+	"github.com/kata-deploy/kata-deploy/internal/qemusandbox"
 )
 
 // daemon is a virtiofsd serving one share.
 type daemon struct {
-	cmd  *exec.Cmd
+	proc *os.Process
 	done chan struct{}
 }
 
 // startVirtiofsd starts virtiofsd for share i on a socket that is already
 // listening, so QEMU can connect as soon as it starts: no waiting for the
 // daemon to create its socket, no race.
-func startVirtiofsd(c *Config, l layout, i int, s Share) (*daemon, error) {
+func startVirtiofsd(c *Config, l layout, i int, s Share, sandbox qemusandbox.Virtiofsd) (*daemon, error) {
 	sock := l.vfsSocket(i)
 	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: sock, Net: "unix"})
 	if err != nil {
@@ -39,30 +40,39 @@ func startVirtiofsd(c *Config, l layout, i int, s Share) (*daemon, error) {
 	}
 	defer logFile.Close()
 
-	// Not tied to a context: virtiofsd lives as long as the VM. It exits
-	// by itself when QEMU closes the vhost-user connection.
-	cmd := exec.Command(c.VirtiofsDaemon, "--fd=3", "-o", "source="+s.HostPath+",cache=auto")
-	cmd.ExtraFiles = []*os.File{lf}
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	// Its own session: a signal to the shim's process group must not take
-	// the share away from a running VM.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start virtiofsd %s: %w", c.VirtiofsDaemon, err)
+	devNull, err := os.Open(os.DevNull)
+	if err != nil {
+		return nil, err
 	}
-	d := &daemon{cmd: cmd, done: make(chan struct{})}
+	defer devNull.Close()
+	// Not tied to a context: virtiofsd lives as long as the VM. It exits
+	// by itself when QEMU closes the vhost-user connection. Confined as
+	// QEMU is (confine.go), with no network at all, and sandboxed by
+	// itself as far as the binary can.
+	args := []string{c.VirtiofsDaemon, "--fd=3", "-o", "source=" + s.HostPath + ",cache=auto"}
+	args = append(args, sandbox.SandboxArgs()...)
+	p, err := spawn(spawnSpec{
+		path:     c.VirtiofsDaemon,
+		argv:     args,
+		files:    []*os.File{devNull, logFile, logFile, lf},
+		keepCaps: virtiofsdCaps,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("start virtiofsd: %w", err)
+	}
+	d := &daemon{proc: p, done: make(chan struct{})}
 	go func() {
-		_ = cmd.Wait()
+		_, _ = p.Wait()
 		close(d.done)
 	}()
-	if err := writeIdentity(l.vfsPid(i), cmd.Process.Pid); err != nil {
+	if err := writeIdentity(l.vfsPid(i), p.Pid); err != nil {
 		d.stop(context.Background(), 0)
 		return nil, fmt.Errorf("record virtiofsd pid: %w", err)
 	}
 	if c.Placed != nil {
-		if err := c.Placed(cmd.Process.Pid); err != nil {
+		if err := c.Placed(p.Pid); err != nil {
 			d.stop(context.Background(), 0)
-			return nil, fmt.Errorf("placing virtiofsd (pid %d): %w", cmd.Process.Pid, err)
+			return nil, fmt.Errorf("placing virtiofsd (pid %d): %w", p.Pid, err)
 		}
 	}
 	return d, nil
@@ -72,24 +82,31 @@ func startVirtiofsd(c *Config, l layout, i int, s Share) (*daemon, error) {
 // it, and waits for it.
 func (d *daemon) stop(ctx context.Context, grace time.Duration) {
 	if grace > 0 {
-		_ = d.cmd.Process.Signal(syscall.SIGTERM)
+		_ = d.proc.Signal(syscall.SIGTERM)
 		if waitDone(ctx, d.done, grace) {
 			return
 		}
 	}
-	_ = d.cmd.Process.Kill()
+	_ = d.proc.Kill()
 	<-d.done
 }
 
 // startVirtiofsds starts one virtiofsd per virtio-fs share; on failure it
 // stops those it started.
-func startVirtiofsds(c *Config, l layout) ([]*daemon, error) {
+func startVirtiofsds(ctx context.Context, c *Config, l layout) ([]*daemon, error) {
+	if !hasVirtiofs(c.Shares) {
+		return nil, nil
+	}
+	sandbox := qemusandbox.ProbeVirtiofsd(ctx, c.VirtiofsDaemon)
+	if !sandbox.Namespace || !sandbox.Seccomp {
+		c.logf("WARNING: %s sandboxes itself only partly: %s", c.VirtiofsDaemon, sandbox)
+	}
 	var ds []*daemon
 	for i, s := range c.Shares {
 		if s.Type != ShareVirtiofs {
 			continue
 		}
-		d, err := startVirtiofsd(c, l, i, s)
+		d, err := startVirtiofsd(c, l, i, s, sandbox)
 		if err != nil {
 			stopDaemons(context.Background(), ds, 0)
 			return nil, err

@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -23,6 +25,12 @@ const (
 	killTimeout = 5 * time.Second
 	daemonGrace = time.Second
 	consoleTail = 4 << 10
+	// launchTimeout bounds QEMU's own setup, before the guest boots;
+	// generous: TCG hosts under load are slow.
+	launchTimeout = 2 * time.Minute
+	readyPoll     = 20 * time.Millisecond
+	// maxQEMULog caps what QEMU's stderr adds to qemu.log.
+	maxQEMULog = 1 << 20
 )
 
 // VM is a running QEMU. Its methods may be called from several goroutines.
@@ -39,6 +47,7 @@ type VM struct {
 	daemons []*daemon
 	nics    nicSlots        // hot-plugged NICs (hotplug.go)
 	console <-chan struct{} // closed when the console drain has ended (console.go)
+	logDone chan struct{}   // closed when QEMU's stderr is closed
 
 	stopMu  sync.Mutex
 	stopped bool
@@ -71,67 +80,140 @@ func (vm *VM) start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if vm.daemons, err = startVirtiofsds(&vm.cfg, vm.layout); err != nil {
-		return err
-	}
-	if err := vm.launch(q); err != nil {
-		return err
-	}
-	pid, err := readPidFile(vm.layout.pid)
+	q.SeccompSandbox = qemuSandbox(ctx, &vm.cfg).Arg()
+	args, err := commandLine(q)
 	if err != nil {
-		return fmt.Errorf("QEMU started but its pid file is unreadable: %w", err)
+		return err
 	}
-	vm.PID = pid
-	if vm.proc, err = watchProc(pid); err != nil || !cmdlineMentions(pid, vm.layout.dir) {
-		return vm.bootError(fmt.Errorf("QEMU (pid %d) exited right after starting", pid))
+	if vm.daemons, err = startVirtiofsds(ctx, &vm.cfg, vm.layout); err != nil {
+		return err
 	}
-	if vm.cfg.Placed != nil {
-		if err := vm.cfg.Placed(pid); err != nil {
-			return fmt.Errorf("placing QEMU (pid %d): %w", pid, err)
-		}
-		if err := vm.Resume(ctx); err != nil {
-			return vm.bootError(fmt.Errorf("starting the guest's vCPUs: %w", err))
-		}
+	p, err := vm.launch(args)
+	if err != nil {
+		return err
 	}
-	vm.recordCmdline()
+	vm.PID = p.Pid
+	vm.proc, err = watchProc(p.Pid)
+	_ = p.Release() // reaped through the pidfd (proc.go)
+	if err != nil {
+		_ = unix.Kill(vm.PID, unix.SIGKILL)
+		return err
+	}
+	// For Cleanup, should the shim die: QEMU outlives it, as in
+	// upstream Kata.
+	if err := os.WriteFile(vm.layout.pid, []byte(strconv.Itoa(vm.PID)+"\n"), 0o600); err != nil {
+		return fmt.Errorf("write QEMU's pid file: %w", err)
+	}
+	if err := vm.waitReady(ctx); err != nil {
+		return err
+	}
+	if err := vm.place(ctx); err != nil {
+		return err
+	}
 	if vm.console, err = startConsole(ctx, vm.layout.consoleSock, vm.layout.console); err != nil {
 		return err
 	}
 	return nil
 }
 
-// launch runs QEMU through govmm inside the VM's network namespace. With
-// -daemonize, LaunchQemu returns once QEMU has set up the VM (sockets
-// listening, pid file written) and detached.
-func (vm *VM) launch(q qemu.Config) error {
-	var stderr string
-	err := inNetNS(vm.cfg.NetNSPath, func() error {
-		var err error
-		stderr, err = qemu.LaunchQemu(q, govmmLog{vm.cfg.Logf, vm.cfg.Debug})
-		return err
-	})
-	if err != nil {
-		msg := strings.TrimSpace(stderr)
-		_ = os.WriteFile(vm.layout.log, []byte(msg+"\n"), 0o600)
-		if msg != "" {
-			return fmt.Errorf("QEMU failed to start: %w: %s", err, msg)
-		}
-		return fmt.Errorf("QEMU failed to start: %w", err)
+// place hands QEMU, still stopped (-S), to Config.Placed (e.g. the
+// container's cgroup), then starts the guest's vCPUs: no guest code runs
+// before the process is where it belongs.
+func (vm *VM) place(ctx context.Context) error {
+	if vm.cfg.Placed == nil {
+		return nil
+	}
+	if err := vm.cfg.Placed(vm.PID); err != nil {
+		return fmt.Errorf("placing QEMU (pid %d): %w", vm.PID, err)
+	}
+	if err := vm.Resume(ctx); err != nil {
+		return vm.bootError(fmt.Errorf("starting the guest's vCPUs: %w", err))
 	}
 	return nil
 }
 
-// recordCmdline writes QEMU's command line to qemu.log: what ran is the
-// first thing to look at when a guest misbehaves.
-func (vm *VM) recordCmdline() {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", vm.PID))
+// launch starts QEMU confined (confine.go) inside the VM's network
+// namespace. It is not daemonized: it is pid 1 of its own pid namespace,
+// and -sandbox spawn=deny forbids the fork -daemonize needs. Its command
+// line, then its stderr, go to qemu.log: what ran is the first thing to
+// look at when a guest misbehaves.
+func (vm *VM) launch(args []string) (*os.Process, error) {
+	logFile, err := os.OpenFile(vm.layout.log, os.O_CREATE|os.O_WRONLY|os.O_TRUNC|os.O_APPEND, 0o600)
 	if err != nil {
-		return
+		return nil, fmt.Errorf("QEMU log: %w", err)
 	}
-	line := strings.ReplaceAll(strings.TrimRight(string(b), "\x00"), "\x00", " ")
-	_ = os.WriteFile(vm.layout.log, []byte(line+"\n"), 0o600)
+	line := vm.cfg.QEMUPath + " " + strings.Join(args, " ")
+	if _, err := logFile.WriteString(line + "\n"); err != nil {
+		logFile.Close()
+		return nil, fmt.Errorf("QEMU log: %w", err)
+	}
+	// QEMU's stderr reaches the log through a pipe, capped: the guest
+	// can make QEMU print. QEMU ignores SIGPIPE, so a shim that dies
+	// only ends the log.
+	r, w, err := os.Pipe()
+	if err != nil {
+		logFile.Close()
+		return nil, err
+	}
+	defer w.Close()
+	vm.logDone = make(chan struct{})
+	go func() {
+		defer close(vm.logDone)
+		defer logFile.Close()
+		defer r.Close()
+		_, _ = io.Copy(logFile, io.LimitReader(r, maxQEMULog))
+		_, _ = io.Copy(io.Discard, r)
+	}()
 	if vm.cfg.Debug {
-		vm.cfg.logf("QEMU pid %d: %s", vm.PID, line)
+		vm.cfg.logf("QEMU: %s", line)
+	}
+	devNull, err := os.Open(os.DevNull)
+	if err != nil {
+		return nil, err
+	}
+	defer devNull.Close()
+	if err := os.Mkdir(vm.layout.root, 0o700); err != nil {
+		return nil, fmt.Errorf("QEMU's root directory: %w", err)
+	}
+	p, err := spawn(spawnSpec{
+		root:       qemuRoot(&vm.cfg, vm.layout),
+		path:       vm.cfg.QEMUPath,
+		argv:       append([]string{vm.cfg.QEMUPath}, args...),
+		files:      []*os.File{devNull, w, w},
+		netNS:      vm.cfg.NetNSPath,
+		keepCaps:   qemuCaps,
+		cloneFlags: unix.CLONE_NEWPID | unix.CLONE_NEWIPC | unix.CLONE_NEWUTS,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("QEMU failed to start: %w", err)
+	}
+	return p, nil
+}
+
+// waitReady returns once QEMU answers on QMP: its sockets listen and the
+// VM is set up. A QEMU that exits first failed; its stderr says why.
+func (vm *VM) waitReady(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, launchTimeout)
+	defer cancel()
+	for {
+		qctx, qcancel := context.WithTimeout(ctx, qmpTimeout)
+		_, err := vm.Status(qctx)
+		qcancel()
+		if err == nil {
+			return nil
+		}
+		t := time.NewTimer(readyPoll)
+		select {
+		case <-vm.proc.done:
+			t.Stop()
+			waitDone(ctx, vm.logDone, time.Second) // the last of stderr
+			msg := strings.TrimSpace(readTail(vm.layout.log, consoleTail))
+			return fmt.Errorf("QEMU (pid %d) exited right after starting; %s says:\n%s", vm.PID, vm.layout.log, msg)
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("QEMU (pid %d) did not answer on QMP within %s: %w", vm.PID, launchTimeout, err)
+		case <-t.C:
+		}
 	}
 }
 

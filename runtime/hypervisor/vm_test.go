@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/kata-deploy/kata-deploy/internal/testguest"
 	"github.com/kata-deploy/kata-deploy/internal/testreq"
 )
@@ -155,6 +157,31 @@ func TestVM(t *testing.T) {
 		assertGone(t, vm)
 		if err := vm.Stop(context.Background()); err != nil {
 			t.Fatalf("second Stop: %v", err)
+		}
+	})
+
+	// QEMU keeps only the capabilities its 9p server needs (confine.go):
+	// what a root container does to its rootfs must still work.
+	t.Run("9p file operations of a root guest", func(t *testing.T) {
+		sh := shareDir(t, "ops")
+		other := filepath.Join(sh, "other.txt")
+		if err := os.WriteFile(other, []byte("host\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chown(other, 4321, 4321); err != nil {
+			t.Fatal(err)
+		}
+		vm := start(t, g.config(t, "vm-ops", []Share{{Tag: "share0", HostPath: sh, Type: Share9P}},
+			"kdtest=hello", "kdtest.fs=9p:share0", "kdtest.ops=1"))
+		if got := readAgent(t, vm, bootTimeout); got != "hello share0=ops ops=ok" {
+			t.Fatalf("agent.0 said %q", got)
+		}
+		var st unix.Stat_t
+		if err := unix.Stat(filepath.Join(sh, "made"), &st); err != nil || st.Uid != 1234 || st.Gid != 5678 || st.Mode&0o7777 != 0o750 {
+			t.Errorf("made: uid %d gid %d mode %o (%v), want 1234 5678 750", st.Uid, st.Gid, st.Mode&0o7777, err)
+		}
+		if b, _ := os.ReadFile(other); string(b) != "written by guest root\n" {
+			t.Errorf("other.txt holds %q", b)
 		}
 	})
 

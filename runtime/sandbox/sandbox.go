@@ -143,6 +143,7 @@ func vmConfig(opts Options, stateDir, accel, netnsPath string) hypervisor.Config
 		VCPUs:          vcpus,
 		MemoryMiB:      memoryMiB,
 		StateDir:       filepath.Join(stateDir, "vm"),
+		CacheDir:       opts.Config.Runtime.StateDir + ".cache", // beside the state directory, which holds containers only
 		Shares:         []hypervisor.Share{{Tag: agentproto.SharedTag, HostPath: filepath.Join(stateDir, sharedDirName), Type: fsType}},
 		VirtiofsDaemon: h.VirtiofsDaemon,
 		NetNSPath:      netnsPath,

@@ -5,8 +5,12 @@
 // killed ("kdtest=wait") or writes to its serial console without end
 // ("kdtest=flood").
 //
+// With kdtest.ops=1 it also does, in each share, what a root container does
+// to its rootfs (a file given to another owner, then its mode changed,
+// a write to a file of another user) and reports "ops=ok" or the error.
+//
 // Kernel parameters: kdtest=hello|wait|flood, kdtest.fs=<9p|virtiofs>:<tag> (repeatable),
-// kdtest.write=<path under /mnt> (repeatable: write "pwned" there, as root
+// kdtest.ops=1, kdtest.write=<path under /mnt> (repeatable: write "pwned" there, as root
 // in the guest, once the shares are mounted, and report the outcome).
 package main
 
@@ -54,6 +58,7 @@ func run() error {
 	}
 	mode, shares := parse(string(cmdline))
 	writes := paramValues(string(cmdline), "kdtest.write=")
+	ops := strings.Contains(string(cmdline), "kdtest.ops=1")
 	port, err := openPort()
 	if err != nil {
 		return err
@@ -67,6 +72,13 @@ func run() error {
 			continue
 		}
 		msg += " " + s[1] + "=" + content
+		if ops {
+			if err := rootOps("/mnt/" + s[1]); err != nil {
+				msg += " ops=" + strings.ReplaceAll(err.Error(), " ", "_")
+			} else {
+				msg += " ops=ok"
+			}
+		}
 	}
 	for _, w := range writes {
 		outcome := "ok"
@@ -181,4 +193,20 @@ func flood() error {
 			return err
 		}
 	}
+}
+
+// rootOps needs, on the host side, CHOWN, FOWNER (the mode of a file of
+// another owner) and DAC_OVERRIDE.
+func rootOps(dir string) error {
+	f := dir + "/made"
+	if err := os.WriteFile(f, []byte("x"), 0o755); err != nil {
+		return err
+	}
+	if err := os.Chown(f, 1234, 5678); err != nil {
+		return err
+	}
+	if err := os.Chmod(f, 0o750); err != nil {
+		return err
+	}
+	return os.WriteFile(dir+"/other.txt", []byte("written by guest root\n"), 0o600)
 }
