@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"os/exec"
 	"strings"
 	"syscall"
@@ -102,7 +103,7 @@ func (e *Engine) Validate(ctx context.Context, data []byte) error {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, e.binary, ValidateArgs(p.Args, f.Name())...)
 	cmd.Args[0] = "dockerd"
-	cmd.Env = ValidateEnv
+	cmd.Env = ValidateEnv(e.binary)
 	cmd.Dir = "/"
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
@@ -143,8 +144,13 @@ func ValidateArgs(args []string, configFile string) []string {
 	return append(out, "--validate", "--config-file", configFile)
 }
 
-// ValidateEnv is the whole environment of a validation run.
-var ValidateEnv = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}
+// ValidateEnv is the whole environment of a validation run of the dockerd binary bin: a PATH of
+// the system's directories, after bin's own directory, where dockerd finds its helpers
+// (docker-proxy) when it is not installed in them. That directory passed the same trust check
+// as bin itself (dockerd.TrustedBinary), so it adds nothing another user could change.
+func ValidateEnv(bin string) []string {
+	return []string{"PATH=" + filepath.Dir(bin) + ":/usr/sbin:/usr/bin:/sbin:/bin"}
+}
 
 func lastLine(s string) string {
 	if i := strings.LastIndexByte(s, '\n'); i >= 0 {
