@@ -12,6 +12,13 @@
 # Overridable: KATA_ENGINE_CACHE (binaries, default /var/cache/kata-deploy/engine),
 #              KATA_ENGINE_STATE (state, default /var/lib/kata-deploy-test-engine),
 #              KATA_ENGINE_RUN (sockets and pidfiles, default /run/kata-deploy-test-engine).
+#
+# KATA_TEST_ENGINE_INSTANCE=NAME (lower-case letters, digits, dashes) runs a second, dedicated
+# engine beside the shared one: state in /var/lib/kata-deploy-test-engine-NAME, sockets and
+# pidfiles in /run/kata-deploy-test-engine-NAME, its own daemon.json and env file, and containerd
+# and dockerd inside a network namespace of their own (ip netns kata-deploy-NAME), so its docker0,
+# iptables rules and published ports are private. Suites that delete what they did not create
+# (moby's integration tests, `make conformance`) use one; the default instance is unchanged.
 set -euo pipefail
 
 # Pinned versions: Docker Engine 29 with containerd 2.4 and runc 1.5.
@@ -30,9 +37,24 @@ DOCKER_CLI_VERSION=v29.8.0+incompatible
 APT_PACKAGES=(qemu-system-x86 qemu-utils iptables libseccomp-dev busybox-static e2fsprogs kmod cpio
 	pkg-config iproute2 procps xz-utils lz4 bzip2 gcc git apt)
 
+INSTANCE=${KATA_TEST_ENGINE_INSTANCE:-}
+SUFFIX=
+NETNS=
+# NS_EXEC prefixes the daemons' command lines: empty for the default instance, nsenter into the
+# instance's network namespace otherwise (the mount namespace stays the host's, as for the default).
+NS_EXEC=()
+if [ -n "$INSTANCE" ]; then
+	if ! [[ $INSTANCE =~ ^[a-z0-9][a-z0-9-]{0,19}$ ]]; then
+		printf 'engine: error: KATA_TEST_ENGINE_INSTANCE=%q: want 1-20 lower-case letters, digits or dashes\n' "$INSTANCE" >&2
+		exit 2
+	fi
+	SUFFIX=-$INSTANCE
+	NETNS=kata-deploy-$INSTANCE
+	NS_EXEC=(nsenter "--net=/run/netns/$NETNS" --)
+fi
 CACHE=${KATA_ENGINE_CACHE:-/var/cache/kata-deploy/engine}
-STATE=${KATA_ENGINE_STATE:-/var/lib/kata-deploy-test-engine}
-RUN=${KATA_ENGINE_RUN:-/run/kata-deploy-test-engine}
+STATE=${KATA_ENGINE_STATE:-/var/lib/kata-deploy-test-engine$SUFFIX}
+RUN=${KATA_ENGINE_RUN:-/run/kata-deploy-test-engine$SUFFIX}
 BIN=$CACHE/docker-$DOCKER_ENGINE_VERSION-moby-$MOBY_VERSION-containerd-$CONTAINERD_VERSION-runc-$RUNC_VERSION/bin
 ENV_FILE=$STATE/env
 DAEMON_JSON=$STATE/daemon.json
@@ -120,7 +142,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.cri.v1.images", 
   address = "$RUN/containerd-debug.sock"
 EOF
 	log "starting containerd ($CONTAINERD_SOCK)"
-	PATH=$BIN:$PATH setsid "$BIN/containerd" --config "$STATE/containerd.toml" \
+	PATH=$BIN:$PATH "${NS_EXEC[@]}" setsid "$BIN/containerd" --config "$STATE/containerd.toml" \
 		>>"$STATE/containerd.log" 2>&1 </dev/null &
 	echo $! >"$CONTAINERD_PID"
 	wait_for 30 containerd test -S "$CONTAINERD_SOCK"
@@ -131,7 +153,7 @@ start_dockerd() {
 	mkdir -p "$STATE/docker" "$RUN/exec"
 	[ -f "$DAEMON_JSON" ] || echo '{}' >"$DAEMON_JSON"
 	log "starting dockerd ($DOCKER_SOCK)"
-	PATH=$BIN:$PATH setsid "$BIN/dockerd" \
+	PATH=$BIN:$PATH "${NS_EXEC[@]}" setsid "$BIN/dockerd" \
 		--host "unix://$DOCKER_SOCK" \
 		--containerd "$CONTAINERD_SOCK" \
 		--data-root "$STATE/docker" \
@@ -174,12 +196,36 @@ export KATA_TEST_CONTAINERD_ADDRESS=$CONTAINERD_SOCK
 export KATA_TEST_ENGINE_BIN=$BIN
 export KATA_TEST_ENGINE_LOGS=$STATE
 EOF
+	if [ -n "$INSTANCE" ]; then
+		cat >>"$ENV_FILE" <<EOF
+export KATA_TEST_ENGINE_INSTANCE=$INSTANCE
+export KATA_TEST_ENGINE_NETNS=/run/netns/$NETNS
+EOF
+	fi
+}
+
+# netns_up creates the instance's network namespace (loopback up, nothing else: its containers
+# reach each other and the instance's published ports, not the outside).
+netns_up() {
+	[ -n "$NETNS" ] || return 0
+	if [ ! -e "/run/netns/$NETNS" ]; then
+		log "creating network namespace $NETNS"
+		ip netns add "$NETNS"
+	fi
+	ip -n "$NETNS" link set lo up
+}
+
+netns_down() {
+	[ -n "$NETNS" ] || return 0
+	[ -e "/run/netns/$NETNS" ] || return 0
+	ip netns delete "$NETNS" 2>/dev/null || true
 }
 
 up() {
 	[ "$(id -u)" = 0 ] || die "the test engine needs root (it runs dockerd and containerd)"
 	build
 	mkdir -p "$STATE" "$RUN"
+	netns_up
 	start_containerd
 	start_dockerd
 	import_busybox
@@ -210,9 +256,14 @@ down() {
 	stop_pidfile "$CONTAINERD_PID" containerd
 	# Shims outlive containerd by design; ours are the ones whose socket lives under our state dir.
 	pkill -f "containerd-shim-runc-v2 .*-address $CONTAINERD_SOCK" 2>/dev/null || true
+	if [ -n "$INSTANCE" ]; then
+		# A dedicated instance runs VM containers too; their shims end with it.
+		pkill -f "containerd-shim-kata-v2 .*-address $CONTAINERD_SOCK" 2>/dev/null || true
+	fi
 	unmount_under "$RUN"
 	unmount_under "$STATE"
 	rm -f "$ENV_FILE"
+	netns_down
 }
 
 # unmount_under detaches what the stopped daemons left mounted below a directory of ours
