@@ -19,6 +19,10 @@
 # and dockerd inside a network namespace of their own (ip netns kata-deploy-NAME), so its docker0,
 # iptables rules and published ports are private. Suites that delete what they did not create
 # (moby's integration tests, `make conformance`) use one; the default instance is unchanged.
+# Such an instance is made for those suites: its dockerd also accepts API versions down to 1.24
+# (DOCKER_MIN_API_VERSION; moby's tests play old clients), its busybox:latest has the users and
+# groups of Docker Hub's busybox (daemon, staff, ...), and iputils-ping is installed (a test
+# pings a container from the host).
 set -euo pipefail
 
 # Pinned versions: Docker Engine 29 with containerd 2.4 and runc 1.5.
@@ -43,6 +47,7 @@ NETNS=
 # NS_EXEC prefixes the daemons' command lines: empty for the default instance, nsenter into the
 # instance's network namespace otherwise (the mount namespace stays the host's, as for the default).
 NS_EXEC=()
+DOCKERD_ENV=()
 if [ -n "$INSTANCE" ]; then
 	if ! [[ $INSTANCE =~ ^[a-z0-9][a-z0-9-]{0,19}$ ]]; then
 		printf 'engine: error: KATA_TEST_ENGINE_INSTANCE=%q: want 1-20 lower-case letters, digits or dashes\n' "$INSTANCE" >&2
@@ -51,6 +56,8 @@ if [ -n "$INSTANCE" ]; then
 	SUFFIX=-$INSTANCE
 	NETNS=kata-deploy-$INSTANCE
 	NS_EXEC=(nsenter "--net=/run/netns/$NETNS" --)
+	DOCKERD_ENV=(env DOCKER_MIN_API_VERSION=1.24)
+	APT_PACKAGES+=(iputils-ping)
 fi
 CACHE=${KATA_ENGINE_CACHE:-/var/cache/kata-deploy/engine}
 STATE=${KATA_ENGINE_STATE:-/var/lib/kata-deploy-test-engine$SUFFIX}
@@ -153,7 +160,7 @@ start_dockerd() {
 	mkdir -p "$STATE/docker" "$RUN/exec"
 	[ -f "$DAEMON_JSON" ] || echo '{}' >"$DAEMON_JSON"
 	log "starting dockerd ($DOCKER_SOCK)"
-	PATH=$BIN:$PATH "${NS_EXEC[@]}" setsid "$BIN/dockerd" \
+	PATH=$BIN:$PATH "${DOCKERD_ENV[@]}" "${NS_EXEC[@]}" setsid "$BIN/dockerd" \
 		--host "unix://$DOCKER_SOCK" \
 		--containerd "$CONTAINERD_SOCK" \
 		--data-root "$STATE/docker" \
@@ -181,6 +188,15 @@ import_busybox() {
 	done
 	printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n' >"$root/etc/passwd"
 	printf 'root:x:0:\nnogroup:x:65534:\n' >"$root/etc/group"
+	if [ -n "$INSTANCE" ]; then
+		# Docker Hub's busybox users and groups, which moby's tests name (--user daemon, --group-add staff).
+		printf '%s\n' daemon:x:1:1:daemon:/usr/sbin:/bin/false bin:x:2:2:bin:/bin:/bin/false \
+			sys:x:3:3:sys:/dev:/bin/false sync:x:4:100:sync:/bin:/bin/sync mail:x:8:8:mail:/var/spool/mail:/bin/false \
+			www-data:x:33:33:www-data:/var/www:/bin/false operator:x:37:37:Operator:/var:/bin/false >>"$root/etc/passwd"
+		printf '%s\n' daemon:x:1: bin:x:2: sys:x:3: adm:x:4: tty:x:5: disk:x:6: lp:x:7: mail:x:8: kmem:x:9: \
+			wheel:x:10:root cdrom:x:11: dialout:x:18: floppy:x:19: video:x:28: audio:x:29: tape:x:32: \
+			www-data:x:33: operator:x:37: utmp:x:43: users:x:100: staff:x:50: >>"$root/etc/group"
+	fi
 	tar -C "$root" -c . | docker -H "unix://$DOCKER_SOCK" import --change 'CMD ["sh"]' - busybox:latest >/dev/null
 	rm -rf "$root"
 }
@@ -269,7 +285,7 @@ down() {
 # unmount_under detaches what the stopped daemons left mounted below a directory of ours
 # (dockerd's data-root bind mount, its default netns file, overlay mounts).
 unmount_under() {
-	grep -o " $1/[^ ]*" /proc/mounts | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
+	{ grep -o " $1/[^ ]*" /proc/mounts || true; } | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
 }
 
 purge() {
