@@ -447,6 +447,10 @@ func runPackage(ctx context.Context, o options, pkg, bin, dir string, tests []st
 		// Tests that start their own daemon are not run; those that would need a place for it.
 		"DOCKER_INTEGRATION_DAEMON_DEST="+filepath.Join(filepath.Dir(os.Getenv("KATA_TEST_DAEMON_JSON")), "moby-daemons"))
 	cmd.Stderr = os.Stderr
+	// Interrupted, the whole chain (go tool, test2json, nsenter, the test binary) is stopped.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM) }
+	cmd.WaitDelay = 30 * time.Second
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		return nil, err
