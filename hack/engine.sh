@@ -220,8 +220,10 @@ EOF
 	fi
 }
 
-# netns_up creates the instance's network namespace (loopback up, nothing else: its containers
-# reach each other and the instance's published ports, not the outside).
+# netns_up creates the instance's network namespace: loopback, and an "eth0" (one end of a veth
+# pair inside it, with a documentation address, TEST-NET-1) standing for the host's external
+# address (moby's NAT tests dial published ports on eth0's address). No route out: its containers
+# reach each other and the instance's published ports, not the outside.
 netns_up() {
 	[ -n "$NETNS" ] || return 0
 	if [ ! -e "/run/netns/$NETNS" ]; then
@@ -229,6 +231,12 @@ netns_up() {
 		ip netns add "$NETNS"
 	fi
 	ip -n "$NETNS" link set lo up
+	if ! ip -n "$NETNS" link show eth0 >/dev/null 2>&1; then
+		ip -n "$NETNS" link add eth0 type veth peer name eth0-peer
+		ip -n "$NETNS" link set eth0-peer up
+		ip -n "$NETNS" addr add 192.0.2.1/24 dev eth0
+	fi
+	ip -n "$NETNS" link set eth0 up
 }
 
 netns_down() {

@@ -163,6 +163,17 @@ func conform(ctx context.Context, o options) (bool, error) {
 	if err := tagFrozenImages(ctx); err != nil {
 		return false, err
 	}
+	// Some tests leave containers behind (those that fail before their cleanup, and those that
+	// never register one): the next test's environment.ProtectAll would keep them, and a VM
+	// container left running costs memory. The engine is dedicated: empty it before and after.
+	if err := emptyEngine(ctx); err != nil {
+		return false, err
+	}
+	defer func() {
+		if err := emptyEngine(context.Background()); err != nil {
+			fmt.Fprintln(os.Stderr, "conformance: emptying the engine after the run:", err)
+		}
+	}()
 
 	var results []result
 	for _, pkg := range packages {
@@ -413,6 +424,26 @@ func tagFrozenImages(ctx context.Context) error {
 		}
 		if out, err := exec.CommandContext(ctx, "docker", "tag", "busybox:latest", img).CombinedOutput(); err != nil {
 			return fmt.Errorf("docker tag busybox:latest %s: %v: %s", img, err, out)
+		}
+	}
+	return nil
+}
+
+// emptyEngine removes every container, then unused volumes and networks, of the dedicated engine.
+func emptyEngine(ctx context.Context) error {
+	out, err := exec.CommandContext(ctx, "docker", "ps", "-aq").Output()
+	if err != nil {
+		return fmt.Errorf("docker ps: %w", err)
+	}
+	if ids := strings.Fields(string(out)); len(ids) > 0 {
+		fmt.Printf("conformance: removing %d container(s) left in the dedicated engine\n", len(ids))
+		if out, err := exec.CommandContext(ctx, "docker", append([]string{"rm", "-f", "-v"}, ids...)...).CombinedOutput(); err != nil {
+			return fmt.Errorf("docker rm -f: %v: %s", err, out)
+		}
+	}
+	for _, args := range [][]string{{"volume", "prune", "-a", "-f"}, {"network", "prune", "-f"}} {
+		if out, err := exec.CommandContext(ctx, "docker", args...).CombinedOutput(); err != nil {
+			return fmt.Errorf("docker %s: %v: %s", strings.Join(args, " "), err, out)
 		}
 	}
 	return nil
