@@ -7,7 +7,7 @@ COMMIT      ?= $(shell git rev-parse HEAD 2>/dev/null)
 LDFLAGS     := -s -w -X github.com/kata-deploy/kata-deploy/internal/version.Version=$(VERSION) \
                -X github.com/kata-deploy/kata-deploy/internal/version.Commit=$(COMMIT)
 
-.PHONY: all build demo bench test unit lint engine-up engine-down clean
+.PHONY: all build demo bench test unit conformance lint engine-up engine-down clean
 
 all: build
 
@@ -27,6 +27,14 @@ bench:
 # Every test: brings the test engine up (idempotent), then unit and end-to-end tests.
 test:
 	hack/test.sh
+
+# Docker's own integration tests (moby's integration/container and integration/volume at the
+# engine's version) against a dedicated engine instance whose default runtime is kata; the lists
+# in tests/conformance say what is not run and which failures are expected.
+# CONFORMANCE_FLAGS='-runtime runc' runs the same selection under runc.
+CONFORMANCE_FLAGS ?=
+conformance:
+	hack/conformance.sh $(CONFORMANCE_FLAGS)
 
 # Unit tests only: no root, no engine, no VM.
 unit:

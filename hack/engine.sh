@@ -12,6 +12,17 @@
 # Overridable: KATA_ENGINE_CACHE (binaries, default /var/cache/kata-deploy/engine),
 #              KATA_ENGINE_STATE (state, default /var/lib/kata-deploy-test-engine),
 #              KATA_ENGINE_RUN (sockets and pidfiles, default /run/kata-deploy-test-engine).
+#
+# KATA_TEST_ENGINE_INSTANCE=NAME (lower-case letters, digits, dashes) runs a second, dedicated
+# engine beside the shared one: state in /var/lib/kata-deploy-test-engine-NAME, sockets and
+# pidfiles in /run/kata-deploy-test-engine-NAME, its own daemon.json and env file, and containerd
+# and dockerd inside a network namespace of their own (ip netns kata-deploy-NAME), so its docker0,
+# iptables rules and published ports are private. Suites that delete what they did not create
+# (moby's integration tests, `make conformance`) use one; the default instance is unchanged.
+# Such an instance is made for those suites: its dockerd also accepts API versions down to 1.24
+# (DOCKER_MIN_API_VERSION; moby's tests play old clients), its busybox:latest has the users and
+# groups of Docker Hub's busybox (daemon, staff, ...), and iputils-ping is installed (a test
+# pings a container from the host).
 set -euo pipefail
 
 # Pinned versions: Docker Engine 29 with containerd 2.4 and runc 1.5.
@@ -30,9 +41,27 @@ DOCKER_CLI_VERSION=v29.8.0+incompatible
 APT_PACKAGES=(qemu-system-x86 qemu-utils iptables libseccomp-dev busybox-static e2fsprogs kmod cpio
 	pkg-config iproute2 procps xz-utils lz4 bzip2 gcc git apt)
 
+INSTANCE=${KATA_TEST_ENGINE_INSTANCE:-}
+SUFFIX=
+NETNS=
+# NS_EXEC prefixes the daemons' command lines: empty for the default instance, nsenter into the
+# instance's network namespace otherwise (the mount namespace stays the host's, as for the default).
+NS_EXEC=()
+DOCKERD_ENV=()
+if [ -n "$INSTANCE" ]; then
+	if ! [[ $INSTANCE =~ ^[a-z0-9][a-z0-9-]{0,19}$ ]]; then
+		printf 'engine: error: KATA_TEST_ENGINE_INSTANCE=%q: want 1-20 lower-case letters, digits or dashes\n' "$INSTANCE" >&2
+		exit 2
+	fi
+	SUFFIX=-$INSTANCE
+	NETNS=kata-deploy-$INSTANCE
+	NS_EXEC=(nsenter "--net=/run/netns/$NETNS" --)
+	DOCKERD_ENV=(env DOCKER_MIN_API_VERSION=1.24)
+	APT_PACKAGES+=(iputils-ping)
+fi
 CACHE=${KATA_ENGINE_CACHE:-/var/cache/kata-deploy/engine}
-STATE=${KATA_ENGINE_STATE:-/var/lib/kata-deploy-test-engine}
-RUN=${KATA_ENGINE_RUN:-/run/kata-deploy-test-engine}
+STATE=${KATA_ENGINE_STATE:-/var/lib/kata-deploy-test-engine$SUFFIX}
+RUN=${KATA_ENGINE_RUN:-/run/kata-deploy-test-engine$SUFFIX}
 BIN=$CACHE/docker-$DOCKER_ENGINE_VERSION-moby-$MOBY_VERSION-containerd-$CONTAINERD_VERSION-runc-$RUNC_VERSION/bin
 ENV_FILE=$STATE/env
 DAEMON_JSON=$STATE/daemon.json
@@ -120,7 +149,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.cri.v1.images", 
   address = "$RUN/containerd-debug.sock"
 EOF
 	log "starting containerd ($CONTAINERD_SOCK)"
-	PATH=$BIN:$PATH setsid "$BIN/containerd" --config "$STATE/containerd.toml" \
+	PATH=$BIN:$PATH "${NS_EXEC[@]}" setsid "$BIN/containerd" --config "$STATE/containerd.toml" \
 		>>"$STATE/containerd.log" 2>&1 </dev/null &
 	echo $! >"$CONTAINERD_PID"
 	wait_for 30 containerd test -S "$CONTAINERD_SOCK"
@@ -131,7 +160,7 @@ start_dockerd() {
 	mkdir -p "$STATE/docker" "$RUN/exec"
 	[ -f "$DAEMON_JSON" ] || echo '{}' >"$DAEMON_JSON"
 	log "starting dockerd ($DOCKER_SOCK)"
-	PATH=$BIN:$PATH setsid "$BIN/dockerd" \
+	PATH=$BIN:$PATH "${DOCKERD_ENV[@]}" "${NS_EXEC[@]}" setsid "$BIN/dockerd" \
 		--host "unix://$DOCKER_SOCK" \
 		--containerd "$CONTAINERD_SOCK" \
 		--data-root "$STATE/docker" \
@@ -159,6 +188,15 @@ import_busybox() {
 	done
 	printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n' >"$root/etc/passwd"
 	printf 'root:x:0:\nnogroup:x:65534:\n' >"$root/etc/group"
+	if [ -n "$INSTANCE" ]; then
+		# Docker Hub's busybox users and groups, which moby's tests name (--user daemon, --group-add staff).
+		printf '%s\n' daemon:x:1:1:daemon:/usr/sbin:/bin/false bin:x:2:2:bin:/bin:/bin/false \
+			sys:x:3:3:sys:/dev:/bin/false sync:x:4:100:sync:/bin:/bin/sync mail:x:8:8:mail:/var/spool/mail:/bin/false \
+			www-data:x:33:33:www-data:/var/www:/bin/false operator:x:37:37:Operator:/var:/bin/false >>"$root/etc/passwd"
+		printf '%s\n' daemon:x:1: bin:x:2: sys:x:3: adm:x:4: tty:x:5: disk:x:6: lp:x:7: mail:x:8: kmem:x:9: \
+			wheel:x:10:root cdrom:x:11: dialout:x:18: floppy:x:19: video:x:28: audio:x:29: tape:x:32: \
+			www-data:x:33: operator:x:37: utmp:x:43: users:x:100: staff:x:50: >>"$root/etc/group"
+	fi
 	tar -C "$root" -c . | docker -H "unix://$DOCKER_SOCK" import --change 'CMD ["sh"]' - busybox:latest >/dev/null
 	rm -rf "$root"
 }
@@ -174,12 +212,44 @@ export KATA_TEST_CONTAINERD_ADDRESS=$CONTAINERD_SOCK
 export KATA_TEST_ENGINE_BIN=$BIN
 export KATA_TEST_ENGINE_LOGS=$STATE
 EOF
+	if [ -n "$INSTANCE" ]; then
+		cat >>"$ENV_FILE" <<EOF
+export KATA_TEST_ENGINE_INSTANCE=$INSTANCE
+export KATA_TEST_ENGINE_NETNS=/run/netns/$NETNS
+EOF
+	fi
+}
+
+# netns_up creates the instance's network namespace: loopback, and an "eth0" (one end of a veth
+# pair inside it, with a documentation address, TEST-NET-1) standing for the host's external
+# address (moby's NAT tests dial published ports on eth0's address). No route out: its containers
+# reach each other and the instance's published ports, not the outside.
+netns_up() {
+	[ -n "$NETNS" ] || return 0
+	if [ ! -e "/run/netns/$NETNS" ]; then
+		log "creating network namespace $NETNS"
+		ip netns add "$NETNS"
+	fi
+	ip -n "$NETNS" link set lo up
+	if ! ip -n "$NETNS" link show eth0 >/dev/null 2>&1; then
+		ip -n "$NETNS" link add eth0 type veth peer name eth0-peer
+		ip -n "$NETNS" link set eth0-peer up
+		ip -n "$NETNS" addr add 192.0.2.1/24 dev eth0
+	fi
+	ip -n "$NETNS" link set eth0 up
+}
+
+netns_down() {
+	[ -n "$NETNS" ] || return 0
+	[ -e "/run/netns/$NETNS" ] || return 0
+	ip netns delete "$NETNS" 2>/dev/null || true
 }
 
 up() {
 	[ "$(id -u)" = 0 ] || die "the test engine needs root (it runs dockerd and containerd)"
 	build
 	mkdir -p "$STATE" "$RUN"
+	netns_up
 	start_containerd
 	start_dockerd
 	import_busybox
@@ -210,15 +280,20 @@ down() {
 	stop_pidfile "$CONTAINERD_PID" containerd
 	# Shims outlive containerd by design; ours are the ones whose socket lives under our state dir.
 	pkill -f "containerd-shim-runc-v2 .*-address $CONTAINERD_SOCK" 2>/dev/null || true
+	if [ -n "$INSTANCE" ]; then
+		# A dedicated instance runs VM containers too; their shims end with it.
+		pkill -f "containerd-shim-kata-v2 .*-address $CONTAINERD_SOCK" 2>/dev/null || true
+	fi
 	unmount_under "$RUN"
 	unmount_under "$STATE"
 	rm -f "$ENV_FILE"
+	netns_down
 }
 
 # unmount_under detaches what the stopped daemons left mounted below a directory of ours
 # (dockerd's data-root bind mount, its default netns file, overlay mounts).
 unmount_under() {
-	grep -o " $1/[^ ]*" /proc/mounts | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
+	{ grep -o " $1/[^ ]*" /proc/mounts || true; } | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
 }
 
 purge() {
