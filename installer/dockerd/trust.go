@@ -32,17 +32,40 @@ func (e untrustedError) Unwrap() []error { return []error{e.err, ErrUntrusted} }
 //     owned by root (or euid) and not writable by group or others (pathtrust's rule), so that
 //     the path keeps naming what was checked when it is run.
 func TrustedBinary(p Process, euid int) (string, error) {
+	return TrustedDaemonBinary(p, euid, DockerDaemon)
+}
+
+// Daemon says, for the messages of TrustedDaemonBinary, what kind of daemon is checked and how
+// its user points kata-deploy at the right one.
+type Daemon struct {
+	Kind string // "Docker daemon"
+	// Rootless is the fix for root meeting a daemon of user uid (%[1]d is that uid).
+	Rootless string
+	// Other is the fix for a user meeting another user's daemon.
+	Other string
+}
+
+// DockerDaemon describes dockerd.
+var DockerDaemon = Daemon{
+	Kind:     "Docker daemon",
+	Rootless: "for a rootless Docker daemon, run kata-deploy as uid %[1]d; for the system's, point DOCKER_HOST or -H at its socket, unix:///var/run/docker.sock",
+	Other:    "point DOCKER_HOST or -H at your own, or the system's",
+}
+
+// TrustedDaemonBinary is TrustedBinary for any daemon kata-deploy signals or whose binary it runs
+// (dockerd, containerd): the same rules, with d's words in the errors.
+func TrustedDaemonBinary(p Process, euid int, d Daemon) (string, error) {
 	owners := []int{0}
 	if euid != 0 {
 		owners = append(owners, euid)
 	}
 	for _, uid := range p.UIDs {
 		if uid != 0 && uid != euid {
-			return "", untrustedUser(p, uid, euid)
+			return "", untrustedUser(p, uid, euid, d)
 		}
 	}
 	if p.UID != 0 && p.UID != euid {
-		return "", untrustedUser(p, p.UID, euid)
+		return "", untrustedUser(p, p.UID, euid, d)
 	}
 	if p.Exe == "" {
 		return "", fmt.Errorf("the binary of %s (pid %d) cannot be read from /proc: run kata-deploy as root", describe(p), p.PID)
@@ -62,11 +85,11 @@ func TrustedBinary(p Process, euid int) (string, error) {
 	return p.Exe, nil
 }
 
-func untrustedUser(p Process, uid, euid int) error {
+func untrustedUser(p Process, uid, euid int, d Daemon) error {
 	if euid == 0 {
-		return untrustedError{fmt.Errorf("%s (pid %d) runs as uid %d, not root: as root, kata-deploy trusts only a Docker daemon that runs as root, since any user can name a program dockerd "+
-			"(for a rootless Docker daemon, run kata-deploy as uid %d; for the system's, point DOCKER_HOST or -H at its socket, unix:///var/run/docker.sock)", describe(p), p.PID, uid, uid)}
+		return untrustedError{fmt.Errorf("%s (pid %d) runs as uid %d, not root: as root, kata-deploy trusts only a %s that runs as root, since any user can name a program so (%s)",
+			describe(p), p.PID, uid, d.Kind, fmt.Sprintf(d.Rootless, uid))}
 	}
-	return untrustedError{fmt.Errorf("%s (pid %d) runs as uid %d, neither root nor you (uid %d): kata-deploy does not trust another user's Docker daemon (point DOCKER_HOST or -H at your own, or the system's)",
-		describe(p), p.PID, uid, euid)}
+	return untrustedError{fmt.Errorf("%s (pid %d) runs as uid %d, neither root nor you (uid %d): kata-deploy does not trust another user's %s (%s)",
+		describe(p), p.PID, uid, euid, d.Kind, d.Other)}
 }
