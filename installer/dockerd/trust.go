@@ -6,7 +6,7 @@ import (
 	"io/fs"
 	"os"
 
-	"github.com/kata-deploy/kata-deploy/installer/pathtrust"
+	"github.com/kata-deploy/kata-deploy/internal/pathtrust"
 )
 
 // ErrUntrusted is in the error of TrustedBinary when the daemon is not to be trusted (as opposed

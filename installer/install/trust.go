@@ -3,7 +3,7 @@ package install
 import (
 	"fmt"
 
-	"github.com/kata-deploy/kata-deploy/installer/pathtrust"
+	"github.com/kata-deploy/kata-deploy/internal/pathtrust"
 )
 
 // checkTrusted refuses a prefix (and, for --from, a release directory) that anyone but root (or

@@ -1,6 +1,8 @@
 package guestimage
 
 import (
+	"github.com/kata-deploy/kata-deploy/internal/pathtrust"
+
 	"bufio"
 	"bytes"
 	"context"
@@ -15,7 +17,6 @@ import (
 	"runtime"
 	"slices"
 	"strings"
-	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -70,18 +71,19 @@ func (a aptFetcher) fetch(ctx context.Context, destDir string) (string, error) {
 	if _, err := os.Lstat(want); err == nil {
 		// Reused only when it is what apt would download now: the name proves nothing.
 		if err := verifyDeb(want, pkg, version, sums); err != nil {
-			return "", fmt.Errorf("%w; delete %s and run again to download it afresh, or pass a kernel package with --kernel", err, want)
+			return "", fmt.Errorf("%w; delete %s and run again to download it afresh, or pass a kernel package explicitly", err, want)
 		}
 		return want, nil
 	}
 	if out, err := a.run(ctx, destDir, "apt-get", "download", pkg+"="+version); err != nil {
-		return "", fmt.Errorf("apt-get download %s=%s failed: %w (%s): check the apt sources and network, or pass a kernel package with --kernel-deb", pkg, version, err, lastLine(out))
+		return "", fmt.Errorf("apt-get download %s=%s failed: %w (%s): check the apt sources and network, or pass a kernel package explicitly", pkg, version, err, lastLine(out))
 	}
 	if _, err := os.Lstat(want); err != nil {
 		return "", fmt.Errorf("apt-get download reported success but %s is missing: %w", want, err)
 	}
 	if err := verifyDeb(want, pkg, version, sums); err != nil {
-		return "", fmt.Errorf("%w: the download is refused; run again, or pass a kernel package with --kernel", err)
+		_ = os.Remove(want) // never reused: the next run downloads afresh
+		return "", fmt.Errorf("%w: the download is refused and removed; run again, or pass a kernel package explicitly", err)
 	}
 	return want, nil
 }
@@ -152,21 +154,18 @@ func verifyDeb(path, pkg, version string, sums []string) error {
 	return nil
 }
 
-// checkCacheDir refuses a kernel cache that someone else could write to: its files are built
-// into the guest image root installs.
+// checkCacheDir refuses a kernel cache that someone else could change, the directory or any
+// above it (pathtrust's rule): its files are built into the guest image root installs.
 func checkCacheDir(dir string) error {
 	fi, err := os.Lstat(dir)
 	if err != nil {
 		return err
 	}
-	st, ok := fi.Sys().(*syscall.Stat_t)
-	switch {
-	case !fi.IsDir():
+	if !fi.IsDir() {
 		return fmt.Errorf("the kernel cache %s is not a directory (a symbolic link?): remove it, or pass another cache directory", dir)
-	case !ok || int(st.Uid) != os.Geteuid():
-		return fmt.Errorf("the kernel cache %s is not owned by the user running kata-deploy: chown %d %s", dir, os.Geteuid(), dir)
-	case fi.Mode().Perm()&0o022 != 0:
-		return fmt.Errorf("the kernel cache %s is writable by group or others (mode %04o): chmod go-w %s", dir, fi.Mode().Perm(), dir)
+	}
+	if err := pathtrust.Check(dir, pathtrust.Owners()); err != nil {
+		return fmt.Errorf("the kernel cache: %w", err)
 	}
 	return nil
 }
@@ -186,7 +185,7 @@ func (a aptFetcher) pickPackage(ctx context.Context) (string, error) {
 	}
 	pkg := "linux-image-" + rel
 	if _, cerr := a.candidateVersion(ctx, pkg); cerr != nil {
-		return "", fmt.Errorf("apt knows neither %s nor %s: run apt-get update, or pass a kernel package with --kernel-deb", debianKernelMeta, pkg)
+		return "", fmt.Errorf("apt knows neither %s nor %s: run apt-get update, or pass a kernel package explicitly", debianKernelMeta, pkg)
 	}
 	return checkKernelPackage(pkg)
 }
