@@ -93,27 +93,26 @@ func (vm *VM) start(ctx context.Context) error {
 		return err
 	}
 	vm.PID = p.Pid
+	// For Cleanup, should the shim die: QEMU outlives it, as in upstream Kata. Written first, so
+	// no window leaves a QEMU (stopped by -S) that Cleanup cannot find.
+	pidErr := os.WriteFile(vm.layout.pid, []byte(strconv.Itoa(vm.PID)+"\n"), 0o600)
 	vm.proc, err = watchProc(p.Pid)
 	_ = p.Release() // reaped through the pidfd (proc.go)
 	if err != nil {
 		_ = unix.Kill(vm.PID, unix.SIGKILL)
 		return err
 	}
-	// For Cleanup, should the shim die: QEMU outlives it, as in
-	// upstream Kata.
-	if err := os.WriteFile(vm.layout.pid, []byte(strconv.Itoa(vm.PID)+"\n"), 0o600); err != nil {
-		return fmt.Errorf("write QEMU's pid file: %w", err)
+	if pidErr != nil {
+		return fmt.Errorf("write QEMU's pid file: %w", pidErr)
 	}
 	if err := vm.waitReady(ctx); err != nil {
 		return err
 	}
-	if err := vm.place(ctx); err != nil {
-		return err
-	}
+	// The console is drained before the vCPUs start (place), so the guest's first lines are kept.
 	if vm.console, err = startConsole(ctx, vm.layout.consoleSock, vm.layout.console); err != nil {
 		return err
 	}
-	return nil
+	return vm.place(ctx)
 }
 
 // place hands QEMU, still stopped (-S), to Config.Placed (e.g. the
@@ -368,13 +367,15 @@ func (vm *VM) bootError(err error) error {
 }
 
 func readTail(path string, n int64) string {
-	f, err := os.Open(path)
+	// QEMU can write the state directory: the log may have been replaced by a link to a host file
+	// or a FIFO. Only a regular file at the path itself is read, and opening never blocks.
+	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return ""
 	}
 	defer f.Close()
 	fi, err := f.Stat()
-	if err != nil {
+	if err != nil || !fi.Mode().IsRegular() {
 		return ""
 	}
 	off := max(0, fi.Size()-n)

@@ -87,14 +87,16 @@ func TestHostileChannelForgedSource(t *testing.T) {
 	}
 
 	// A forged source address: ARP claims and IP packets from it.
-	script := fmt.Sprintf(`ip addr add %[1]s/32 dev eth0 &&
+	// The setup must succeed (else nothing forged is sent); the probes may go unanswered.
+	script := fmt.Sprintf(`ip addr add %[1]s/32 dev eth0 || exit 10
 arping -c 2 -w 3 -s %[1]s -I eth0 %[2]s; arping -U -c 2 -w 3 -s %[1]s -I eth0 %[1]s;
 ping -c 2 -W 2 -I %[1]s %[2]s; true`, forged, victimIP)
 	if res := docker(t, "", "exec", attacker, "sh", "-c", script); res.code != 0 {
 		t.Fatalf("forging an address in the guest: exit %d, %s%s", res.code, res.stdout, res.stderr)
 	}
 	// A forged source MAC, with the real address.
-	script = fmt.Sprintf(`ip addr del %[1]s/32 dev eth0; ip link set eth0 address %[2]s &&
+	script = fmt.Sprintf(`ip addr del %[1]s/32 dev eth0; ip link set eth0 address %[2]s || exit 11
+ip link show eth0 | grep -qi %[2]s || exit 12
 ip neigh flush dev eth0; arping -c 2 -w 3 -I eth0 %[3]s; ping -c 2 -W 2 %[3]s; true`, forged, forgedMAC, victimIP)
 	if res := docker(t, "", "exec", attacker, "sh", "-c", script); res.code != 0 {
 		t.Fatalf("forging a MAC in the guest: exit %d, %s%s", res.code, res.stdout, res.stderr)
