@@ -130,6 +130,9 @@ func (e *NSExecutor) CreateInit(ctx context.Context, id string, spec *specs.Spec
 	}
 	p, err := e.spawn(ctx, cfg, 0, confine)
 	if err != nil {
+		if dc != nil {
+			_ = dc.remove(id) // a failed create leaves no rules behind for the id
+		}
 		return nil, err
 	}
 	if dc != nil {

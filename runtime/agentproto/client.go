@@ -426,6 +426,7 @@ func (c *Client) exchange(ctx context.Context, req Request) (*callStream, *bufio
 		err = readMessage(br, &st.resp, maxResponseSize)
 	}
 	if err != nil {
+		stop() // the context must not reset the drain's deadline once abandon has set it
 		c.abandon(raw, release)
 		if ctxErr := ctx.Err(); ctxErr != nil {
 			if errors.Is(ctxErr, context.DeadlineExceeded) {
