@@ -27,9 +27,6 @@ func (s *Sandbox) StartNetwork(ctx context.Context, bundle string, logf func(for
 	if err != nil {
 		return err
 	}
-	if err := refuseJoinedNetNS(spec); err != nil {
-		return err
-	}
 	done := make(chan struct{})
 	go func() {
 		select {

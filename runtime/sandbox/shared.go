@@ -30,7 +30,6 @@ const (
 type sharedDir struct {
 	path   string
 	record string
-	mounts []string // names (under path) we bind-mounted, in creation order
 }
 
 // share mounts a size-capped tmpfs at dir, bind-mounts spec's rootfs and bind mounts under it and
@@ -147,7 +146,6 @@ func (s *sharedDir) bind(source, name string, mode bindMode) (string, error) {
 		os.Remove(target)
 		return "", fmt.Errorf("bind-mounting %s: %w", source, err)
 	}
-	s.mounts = append(s.mounts, name)
 	// Private: nothing mounted later under the source propagates into the guest's view, and our
 	// mount does not propagate back to the host's other namespaces.
 	_ = unix.Mount("", target, "", unix.MS_PRIVATE|unix.MS_REC, "")
@@ -231,7 +229,6 @@ func appendRecord(record, name string) error {
 // unshare undoes every mount and removes the directory and the record. It is safe to call twice.
 func (s *sharedDir) unshare() error {
 	err := cleanupShare(s.path, s.record)
-	s.mounts = nil
 	return err
 }
 
