@@ -661,6 +661,13 @@ func summarize(ls *lists, rt string, results []result, wall time.Duration) bool 
 	for _, p := range problems {
 		fmt.Println("  " + p)
 	}
+	if passed == 0 {
+		// A selection that ran nothing (a -run that matches no test, every test skipped) proves
+		// nothing: it is not a success.
+		problems = append(problems, "no test passed: the selection ran nothing")
+		fmt.Println("  " + problems[len(problems)-1])
+		bad++
+	}
 	if bad == 0 {
 		fmt.Println("conformance: OK: every failure is listed, every listed failure still fails")
 	} else {
