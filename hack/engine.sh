@@ -8,6 +8,9 @@
 #   hack/engine.sh purge   down, then remove the engine's state (images, containers)
 #   hack/engine.sh env     print the env file's path (source it: . "$(hack/engine.sh env)")
 #   hack/engine.sh build   only install packages and build the binaries
+#   hack/engine.sh restart dockerd|containerd
+#                          stop one daemon (TERM, then KILL after 30 s) and start it again with the
+#                          same configuration (the fault runs of bench/soak)
 #
 # Overridable: KATA_ENGINE_CACHE (binaries, default /var/cache/kata-deploy/engine),
 #              KATA_ENGINE_STATE (state, default /var/lib/kata-deploy-test-engine),
@@ -120,6 +123,18 @@ build() {
 	fi
 }
 
+# close_inherited_fds closes every descriptor above stderr in the calling (sub)shell: the daemons
+# outlive whoever started them and must not keep that caller's files open (a `flock LOCK make ...`
+# would otherwise leave LOCK held by dockerd until it stops).
+close_inherited_fds() {
+	local fd
+	for fd in /proc/$BASHPID/fd/*; do
+		fd=${fd##*/}
+		[ "$fd" -gt 2 ] 2>/dev/null && eval "exec $fd>&-"
+	done
+	return 0
+}
+
 pid_alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
 
 wait_for() { # wait_for SECONDS DESCRIPTION COMMAND...
@@ -149,8 +164,10 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.cri.v1.images", 
   address = "$RUN/containerd-debug.sock"
 EOF
 	log "starting containerd ($CONTAINERD_SOCK)"
-	PATH=$BIN:$PATH "${NS_EXEC[@]}" setsid "$BIN/containerd" --config "$STATE/containerd.toml" \
-		>>"$STATE/containerd.log" 2>&1 </dev/null &
+	(
+		close_inherited_fds
+		PATH=$BIN:$PATH exec "${NS_EXEC[@]}" setsid "$BIN/containerd" --config "$STATE/containerd.toml"
+	) >>"$STATE/containerd.log" 2>&1 </dev/null &
 	echo $! >"$CONTAINERD_PID"
 	wait_for 30 containerd test -S "$CONTAINERD_SOCK"
 }
@@ -160,14 +177,16 @@ start_dockerd() {
 	mkdir -p "$STATE/docker" "$RUN/exec"
 	[ -f "$DAEMON_JSON" ] || echo '{}' >"$DAEMON_JSON"
 	log "starting dockerd ($DOCKER_SOCK)"
-	PATH=$BIN:$PATH "${DOCKERD_ENV[@]}" "${NS_EXEC[@]}" setsid "$BIN/dockerd" \
-		--host "unix://$DOCKER_SOCK" \
-		--containerd "$CONTAINERD_SOCK" \
-		--data-root "$STATE/docker" \
-		--exec-root "$RUN/exec" \
-		--pidfile "$DOCKERD_PID" \
-		--config-file "$DAEMON_JSON" \
-		>>"$STATE/dockerd.log" 2>&1 </dev/null &
+	(
+		close_inherited_fds
+		PATH=$BIN:$PATH exec "${DOCKERD_ENV[@]}" "${NS_EXEC[@]}" setsid "$BIN/dockerd" \
+			--host "unix://$DOCKER_SOCK" \
+			--containerd "$CONTAINERD_SOCK" \
+			--data-root "$STATE/docker" \
+			--exec-root "$RUN/exec" \
+			--pidfile "$DOCKERD_PID" \
+			--config-file "$DAEMON_JSON"
+	) >>"$STATE/dockerd.log" 2>&1 </dev/null &
 	wait_for 60 dockerd docker -H "unix://$DOCKER_SOCK" version
 }
 
@@ -306,6 +325,20 @@ up) up ;;
 down) down ;;
 purge) purge ;;
 build) build ;;
+restart)
+	[ -f "$ENV_FILE" ] || die "the engine is not up: run hack/engine.sh up"
+	case "${2:-}" in
+	dockerd)
+		stop_pidfile "$DOCKERD_PID" dockerd
+		start_dockerd
+		;;
+	containerd)
+		stop_pidfile "$CONTAINERD_PID" containerd
+		start_containerd
+		;;
+	*) die "restart what? hack/engine.sh restart dockerd|containerd" ;;
+	esac
+	;;
 env)
 	[ -f "$ENV_FILE" ] || die "the engine is not up: run hack/engine.sh up"
 	echo "$ENV_FILE"
