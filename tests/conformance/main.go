@@ -575,7 +575,20 @@ func runPackage(ctx context.Context, o options, pkg, bin, dir string, tests []st
 	if waitErr != nil && !errors.As(waitErr, &exitErr) {
 		return nil, waitErr
 	}
+	if waitErr != nil && !anyFailed(rs) {
+		// Every test passed, yet the binary failed: its TestMain or a package-level check did.
+		return nil, fmt.Errorf("%s: the test binary failed (%v) though no test did:\n%s", pkg, waitErr, strings.Join(tail(pkgOutput, 20), "\n"))
+	}
 	return rs, nil
+}
+
+func anyFailed(rs []result) bool {
+	for _, r := range rs {
+		if r.action == "fail" {
+			return true
+		}
+	}
+	return false
 }
 
 func tail(lines []string, n int) []string {
