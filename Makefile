@@ -7,7 +7,7 @@ COMMIT      ?= $(shell git rev-parse HEAD 2>/dev/null)
 LDFLAGS     := -s -w -X github.com/kata-deploy/kata-deploy/internal/version.Version=$(VERSION) \
                -X github.com/kata-deploy/kata-deploy/internal/version.Commit=$(COMMIT)
 
-.PHONY: all build demo bench test unit conformance lint engine-up engine-down clean
+.PHONY: all build demo bench soak test unit conformance lint engine-up engine-down clean
 
 all: build
 
@@ -23,6 +23,12 @@ demo:
 # Start-up and memory figures: kata vs runc vs the bare-VM floor (needs the test engine and root).
 bench:
 	. "$$(hack/engine.sh up)" && $(GO) run ./bench/startup -n 10
+
+# Reliability: 200 kata containers in a row and 10 at once, then faults, then nothing may be left
+# (bench/soak, on a dedicated engine instance). CI runs it smaller: SOAK_FLAGS='-n 20 -parallel 5 -faults'.
+SOAK_FLAGS ?= -n 200 -parallel 10 -faults
+soak:
+	hack/soak.sh $(SOAK_FLAGS)
 
 # Every test: brings the test engine up (idempotent), then unit and end-to-end tests.
 test:
