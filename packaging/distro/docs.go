@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"compress/gzip"
 	"fmt"
+	"regexp"
 	"sort"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/cobra/doc"
+	"github.com/spf13/pflag"
 )
 
 // generated is one file made from the command tree: its path in the package and its bytes.
@@ -31,6 +33,7 @@ func manPages(root *cobra.Command, date time.Time) ([]generated, error) {
 		if !c.IsAvailableCommand() && c != root {
 			return nil
 		}
+		escapeMarkdown(c)
 		var page bytes.Buffer
 		h := *header // GenMan fills fields of the header it is given
 		if err := doc.GenMan(c, &h, &page); err != nil {
@@ -54,6 +57,22 @@ func manPages(root *cobra.Command, date time.Time) ([]generated, error) {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].dst < out[j].dst })
 	return out, nil
+}
+
+// htmlLike is text such as <prefix> or <config dir>: cobra/doc renders help through Markdown,
+// where it would be an HTML tag and vanish. A backslash before each bracket keeps it as text.
+var htmlLike = regexp.MustCompile(`<([A-Za-z][A-Za-z0-9 _-]*)>`)
+
+func escapeHTMLLike(s string) string { return htmlLike.ReplaceAllString(s, `\<$1\>`) }
+
+// escapeMarkdown escapes the command's prose (not its examples: they are a code block, shown as
+// written) and its flags' descriptions. The tree is the caller's own copy.
+func escapeMarkdown(c *cobra.Command) {
+	c.Short = escapeHTMLLike(c.Short)
+	c.Long = escapeHTMLLike(c.Long)
+	for _, fs := range []*pflag.FlagSet{c.LocalFlags(), c.InheritedFlags()} {
+		fs.VisitAll(func(f *pflag.Flag) { f.Usage = escapeHTMLLike(f.Usage) })
+	}
 }
 
 // completionPaths are where each shell looks for vendor completions, per package family:
