@@ -291,20 +291,37 @@ func writeScripts(family, stage string) (nfpm.Scripts, error) {
 
 var placeholder = regexp.MustCompile(`@[A-Z_]+@`)
 
-// expand reads an embedded file and puts the install's paths in, each from its one owner.
-func expand(name string) ([]byte, error) {
+// hostPaths are the paths on the host the scripts and the notes name, each from its one owner.
+type hostPaths struct {
+	Prefix, Bin, KernelCache, GuestImageCache, CacheRoot, Lock, State string
+}
+
+var defaultPaths = hostPaths{
+	Prefix:          layout.DefaultPrefix,
+	Bin:             LibDir + "/kata-deploy",
+	KernelCache:     install.DefaultKernelCache,
+	GuestImageCache: guestImageCache,
+	CacheRoot:       cacheRoot,
+	Lock:            manifest.DefaultLockPath,
+	State:           config.DefaultStateDir, // empty when no VM runs
+}
+
+func expand(name string) ([]byte, error) { return render(name, defaultPaths) }
+
+// render reads an embedded file and puts the paths in.
+func render(name string, p hostPaths) ([]byte, error) {
 	data, err := embedded.ReadFile(name)
 	if err != nil {
 		return nil, err
 	}
 	r := strings.NewReplacer(
-		"@PREFIX@", layout.DefaultPrefix,
-		"@BIN@", LibDir+"/kata-deploy",
-		"@CACHES@", install.DefaultKernelCache+" "+guestImageCache,
-		"@KERNEL_CACHE@", install.DefaultKernelCache,
-		"@CACHE_ROOT@", cacheRoot,
-		"@LOCK@", manifest.DefaultLockPath,
-		"@STATE@", config.DefaultStateDir, // empty when no VM runs
+		"@PREFIX@", p.Prefix,
+		"@BIN@", p.Bin,
+		"@CACHES@", p.KernelCache+" "+p.GuestImageCache,
+		"@KERNEL_CACHE@", p.KernelCache,
+		"@CACHE_ROOT@", p.CacheRoot,
+		"@LOCK@", p.Lock,
+		"@STATE@", p.State,
 	)
 	out := r.Replace(string(data))
 	if left := placeholder.FindString(out); left != "" {
