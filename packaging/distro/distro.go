@@ -93,12 +93,18 @@ func Build(o Options) ([]string, error) {
 	for _, family := range Families {
 		path, err := o.build(family, filepath.Join(stage, family))
 		if err != nil {
-			return out, fmt.Errorf("building the %s: %w", family, err)
+			for _, p := range out {
+				os.Remove(p) // no release with one package of two
+			}
+			return nil, fmt.Errorf("building the %s: %w", family, err)
 		}
 		out = append(out, path)
 	}
 	return out, nil
 }
+
+// versionRe is what dpkg and rpm both accept, and what is safe in a file name.
+var versionRe = regexp.MustCompile(`^[0-9][0-9A-Za-z.+~]*$`)
 
 func (o Options) check() error {
 	var errs []error
@@ -112,8 +118,11 @@ func (o Options) check() error {
 			errs = append(errs, err)
 		}
 	}
-	if o.Version == "" || o.MTime.IsZero() || o.OutDir == "" || o.Root == nil {
-		errs = append(errs, errors.New("the version, the file time, the output directory and the command tree are all needed"))
+	if !versionRe.MatchString(o.Version) {
+		errs = append(errs, fmt.Errorf("package version %q: want digits, letters and . + ~ only, starting with a digit (PackageVersion makes one from git describe)", o.Version))
+	}
+	if o.MTime.IsZero() || o.OutDir == "" || o.Root == nil {
+		errs = append(errs, errors.New("the file time, the output directory and the command tree are all needed"))
 	}
 	return errors.Join(errs...)
 }

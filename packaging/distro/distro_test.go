@@ -187,6 +187,16 @@ func TestBuildRefusesMissingBinaries(t *testing.T) {
 	}
 }
 
+func TestBuildRefusesUnsafeVersions(t *testing.T) {
+	for _, v := range []string{"", "../1.0", "1.0/x", "v1.0", "1.0 2", "1.0-1"} {
+		o := testOptions(t)
+		o.Version = v
+		if _, err := Build(o); err == nil || !strings.Contains(err.Error(), "package version") {
+			t.Errorf("Build with version %q: %v", v, err)
+		}
+	}
+}
+
 func TestWriteSums(t *testing.T) {
 	dir := t.TempDir()
 	for name, data := range map[string]string{"b.rpm": "b", "a.deb": "a", ".hidden": "x"} {
