@@ -7,14 +7,36 @@ COMMIT      ?= $(shell git rev-parse HEAD 2>/dev/null)
 LDFLAGS     := -s -w -X github.com/kata-deploy/kata-deploy/internal/version.Version=$(VERSION) \
                -X github.com/kata-deploy/kata-deploy/internal/version.Commit=$(COMMIT)
 
-.PHONY: all build demo bench soak test unit conformance lint engine-up engine-down clean
+.PHONY: all build demo bench soak test unit conformance lint engine-up engine-down clean packages release
 
 all: build
 
 # kata-deploy, the shim, and the guest agent (static: it is /init in the guest's initrd).
 build:
-	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/ ./cmd/kata-deploy ./cmd/containerd-shim-kata-v2 ./cmd/kata-guest-image
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w -X main.version=$(VERSION)' -o $(BIN)/ ./cmd/kata-agent
+	$(GO) build -trimpath -buildvcs=false -ldflags '$(LDFLAGS)' -o $(BIN)/ ./cmd/kata-deploy ./cmd/containerd-shim-kata-v2 ./cmd/kata-guest-image
+	CGO_ENABLED=0 $(GO) build -trimpath -buildvcs=false -ldflags '-s -w -X main.version=$(VERSION)' -o $(BIN)/ ./cmd/kata-agent
+
+# Distribution packages: dist/kata-deploy_<version>_amd64.deb and kata-deploy-<version>.x86_64.rpm
+# (packaging/distro, with nfpm), from the binaries of `make build`; every file's time is the
+# commit's (SOURCE_DATE_EPOCH), so the same commit gives the same bytes.
+DIST              ?= dist
+SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null)
+KATA_PACKAGES     := $(GO) run ./packaging/cmd/kata-packages -version '$(VERSION)' -source-date-epoch '$(SOURCE_DATE_EPOCH)'
+packages: build
+	$(KATA_PACKAGES) -bin $(BIN) -out $(DIST)
+
+# A release folder: reproducible binaries (-trimpath, no VCS stamp, version from git), the
+# packages, whatever the targets in RELEASE_EXTRA add to $(RELEASE_DIR) (the installer image
+# archive), then SHA256SUMS over all of it. Two runs on the same commit give identical bytes.
+RELEASE_DIR   ?= $(DIST)/release
+RELEASE_EXTRA ?=
+release:
+	rm -rf '$(RELEASE_DIR)' '$(RELEASE_DIR).bin'
+	$(MAKE) build BIN='$(RELEASE_DIR).bin'
+	$(KATA_PACKAGES) -bin '$(RELEASE_DIR).bin' -out '$(RELEASE_DIR)'
+	$(if $(RELEASE_EXTRA),$(MAKE) $(RELEASE_EXTRA) RELEASE_DIR='$(RELEASE_DIR)' BIN='$(RELEASE_DIR).bin')
+	$(GO) run ./packaging/cmd/kata-packages -sums -out '$(RELEASE_DIR)'
+	rm -rf '$(RELEASE_DIR).bin'
 
 # A newcomer's first run: test engine up, kata-deploy install into it, a container in a VM.
 demo:
@@ -61,4 +83,4 @@ engine-down:
 	hack/engine.sh down
 
 clean:
-	rm -rf $(BIN)
+	rm -rf $(BIN) $(DIST)

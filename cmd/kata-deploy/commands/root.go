@@ -61,6 +61,10 @@ func Execute(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return ExitFailure
 }
 
+// Root is kata-deploy's command tree, for what is generated from it (man pages, shell
+// completions in the packages).
+func Root() *cobra.Command { return newRootCommand() }
+
 func newRootCommand() *cobra.Command {
 	root := &cobra.Command{
 		Use:   "kata-deploy",
