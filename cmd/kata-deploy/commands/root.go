@@ -83,7 +83,7 @@ Start here:
 		return &exitError{code: ExitUsage, err: err}
 	})
 	root.AddCommand(newVersionCommand(), newCheckCommand(), newInstallCommand(), newUninstallCommand(), newStatusCommand(),
-		newUpgradeCommand(), newRollbackCommand(), newHoldCommand())
+		newUpgradeCommand(), newRollbackCommand(), newHoldCommand(), newFleetLaunchCommand())
 	return root
 }
 
