@@ -24,6 +24,9 @@ func bindHostRoot(f *pflag.FlagSet, dir *string) {
 type hostInputs struct {
 	artifacts *install.ArtifactOptions // nil: the command builds no version
 	from      *string                  // nil or empty: no upstream release
+	// dryRun: the kernel package too goes into the staging directory, so that nothing of the
+	// host changes.
+	dryRun bool
 }
 
 // enterHost does nothing without a host root. With one, it copies the inputs into the host
@@ -54,7 +57,7 @@ func enterHost(dir string, in hostInputs) (cleanup func(), err error) {
 			return nil, err
 		}
 	} else if in.artifacts != nil {
-		if err := stageArtifacts(root, st, in.artifacts); err != nil {
+		if err := stageArtifacts(root, st, in.artifacts, in.dryRun); err != nil {
 			return nil, err
 		}
 	}
@@ -65,8 +68,9 @@ func enterHost(dir string, in hostInputs) (cleanup func(), err error) {
 }
 
 // stageArtifacts copies the shim and the agent (from --artifacts-dir, else this executable's
-// directory) and the kernel package (--kernel, else the one the image carries beside them).
-func stageArtifacts(root hostroot.Root, st *hostroot.Staging, a *install.ArtifactOptions) error {
+// directory) and the kernel package (--kernel, else the one the image carries beside them; into
+// the host's kernel cache, or with the others for a dry run).
+func stageArtifacts(root hostroot.Root, st *hostroot.Staging, a *install.ArtifactOptions, dryRun bool) error {
 	src := a.ArtifactsDir
 	if src == "" {
 		exe, err := os.Executable()
@@ -92,11 +96,15 @@ func stageArtifacts(root hostroot.Root, st *hostroot.Staging, a *install.Artifac
 		}
 		kernel = k
 	}
+	var err error
+	if dryRun {
+		a.Kernel, err = st.Copy(kernel)
+		return err
+	}
 	cache := a.KernelCache
 	if cache == "" {
 		cache = install.DefaultKernelCache
 	}
-	var err error
 	a.Kernel, err = root.CopyInto(kernel, cache)
 	return err
 }

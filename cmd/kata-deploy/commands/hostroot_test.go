@@ -19,11 +19,13 @@ func TestStageArtifacts(t *testing.T) {
 		name       string
 		files      []string
 		kernelFlag bool
+		dryRun     bool
 		wantKernel string
 	}{
 		{name: "image kernel", files: []string{deb}, wantKernel: "/var/cache/kata-deploy/kernel/" + deb},
 		{name: "no kernel: the host's", wantKernel: ""},
 		{name: "--kernel", kernelFlag: true, wantKernel: "/var/cache/kata-deploy/kernel/linux-image-flag.deb"},
+		{name: "dry run: nothing in the cache", files: []string{deb}, dryRun: true, wantKernel: "STAGING/" + deb},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			src, root := t.TempDir(), t.TempDir()
@@ -48,7 +50,7 @@ func TestStageArtifacts(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer st.Remove()
-			if err := stageArtifacts(r, st, &a); err != nil {
+			if err := stageArtifacts(r, st, &a, tc.dryRun); err != nil {
 				t.Fatal(err)
 			}
 			if a.ArtifactsDir != st.HostDir() || !strings.HasPrefix(a.ArtifactsDir, "/run/") {
@@ -59,8 +61,11 @@ func TestStageArtifacts(t *testing.T) {
 					t.Errorf("%s in the host root: %q, %v", f, b, err)
 				}
 			}
-			if a.Kernel != tc.wantKernel {
-				t.Errorf("kernel %q, want %q", a.Kernel, tc.wantKernel)
+			if want := strings.Replace(tc.wantKernel, "STAGING", st.HostDir(), 1); a.Kernel != want {
+				t.Errorf("kernel %q, want %q", a.Kernel, want)
+			}
+			if _, err := os.Stat(filepath.Join(root, "var/cache")); tc.dryRun && err == nil {
+				t.Error("a dry run wrote into the host's cache")
 			}
 			if a.Kernel != "" {
 				if _, err := os.Stat(filepath.Join(root, a.Kernel)); err != nil {

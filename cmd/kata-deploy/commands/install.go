@@ -42,7 +42,7 @@ func newInstallCommand() *cobra.Command {
 			o.Replace, o.Version = replace.value(), version.Get().Version
 			return runChange(cmd, output, &o.Common, o.Validate,
 				func(ctx context.Context) (*install.Result, error) {
-					cleanup, err := enterHost(hostRoot, hostInputs{artifacts: &o.ArtifactOptions, from: &o.From})
+					cleanup, err := enterHost(hostRoot, hostInputs{artifacts: &o.ArtifactOptions, from: &o.From, dryRun: o.DryRun})
 					if err != nil {
 						return nil, err
 					}

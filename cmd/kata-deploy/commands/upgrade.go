@@ -33,7 +33,7 @@ func newUpgradeCommand() *cobra.Command {
 			o.Replace, o.Version = replace.value(), version.Get().Version
 			return runChange(cmd, output, &o.Common, o.Validate,
 				func(ctx context.Context) (*install.Result, error) {
-					cleanup, err := enterHost(hostRoot, hostInputs{artifacts: &o.ArtifactOptions})
+					cleanup, err := enterHost(hostRoot, hostInputs{artifacts: &o.ArtifactOptions, dryRun: o.DryRun})
 					if err != nil {
 						return nil, err
 					}
