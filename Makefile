@@ -7,7 +7,7 @@ COMMIT      ?= $(shell git rev-parse HEAD 2>/dev/null)
 LDFLAGS     := -s -w -X github.com/kata-deploy/kata-deploy/internal/version.Version=$(VERSION) \
                -X github.com/kata-deploy/kata-deploy/internal/version.Commit=$(COMMIT)
 
-.PHONY: all build demo bench soak test unit conformance lint engine-up engine-down clean packages release
+.PHONY: all build demo bench soak test unit conformance lint engine-up engine-down clean packages release image
 
 all: build
 
@@ -75,6 +75,12 @@ lint:
 	$(GO) vet ./...
 	$(STATICCHECK) ./...
 	@$(GO) mod tidy -diff || { echo "go.mod/go.sum are not tidy: run go mod tidy"; exit 1; }
+
+# The installer image (Dockerfile): static binaries and a guest kernel package FROM scratch,
+# built by the docker of the environment (e.g. the test engine: . "$$(hack/engine.sh up)").
+IMAGE ?= kata-deploy:$(VERSION)
+image:
+	VERSION=$(VERSION) hack/image.sh $(IMAGE) $(BIN)/image
 
 engine-up:
 	hack/engine.sh up

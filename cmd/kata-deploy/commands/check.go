@@ -16,6 +16,7 @@ func newCheckCommand() *cobra.Command {
 	var (
 		output     string
 		dockerHost string
+		hostRoot   string
 	)
 	cmd := &cobra.Command{
 		Use:   "check",
@@ -38,6 +39,11 @@ The JSON output (--output json) is a stable schema for scripts: see README.md, "
 			if err := outputFormat(output); err != nil {
 				return err
 			}
+			cleanup, err := enterHost(hostRoot, hostInputs{})
+			if err != nil {
+				return &exitError{code: ExitFailure, err: err}
+			}
+			defer cleanup()
 			facts := check.Gather(cmd.Context(), check.Options{DockerHost: dockerHost, DockerTimeout: 10 * time.Second})
 			report := check.Evaluate(facts)
 			if output == "json" {
@@ -57,6 +63,7 @@ The JSON output (--output json) is a stable schema for scripts: see README.md, "
 	}
 	cmd.Flags().StringVarP(&output, "output", "o", "text", `output format: "text" or "json"`)
 	cmd.Flags().StringVarP(&dockerHost, "host", "H", "", "Docker daemon to check (default: $DOCKER_HOST or unix:///var/run/docker.sock)")
+	bindHostRoot(cmd.Flags(), &hostRoot)
 	return cmd
 }
 

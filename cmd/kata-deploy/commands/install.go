@@ -25,6 +25,7 @@ func newInstallCommand() *cobra.Command {
 		output     string
 		replace    replaceFlags
 		dockerHost string
+		hostRoot   string
 	)
 	cmd := &cobra.Command{
 		Use:   "install",
@@ -41,6 +42,11 @@ func newInstallCommand() *cobra.Command {
 			o.Replace, o.Version = replace.value(), version.Get().Version
 			return runChange(cmd, output, &o.Common, o.Validate,
 				func(ctx context.Context) (*install.Result, error) {
+					cleanup, err := enterHost(hostRoot, hostInputs{artifacts: &o.ArtifactOptions, from: &o.From, dryRun: o.DryRun})
+					if err != nil {
+						return nil, err
+					}
+					defer cleanup()
 					return install.Install(ctx, o, install.DefaultDeps(dockerHost))
 				}, printInstall)
 		},
@@ -57,6 +63,7 @@ func newInstallCommand() *cobra.Command {
 	_ = f.MarkHidden("kata-dir")
 	bindContainerd(f, &o.ContainerdAddress, &o.Engine, &o.ContainerdConfig)
 	bindSmoke(f, &o.SmokeOptions)
+	bindHostRoot(f, &hostRoot)
 	return cmd
 }
 

@@ -15,6 +15,7 @@ func newRollbackCommand() *cobra.Command {
 		o          install.RollbackOptions
 		output     string
 		dockerHost string
+		hostRoot   string
 	)
 	cmd := &cobra.Command{
 		Use:   "rollback",
@@ -27,6 +28,11 @@ func newRollbackCommand() *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runChange(cmd, output, &o.Common, o.Validate,
 				func(ctx context.Context) (*install.RollbackResult, error) {
+					cleanup, err := enterHost(hostRoot, hostInputs{})
+					if err != nil {
+						return nil, err
+					}
+					defer cleanup()
 					return install.Rollback(ctx, o, install.DefaultDeps(dockerHost))
 				}, printRollback)
 		},
@@ -36,6 +42,7 @@ func newRollbackCommand() *cobra.Command {
 	bindChange(f, &o.Common, &output, "say which version would be switched to")
 	bindSmoke(f, &o.SmokeOptions)
 	bindDocker(f, &dockerHost, nil)
+	bindHostRoot(f, &hostRoot)
 	return cmd
 }
 

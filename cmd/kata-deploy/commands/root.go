@@ -87,7 +87,7 @@ Start here:
 		return &exitError{code: ExitUsage, err: err}
 	})
 	root.AddCommand(newVersionCommand(), newCheckCommand(), newInstallCommand(), newUninstallCommand(), newStatusCommand(),
-		newUpgradeCommand(), newRollbackCommand())
+		newUpgradeCommand(), newRollbackCommand(), newHoldCommand(), newFleetLaunchCommand())
 	return root
 }
 

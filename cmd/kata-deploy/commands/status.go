@@ -15,6 +15,7 @@ func newStatusCommand() *cobra.Command {
 		o          install.StatusOptions
 		output     string
 		dockerHost string
+		hostRoot   string
 	)
 	cmd := &cobra.Command{
 		Use:   "status",
@@ -30,6 +31,11 @@ func newStatusCommand() *cobra.Command {
 			if err := o.Validate(); err != nil {
 				return usageErrorf("%v", err)
 			}
+			cleanup, err := enterHost(hostRoot, hostInputs{})
+			if err != nil {
+				return &exitError{code: ExitFailure, err: err}
+			}
+			defer cleanup()
 			s, err := install.GetStatus(cmd.Context(), o, install.DefaultDeps(dockerHost))
 			if err != nil {
 				return &exitError{code: ExitFailure, err: err}
@@ -52,6 +58,7 @@ func newStatusCommand() *cobra.Command {
 	bindContainerd(f, &o.ContainerdAddress, nil, nil)
 	bindDocker(f, &dockerHost, nil)
 	bindOutput(f, &output)
+	bindHostRoot(f, &hostRoot)
 	return cmd
 }
 

@@ -16,6 +16,7 @@ func newUninstallCommand() *cobra.Command {
 		o          install.UninstallOptions
 		output     string
 		dockerHost string
+		hostRoot   string
 	)
 	cmd := &cobra.Command{
 		Use:   "uninstall",
@@ -27,6 +28,11 @@ func newUninstallCommand() *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runChange(cmd, output, &o.Common, o.Validate,
 				func(ctx context.Context) (*install.UninstallResult, error) {
+					cleanup, err := enterHost(hostRoot, hostInputs{})
+					if err != nil {
+						return nil, err
+					}
+					defer cleanup()
 					return install.Uninstall(ctx, o, install.DefaultDeps(dockerHost))
 				}, printUninstall)
 		},
@@ -38,6 +44,7 @@ func newUninstallCommand() *cobra.Command {
 	bindChange(f, &o.Common, &output, "print what would be removed and the daemon.json diff")
 	bindDocker(f, &dockerHost, nil)
 	bindContainerd(f, &o.ContainerdAddress, nil, nil)
+	bindHostRoot(f, &hostRoot)
 	return cmd
 }
 

@@ -18,6 +18,7 @@ func newUpgradeCommand() *cobra.Command {
 		output     string
 		replace    replaceFlags
 		dockerHost string
+		hostRoot   string
 	)
 	cmd := &cobra.Command{
 		Use:   "upgrade",
@@ -32,6 +33,11 @@ func newUpgradeCommand() *cobra.Command {
 			o.Replace, o.Version = replace.value(), version.Get().Version
 			return runChange(cmd, output, &o.Common, o.Validate,
 				func(ctx context.Context) (*install.Result, error) {
+					cleanup, err := enterHost(hostRoot, hostInputs{artifacts: &o.ArtifactOptions, dryRun: o.DryRun})
+					if err != nil {
+						return nil, err
+					}
+					defer cleanup()
 					return install.Upgrade(ctx, o, install.DefaultDeps(dockerHost))
 				}, printUpgrade)
 		},
@@ -44,6 +50,7 @@ func newUpgradeCommand() *cobra.Command {
 	bindDocker(f, &dockerHost, &o.DaemonJSON)
 	bindContainerd(f, &o.ContainerdAddress, nil, nil)
 	bindSmoke(f, &o.SmokeOptions)
+	bindHostRoot(f, &hostRoot)
 	return cmd
 }
 
