@@ -28,7 +28,7 @@ BENCH_RUNS  ?= 10
 BENCH_FLAGS ?=
 bench:
 	. "$$(hack/engine.sh up)" && flock /run/kata-e2e.lock $(GO) run ./bench/startup -n $(BENCH_RUNS) \
-		-density 1,5,10,20 -report docs/benchmarks.md $(BENCH_FLAGS)
+		-density 1,5,10,20 -trace -report docs/benchmarks.md $(BENCH_FLAGS)
 
 # Every test: brings the test engine up (idempotent), then unit and end-to-end tests.
 test:

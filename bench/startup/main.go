@@ -38,6 +38,7 @@ type options struct {
 	maxKataRunc  float64
 	density      []int
 	report       string // docs/benchmarks.md to write, "" for none
+	trace        bool
 }
 
 func main() {
@@ -48,10 +49,11 @@ func main() {
 	flag.Float64Var(&o.maxKataRunc, "max-kata-runc-ratio", 0, "fail (exit 3) when the kata/runc ratio of medians is above this (0: no target)")
 	flag.StringVar(&density, "density", "", "idle kata container counts to measure host memory at, e.g. 1,5,10,20")
 	flag.StringVar(&o.report, "report", "", "write the figures to this Markdown file, with PNG plots in bench/ beside it")
+	flag.BoolVar(&o.trace, "trace", false, "also break one kata container's start and stop down into steps, from process start times and the guest's console")
 	flag.Parse()
 	var err error
 	if o.density, err = parseCounts(density); err != nil || o.n < 1 || flag.NArg() > 0 {
-		fmt.Fprintln(os.Stderr, "startup: usage: -n N (>= 1) [-density 1,5,10] [-report FILE] [-max-kata-floor-ratio R] [-max-kata-runc-ratio R]", err)
+		fmt.Fprintln(os.Stderr, "startup: usage: -n N (>= 1) [-density 1,5,10] [-report FILE] [-max-kata-floor-ratio R] [-max-kata-runc-ratio R] [-trace]", err)
 		os.Exit(2)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

@@ -32,3 +32,10 @@ func printDensity(points []densityPoint) {
 			mib(p.QEMU), mib(p.Shim), mib(p.Virtiofsd), ms(p.StartNth))
 	}
 }
+
+func printTrace(steps []traceStep) {
+	fmt.Printf("\nwhere one kata container's start and stop go (-trace; guest steps from its console)\n")
+	for _, s := range steps {
+		fmt.Printf("  %-46s %10s\n", s.Name, ms(s.Took))
+	}
+}

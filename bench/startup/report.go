@@ -68,6 +68,7 @@ func reportData(r *results) map[string]any {
 		"KataFloor": fmt.Sprintf("%.2fx", r.ratio(kindKata, kindFloor)),
 		"KataRunc":  fmt.Sprintf("%.2fx", r.ratio(kindKata, kindRunc)),
 		"Memory":    mib(r.Machine.MemoryKiB), "Density": dens,
+		"Trace":       traceRows(r.Trace),
 		"StartupPlot": "bench/" + startupPlot, "DensityPlot": "bench/" + densityPlot,
 	}
 }
@@ -109,7 +110,18 @@ like on a shared machine.
 kata/floor = **{{.KataFloor}}**, kata/runc = **{{.KataRunc}}**.
 
 ![start-up medians]({{.StartupPlot}})
-{{if .Density}}
+{{if .Trace}}
+### Where a kata container's time goes
+
+One idle container (` + "`docker create`" + ` + ` + "`docker start`" + `, then ` + "`docker kill`" + `) under the runtime with the
+agent's debug log on (` + "`-trace`" + `): host steps from the start times of the shim and QEMU processes (10 ms
+resolution), guest steps from the kernel timestamps of the agent's lines on the guest console, the two
+joined at the start request (so "QEMU setup + firmware" is an estimate). One run, not a median.
+
+| step | took |
+|---|---:|
+{{range .Trace}}| {{.Name}} | {{.Median}} |
+{{end}}{{end}}{{if .Density}}
 ## Density
 
 N idle kata containers (` + "`docker run -d --runtime=kata busybox sleep 1d`" + `) started one after another;
@@ -123,6 +135,14 @@ QEMU, shim and virtiofsd (none with 9p), read {{"3 s"}} after the Nth started. "
 {{end}}
 ![host PSS vs idle containers]({{.DensityPlot}})
 {{end}}`))
+
+func traceRows(steps []traceStep) []kindRow {
+	var rows []kindRow
+	for _, s := range steps {
+		rows = append(rows, kindRow{Name: s.Name, Median: ms(s.Took)})
+	}
+	return rows
+}
 
 func plotStartup(path string, r *results) error {
 	p := plot.New()

@@ -18,6 +18,7 @@ func TestWriteReport(t *testing.T) {
 			kindKata:  {2600 * time.Millisecond, 2700 * time.Millisecond, 2800 * time.Millisecond},
 			kindFloor: {1700 * time.Millisecond, 1800 * time.Millisecond, 1900 * time.Millisecond},
 		},
+		Trace: []traceStep{{"until request start", 450 * time.Millisecond}},
 		Density: []densityPoint{
 			{N: 1, QEMU: 270 << 10, Shim: 17 << 10, StartNth: 2 * time.Second},
 			{N: 5, QEMU: 5 * 260 << 10, Shim: 5 * 16 << 10, StartNth: 3 * time.Second},
@@ -36,6 +37,7 @@ func TestWriteReport(t *testing.T) {
 		"| kata | 2700 ms | 2600 ms | 2800 ms |", "| kata+template | n/a (not built) |",
 		"kata/floor = **1.50x**", "kata/runc = **10.38x**", "| 5 | 1380.0 MiB | 276.0 MiB |",
 		"Test CPU, 2 cores", "tcg", "bench/startup.png", "bench/density.png",
+		"| until request start | 450 ms |",
 	} {
 		if !strings.Contains(string(md), want) {
 			t.Errorf("report lacks %q:\n%s", want, md)

@@ -28,6 +28,7 @@ type results struct {
 	Runs    int
 	Times   map[string][]time.Duration // per kind; a kind not built has none
 	Density []densityPoint
+	Trace   []traceStep
 }
 
 func run(ctx context.Context, o options) error {
@@ -65,6 +66,12 @@ func run(ctx context.Context, o options) error {
 		return err
 	}
 	printStartup(res)
+	if o.trace {
+		if res.Trace, err = traceOne(ctx, k); err != nil {
+			return fmt.Errorf("tracing: %w", err)
+		}
+		printTrace(res.Trace)
+	}
 	if len(o.density) > 0 {
 		if res.Density, err = density(ctx, o.density); err != nil {
 			return err
