@@ -180,5 +180,6 @@ func plotDensity(path string, points []densityPoint) error {
 		return err
 	}
 	p.Legend.Top, p.Legend.Left = true, true
+	p.Y.Min = 0
 	return p.Save(5*vg.Inch, 3.5*vg.Inch, path)
 }
