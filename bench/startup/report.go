@@ -1,0 +1,185 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"text/template"
+	"time"
+
+	"gonum.org/v1/plot"
+	"gonum.org/v1/plot/plotter"
+	"gonum.org/v1/plot/plotutil"
+	"gonum.org/v1/plot/vg"
+)
+
+// Plot files, in bench/ beside the report.
+const (
+	startupPlot = "startup.png"
+	densityPlot = "density.png"
+)
+
+// writeReport writes the Markdown report and its plots.
+func writeReport(path string, r *results) error {
+	plots := filepath.Join(filepath.Dir(path), "bench")
+	if err := os.MkdirAll(plots, 0o755); err != nil {
+		return err
+	}
+	if err := plotStartup(filepath.Join(plots, startupPlot), r); err != nil {
+		return fmt.Errorf("plotting start-up: %w", err)
+	}
+	if len(r.Density) > 0 {
+		if err := plotDensity(filepath.Join(plots, densityPlot), r.Density); err != nil {
+			return fmt.Errorf("plotting density: %w", err)
+		}
+	}
+	var buf bytes.Buffer
+	if err := reportTemplate.Execute(&buf, reportData(r)); err != nil {
+		return err
+	}
+	return os.WriteFile(path, buf.Bytes(), 0o644)
+}
+
+type kindRow struct {
+	Name, Median, Min, Max string
+}
+
+func reportData(r *results) map[string]any {
+	var rows []kindRow
+	for _, k := range kindOrder {
+		d := r.Times[k]
+		if len(d) == 0 {
+			rows = append(rows, kindRow{Name: k, Median: "n/a (not built)", Min: "", Max: ""})
+			continue
+		}
+		rows = append(rows, kindRow{k, ms(median(d)), ms(slices.Min(d)), ms(slices.Max(d))})
+	}
+	var dens []map[string]string
+	for _, p := range r.Density {
+		dens = append(dens, map[string]string{
+			"N": fmt.Sprint(p.N), "Total": mib(p.Total()), "Per": mib(p.Total() / int64(p.N)),
+			"QEMU": mib(p.QEMU), "Shim": mib(p.Shim), "Virtiofsd": mib(p.Virtiofsd), "Start": ms(p.StartNth),
+		})
+	}
+	return map[string]any{
+		"M": r.Machine, "Date": r.Machine.Date.Format(time.RFC3339), "Runs": r.Runs, "Rows": rows,
+		"KataFloor": fmt.Sprintf("%.2fx", r.ratio(kindKata, kindFloor)),
+		"KataRunc":  fmt.Sprintf("%.2fx", r.ratio(kindKata, kindRunc)),
+		"Memory":    mib(r.Machine.MemoryKiB), "Density": dens,
+		"Trace":       traceRows(r.Trace),
+		"StartupPlot": "bench/" + startupPlot, "DensityPlot": "bench/" + densityPlot,
+	}
+}
+
+var reportTemplate = template.Must(template.New("report").Parse(`# Benchmarks
+
+Written by ` + "`make bench`" + ` (bench/startup): do not edit, run it again. Measured {{.Date}}.
+
+## Machine
+
+| | |
+|---|---|
+| CPU | {{.M.CPU}}, {{.M.Cores}} cores |
+| memory | {{.Memory}} |
+| host kernel | {{.M.HostKernel}} |
+| accelerator | {{.M.Accel}} ({{.M.Reason}}) |
+| QEMU | {{.M.QEMU}} |
+| Docker Engine | {{.M.Docker}} |
+| guest | kernel {{.M.GuestKernel}}, {{.M.VCPUs}} vCPU, {{.M.GuestMiB}} MiB |
+
+## Start-up
+
+` + "`docker run --rm --runtime=<runtime> busybox true`" + `, start to exit, {{.Runs}} runs of each kind,
+interleaved round by round (one warm-up round not counted), so that the ratios compare like with
+like on a shared machine.
+
+- **runc**: Docker's default runtime, no VM.
+- **kata**: this tree's runtime.
+- **kata+template**: kata with VM templating (not built yet).
+- **floor**: no Docker and no runtime code: a plain ` + "`qemu-system-x86_64`" + ` command line (the same kernel,
+  initrd modules, qboot, machine, vCPUs and memory; a serial console, virtio-serial and one 9p share,
+  no PCIe root ports) booting a minimal Go ` + "`/init`" + ` that loads 11 modules, mounts the share, runs
+  ` + "`busybox true`" + ` in it, reports the exit status and powers off. What any VM container costs at least.
+
+| | median | min | max |
+|---|---:|---:|---:|
+{{range .Rows}}| {{.Name}} | {{.Median}} | {{.Min}} | {{.Max}} |
+{{end}}
+kata/floor = **{{.KataFloor}}**, kata/runc = **{{.KataRunc}}**.
+
+![start-up medians]({{.StartupPlot}})
+{{if .Trace}}
+### Where a kata container's time goes
+
+One idle container (` + "`docker create`" + ` + ` + "`docker start`" + `, then ` + "`docker kill`" + `) under the runtime with the
+agent's debug log on (` + "`-trace`" + `): host steps from the start times of the shim and QEMU processes (10 ms
+resolution), guest steps from the kernel timestamps of the agent's lines on the guest console, the two
+joined at the start request (so "QEMU setup + firmware" is an estimate). One run, not a median.
+
+| step | took |
+|---|---:|
+{{range .Trace}}| {{.Name}} | {{.Median}} |
+{{end}}{{end}}{{if .Density}}
+## Density
+
+N idle kata containers (` + "`docker run -d --runtime=kata busybox sleep 1d`" + `) started one after another;
+host memory is the proportional set size (PSS, ` + "`/proc/<pid>/smaps_rollup`" + `) of each container's
+QEMU, shim and virtiofsd (none with 9p), read {{"3 s"}} after the Nth started. "start of Nth" is the
+` + "`docker run -d`" + ` of the Nth container, with N-1 others idle.
+
+| N | total | per container | QEMU | shim | virtiofsd | start of Nth |
+|---:|---:|---:|---:|---:|---:|---:|
+{{range .Density}}| {{.N}} | {{.Total}} | {{.Per}} | {{.QEMU}} | {{.Shim}} | {{.Virtiofsd}} | {{.Start}} |
+{{end}}
+![host PSS vs idle containers]({{.DensityPlot}})
+{{end}}`))
+
+func traceRows(steps []traceStep) []kindRow {
+	var rows []kindRow
+	for _, s := range steps {
+		rows = append(rows, kindRow{Name: s.Name, Median: ms(s.Took)})
+	}
+	return rows
+}
+
+func plotStartup(path string, r *results) error {
+	p := plot.New()
+	p.Title.Text = "docker run --rm busybox true: median start+stop"
+	p.Y.Label.Text = "ms"
+	var names []string
+	var vals plotter.Values
+	for _, k := range kindOrder {
+		if d := r.Times[k]; len(d) > 0 {
+			names = append(names, k)
+			vals = append(vals, float64(median(d))/float64(time.Millisecond))
+		}
+	}
+	bars, err := plotter.NewBarChart(vals, vg.Points(40))
+	if err != nil {
+		return err
+	}
+	bars.Color = plotutil.Color(0)
+	p.Add(bars)
+	p.NominalX(names...)
+	return p.Save(5*vg.Inch, 3.5*vg.Inch, path)
+}
+
+func plotDensity(path string, points []densityPoint) error {
+	p := plot.New()
+	p.Title.Text = "host PSS of idle kata containers (QEMU + shim + virtiofsd)"
+	p.X.Label.Text = "idle containers"
+	p.Y.Label.Text = "MiB"
+	total, per := make(plotter.XYs, len(points)), make(plotter.XYs, len(points))
+	for i, pt := range points {
+		total[i] = plotter.XY{X: float64(pt.N), Y: float64(pt.Total()) / 1024}
+		per[i] = plotter.XY{X: float64(pt.N), Y: float64(pt.Total()) / 1024 / float64(pt.N)}
+	}
+	if err := plotutil.AddLinePoints(p, "total", total, "per container", per); err != nil {
+		return err
+	}
+	p.Legend.Top, p.Legend.Left = true, true
+	p.Y.Min = 0
+	return p.Save(5*vg.Inch, 3.5*vg.Inch, path)
+}

@@ -1,0 +1,55 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestWriteReport(t *testing.T) {
+	r := &results{
+		Machine: machine{CPU: "Test CPU", Cores: 2, MemoryKiB: 4 << 20, Accel: "tcg", GuestKernel: "6.1.0-57-amd64", VCPUs: 1, GuestMiB: 512},
+		Runs:    3,
+		Times: map[string][]time.Duration{
+			kindRunc:  {250 * time.Millisecond, 260 * time.Millisecond, 270 * time.Millisecond},
+			kindKata:  {2600 * time.Millisecond, 2700 * time.Millisecond, 2800 * time.Millisecond},
+			kindFloor: {1700 * time.Millisecond, 1800 * time.Millisecond, 1900 * time.Millisecond},
+		},
+		Trace: []traceStep{{"until request start", 450 * time.Millisecond}},
+		Density: []densityPoint{
+			{N: 1, QEMU: 270 << 10, Shim: 17 << 10, StartNth: 2 * time.Second},
+			{N: 5, QEMU: 5 * 260 << 10, Shim: 5 * 16 << 10, StartNth: 3 * time.Second},
+		},
+	}
+	dir := t.TempDir()
+	path := filepath.Join(dir, "benchmarks.md")
+	if err := writeReport(path, r); err != nil {
+		t.Fatal(err)
+	}
+	md, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"| kata | 2700 ms | 2600 ms | 2800 ms |", "| kata+template | n/a (not built) |",
+		"kata/floor = **1.50x**", "kata/runc = **10.38x**", "| 5 | 1380.0 MiB | 276.0 MiB |",
+		"Test CPU, 2 cores", "tcg", "bench/startup.png", "bench/density.png",
+		"| until request start | 450 ms |",
+	} {
+		if !strings.Contains(string(md), want) {
+			t.Errorf("report lacks %q:\n%s", want, md)
+		}
+	}
+	for _, png := range []string{startupPlot, densityPlot} {
+		data, err := os.ReadFile(filepath.Join(dir, "bench", png))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.HasPrefix(data, []byte("\x89PNG")) {
+			t.Errorf("%s is not a PNG", png)
+		}
+	}
+}

@@ -1,0 +1,178 @@
+package main
+
+import (
+	"errors"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestParsePSS(t *testing.T) {
+	tests := []struct {
+		name    string
+		in      string
+		want    int64
+		wantErr bool
+	}{
+		{"rollup", "00400000-7ffd [rollup]\nRss:              276384 kB\nPss:              272512 kB\nPss_Anon:         194000 kB\n", 272512, false},
+		{"no Pss line", "Rss: 10 kB\n", 0, true},
+		{"empty", "", 0, true},
+		{"garbage value", "Pss: x kB\n", 0, true},
+		{"Pss_Anon is not Pss", "Pss_Anon:  5 kB\n", 0, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := parsePSS([]byte(tt.in))
+			if (err != nil) != tt.wantErr || got != tt.want {
+				t.Errorf("parsePSS = %d, %v; want %d, error %v", got, err, tt.want, tt.wantErr)
+			}
+		})
+	}
+}
+
+func TestPSSOfMissingProcessIsAnError(t *testing.T) {
+	if v, err := pss(-1); err == nil {
+		t.Errorf("pss(-1) = %d, nil; want an error", v)
+	}
+}
+
+func TestParseStat(t *testing.T) {
+	tests := []struct {
+		name     string
+		in       string
+		wantComm string
+		wantPPID int
+		ok       bool
+	}{
+		{"plain", "42 (qemu-system-x86) S 7 42 42 0", "qemu-system-x86", 7, true},
+		{"comm with spaces and parens", "43 (a (b) c) R 9 1", "a (b) c", 9, true},
+		{"truncated", "44 (x", "", 0, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p, ok := parseStat(1, []byte(tt.in))
+			if ok != tt.ok || p.comm != tt.wantComm || p.ppid != tt.wantPPID {
+				t.Errorf("parseStat = %+v, %v; want comm %q ppid %d ok %v", p, ok, tt.wantComm, tt.wantPPID, tt.ok)
+			}
+		})
+	}
+}
+
+func TestContainerProcs(t *testing.T) {
+	shim := "/opt/kata-deploy/current/bin/containerd-shim-kata-v2"
+	ps := []proc{
+		{pid: 10, ppid: 1, comm: "containerd-shim", argv: []string{shim, "-namespace", "moby", "-id", "abc", "-address", "/run/c.sock"}},
+		{pid: 11, ppid: 1, comm: "containerd-shim", argv: []string{shim, "-namespace", "moby", "-id", "other"}},
+		{pid: 12, ppid: 10, comm: "virtiofsd", argv: []string{"/usr/libexec/virtiofsd"}},
+		{pid: 13, ppid: 12, comm: "virtiofsd", argv: []string{"/usr/libexec/virtiofsd"}},
+		{pid: 14, ppid: 11, comm: "virtiofsd", argv: []string{"/usr/libexec/virtiofsd"}},
+		{pid: 15, ppid: 1, comm: "sh", argv: []string{"sh", "-c", "echo -id abc"}},
+	}
+	tests := []struct {
+		id            string
+		wantShim, vfs []int
+	}{
+		{"abc", []int{10}, []int{12, 13}},
+		{"other", []int{11}, []int{14}},
+		{"missing", nil, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.id, func(t *testing.T) {
+			s, v := containerProcs(ps, tt.id)
+			if !slices.Equal(s, tt.wantShim) || !slices.Equal(v, tt.vfs) {
+				t.Errorf("containerProcs(%q) = %v, %v; want %v, %v", tt.id, s, v, tt.wantShim, tt.vfs)
+			}
+		})
+	}
+}
+
+func TestParseCounts(t *testing.T) {
+	tests := []struct {
+		in      string
+		want    []int
+		wantErr bool
+	}{
+		{"", nil, false},
+		{"1,5,10,20", []int{1, 5, 10, 20}, false},
+		{" 2 , 3", []int{2, 3}, false},
+		{"0", nil, true},
+		{"5,1", nil, true},
+		{"1,,2", nil, true},
+		{"x", nil, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			got, err := parseCounts(tt.in)
+			if (err != nil) != tt.wantErr || !slices.Equal(got, tt.want) {
+				t.Errorf("parseCounts(%q) = %v, %v; want %v, error %v", tt.in, got, err, tt.want, tt.wantErr)
+			}
+		})
+	}
+}
+
+func TestMedian(t *testing.T) {
+	tests := []struct {
+		name string
+		in   []time.Duration
+		want time.Duration
+	}{
+		{"none", nil, 0},
+		{"odd", []time.Duration{3, 1, 2}, 2},
+		{"even", []time.Duration{4, 1, 3, 2}, 2},
+	}
+	for _, tt := range tests {
+		if got := median(tt.in); got != tt.want {
+			t.Errorf("%s: median = %v, want %v", tt.name, got, tt.want)
+		}
+	}
+}
+
+func TestCheckTargets(t *testing.T) {
+	r := &results{Times: map[string][]time.Duration{
+		kindRunc: {100 * time.Millisecond}, kindKata: {1500 * time.Millisecond}, kindFloor: {1000 * time.Millisecond},
+	}}
+	tests := []struct {
+		name        string
+		floor, runc float64
+		wantMissed  bool
+	}{
+		{"no targets", 0, 0, false},
+		{"both met", 1.5, 15, false},
+		{"floor missed", 1.3, 0, true},
+		{"runc missed", 0, 10, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := checkTargets(r, options{maxKataFloor: tt.floor, maxKataRunc: tt.runc})
+			if errors.Is(err, errTarget) != tt.wantMissed {
+				t.Errorf("checkTargets = %v; want missed %v", err, tt.wantMissed)
+			}
+		})
+	}
+}
+
+func TestFloorArgs(t *testing.T) {
+	f := &floorVM{QEMU: "qemu", Firmware: "/q/qboot.rom", Machine: "q35", Accel: "tcg", Kernel: "/k/vmlinux",
+		Initrd: "/k/initrd", VCPUs: 1, MemoryMiB: 512, Share: "/s", Socket: "/x.sock", Console: "/c.log",
+		Command: []string{"/bin/busybox", "true"}}
+	line := strings.Join(f.args(), " ")
+	for _, want := range []string{
+		"-machine q35,accel=tcg", "-cpu qemu64", "-m 512M", "-bios /q/qboot.rom", "-kernel /k/vmlinux",
+		"-initrd /k/initrd", "floor.cmd=/bin/busybox,true", "virtio-9p-pci,fsdev=fs0,mount_tag=floor",
+		"local,id=fs0,path=/s,security_model=none", "socket,id=port0,path=/x.sock", "name=floor.0",
+		"floor.modules=virtio_ring,virtio,",
+	} {
+		if !strings.Contains(line, want) {
+			t.Errorf("floor command line lacks %q:\n%s", want, line)
+		}
+	}
+	// The floor has none of what the runtime adds for hot-plug.
+	if strings.Contains(line, "pcie-root-port") {
+		t.Errorf("floor command line has root ports:\n%s", line)
+	}
+	f.Accel = "kvm"
+	if line := strings.Join(f.args(), " "); !strings.Contains(line, "-cpu host") {
+		t.Errorf("under kvm the floor should use -cpu host:\n%s", line)
+	}
+}
