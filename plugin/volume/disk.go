@@ -1,0 +1,114 @@
+package volume
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/moby/sys/mountinfo"
+	"golang.org/x/sys/unix"
+)
+
+// Disk is what the driver does to image files and the host's mounts; tests replace it.
+type Disk interface {
+	// Create makes a sparse image of size bytes at path with file system fs.
+	Create(ctx context.Context, path string, size int64, fs string) error
+	// Check runs a read-only file system check and fails when the file system is not clean.
+	Check(ctx context.Context, path, fs string) error
+	// Mount loop-mounts the image at dir (nosuid, nodev).
+	Mount(ctx context.Context, path, fs, dir string) error
+	// Unmount unmounts dir; not mounted is fine.
+	Unmount(dir string) error
+	// Mounted reports whether something is mounted at dir.
+	Mounted(dir string) (bool, error)
+}
+
+// HostDisk is Disk with mkfs, fsck and mount(8) on the host.
+type HostDisk struct{}
+
+const toolTimeout = 10 * time.Minute
+
+func run(ctx context.Context, name string, args ...string) error {
+	ctx, cancel := context.WithTimeout(ctx, toolTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, name, args...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Run(); err != nil {
+		if errors.Is(err, exec.ErrNotFound) {
+			return fmt.Errorf("%s is not installed: install e2fsprogs (ext4) or xfsprogs (xfs): %w", name, err)
+		}
+		return fmt.Errorf("%s %s: %w: %s", name, strings.Join(args, " "), err, tail(out.String()))
+	}
+	return nil
+}
+
+func tail(s string) string {
+	s = strings.TrimSpace(s)
+	if len(s) > 600 {
+		s = "..." + s[len(s)-600:]
+	}
+	return s
+}
+
+func (HostDisk) Create(ctx context.Context, path string, size int64, fs string) (err error) {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			os.Remove(path)
+		}
+	}()
+	if err := f.Truncate(size); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	switch fs {
+	case "ext4":
+		return run(ctx, "mkfs.ext4", "-q", "-F", "-E", "nodiscard", path)
+	case "xfs":
+		return run(ctx, "mkfs.xfs", "-q", "-f", path)
+	}
+	return fmt.Errorf("file system %q is not supported", fs)
+}
+
+func (HostDisk) Check(ctx context.Context, path, fs string) error {
+	switch fs {
+	case "ext4":
+		// -n: open read-only, answer no to everything; -f: check even when marked clean.
+		return run(ctx, "e2fsck", "-n", "-f", path)
+	case "xfs":
+		return run(ctx, "xfs_repair", "-n", "-f", path)
+	}
+	return fmt.Errorf("file system %q is not supported", fs)
+}
+
+func (HostDisk) Mount(ctx context.Context, path, fs, dir string) error {
+	return run(ctx, "mount", "-t", fs, "-o", "loop,nosuid,nodev", "--", path, dir)
+}
+
+func (HostDisk) Unmount(dir string) error {
+	err := unix.Unmount(dir, unix.UMOUNT_NOFOLLOW)
+	if errors.Is(err, syscall.EINVAL) || errors.Is(err, syscall.ENOENT) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("unmounting %s: %w", dir, err)
+	}
+	return nil
+}
+
+func (HostDisk) Mounted(dir string) (bool, error) {
+	return mountinfo.Mounted(dir)
+}
