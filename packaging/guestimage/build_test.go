@@ -155,7 +155,8 @@ func TestBuildFromDeb(t *testing.T) {
 			want := []string{"virtio", "virtio_pci_legacy_dev", "virtio_pci_modern_dev", "virtio_ring", "virtio_pci",
 				"virtio_console", "virtio_blk", "failover", "net_failover", "virtio_net",
 				"9pnet", "9pnet_virtio", "netfs", "fscache", "9p", "fuse", "virtiofs",
-				"vsock", "vmw_vsock_virtio_transport_common", "vmw_vsock_virtio_transport"}
+				"vsock", "vmw_vsock_virtio_transport_common", "vmw_vsock_virtio_transport",
+				"crc32c_generic", "crc16", "jbd2", "mbcache", "ext4", "libcrc32c", "xfs"}
 			if !slices.Equal(m.Modules, want) {
 				t.Fatalf("modules = %v\nwant      %v", m.Modules, want)
 			}

@@ -31,6 +31,11 @@ func DefaultModules() []string {
 		"9p",
 		"virtiofs",
 		"vmw_vsock_virtio_transport",
+		// The file systems of direct-assigned disks (block volumes); ext4 and xfs find their
+		// checksum through the crypto API, which no module dependency names.
+		"crc32c_generic",
+		"ext4",
+		"xfs",
 	}
 }
 

@@ -24,6 +24,10 @@ const (
 	// SharedGuestDir is where the agent mounts that filesystem.
 	SharedGuestDir = "/run/kata-deploy/shared"
 
+	// BlockGuestDir holds the mount points of the direct-assigned disks, one directory per disk
+	// named by its serial; the container's bind mounts start there.
+	BlockGuestDir = "/run/kata-deploy/blocks"
+
 	// DebugParam is the kernel parameter that turns on the agent's verbose log ("agent.debug=1").
 	DebugParam = "agent.debug"
 )
