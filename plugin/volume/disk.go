@@ -35,6 +35,12 @@ type HostDisk struct{}
 const toolTimeout = 10 * time.Minute
 
 func run(ctx context.Context, name string, args ...string) error {
+	_, err := output(ctx, name, args...)
+	return err
+}
+
+// output runs a tool and returns its combined output.
+func output(ctx context.Context, name string, args ...string) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, toolTimeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, name, args...)
@@ -42,11 +48,11 @@ func run(ctx context.Context, name string, args ...string) error {
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Run(); err != nil {
 		if errors.Is(err, exec.ErrNotFound) {
-			return fmt.Errorf("%s is not installed: install e2fsprogs (ext4) or xfsprogs (xfs): %w", name, err)
+			return "", fmt.Errorf("%s is not installed: install e2fsprogs (ext4) or xfsprogs (xfs): %w", name, err)
 		}
-		return fmt.Errorf("%s %s: %w: %s", name, strings.Join(args, " "), err, tail(out.String()))
+		return out.String(), fmt.Errorf("%s %s: %w: %s", name, strings.Join(args, " "), err, tail(out.String()))
 	}
-	return nil
+	return out.String(), nil
 }
 
 // exitCode is the exit status of a command that ran, else -1.
@@ -104,7 +110,15 @@ func (HostDisk) Check(ctx context.Context, path, fs string) error {
 		// -n: open read-only, answer no to everything; -f: check even when marked clean.
 		return run(ctx, "e2fsck", "-n", "-f", path)
 	case "xfs":
-		return run(ctx, "xfs_repair", "-n", "-f", path)
+		out, err := output(ctx, "xfs_repair", "-n", "-f", path)
+		if err != nil {
+			return err
+		}
+		// With -n a dirty log is only reported; the host kernel would replay it at mount.
+		if strings.Contains(out, "metadata changes in a log") {
+			return fmt.Errorf("the xfs log needs replaying, which only the kernel does: run xfs_repair -L on the image (losing the log) or use the volume from a VM only after repairing it: %s", tail(out))
+		}
+		return nil
 	}
 	return fmt.Errorf("file system %q is not supported", fs)
 }
