@@ -16,6 +16,9 @@ const (
 	// ModulesListPath names the kernel modules the agent loads at boot, one per line, in load
 	// order; each is ModulesDir/<name>.ko.
 	ModulesListPath = "/etc/kata-deploy/modules.load"
+	// ModulesOnDemandPath names the modules the agent loads only when a container needs them (the
+	// file systems of block volumes), in load order, same format.
+	ModulesOnDemandPath = "/etc/kata-deploy/modules.ondemand"
 	// ModulesDir holds the guest's kernel modules as <name>.ko.
 	ModulesDir = "/lib/modules"
 
