@@ -13,7 +13,7 @@ all: build
 
 # kata-deploy, the shim, and the guest agent (static: it is /init in the guest's initrd).
 build:
-	$(GO) build -trimpath -buildvcs=false -ldflags '$(LDFLAGS)' -o $(BIN)/ ./cmd/kata-deploy ./cmd/containerd-shim-kata-v2 ./cmd/kata-guest-image
+	$(GO) build -trimpath -buildvcs=false -ldflags '$(LDFLAGS)' -o $(BIN)/ ./cmd/kata-deploy ./cmd/containerd-shim-kata-v2 ./cmd/kata-guest-image ./cmd/kata-plugins
 	CGO_ENABLED=0 $(GO) build -trimpath -buildvcs=false -ldflags '-s -w -X main.version=$(VERSION)' -o $(BIN)/ ./cmd/kata-agent
 
 # Distribution packages: dist/kata-deploy_<version>_amd64.deb and kata-deploy-<version>.x86_64.rpm

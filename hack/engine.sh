@@ -42,7 +42,7 @@ DOCKER_CLI_VERSION=v29.8.0+incompatible
 # cpio, xz-utils, lz4, bzip2 (initrd and kernel payload tests), busybox-static (rootfs), procps
 # (pgrep), apt (the tests apt-get download the guest kernel), rpm (the package tests list the .rpm
 # with rpm -qlp).
-APT_PACKAGES=(qemu-system-x86 qemu-utils iptables libseccomp-dev busybox-static e2fsprogs kmod cpio
+APT_PACKAGES=(qemu-system-x86 qemu-utils iptables libseccomp-dev busybox-static e2fsprogs xfsprogs kmod cpio
 	pkg-config iproute2 procps xz-utils lz4 bzip2 gcc git apt rpm)
 
 INSTANCE=${KATA_TEST_ENGINE_INSTANCE:-}

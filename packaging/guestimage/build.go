@@ -18,6 +18,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/google/renameio/v2"
@@ -42,7 +43,7 @@ type Options struct {
 	Vmlinuz     string   // a bzImage (or an already extracted vmlinux ELF)
 	ModulesDir  string   // /lib/modules/<version> matching Vmlinuz
 	AgentBinary string   // static x86-64 executable that becomes /init
-	Modules     []string // modules to load; nil means DefaultModules()
+	Modules     []string // modules to load at boot; nil means DefaultModules(), with OnDemandModules()
 	OutDir      string   // receives vmlinux, initrd.img, manifest.json
 	Compress    bool     // gzip the initrd (smaller, but slower to boot)
 	Progress    func(step string)
@@ -51,10 +52,12 @@ type Options struct {
 // Manifest describes a built guest image; it is written last, so a reader
 // that finds it can trust the artifacts' checksums.
 type Manifest struct {
-	KernelVersion string              `json:"kernelVersion"`
-	KernelSource  string              `json:"kernelSource"`
-	Modules       []string            `json:"modules"`
-	Artifacts     map[string]Artifact `json:"artifacts"`
+	KernelVersion string   `json:"kernelVersion"`
+	KernelSource  string   `json:"kernelSource"`
+	Modules       []string `json:"modules"`
+	// OnDemand are modules in the image that the agent loads only when needed.
+	OnDemand  []string            `json:"onDemand,omitempty"`
+	Artifacts map[string]Artifact `json:"artifacts"`
 }
 
 // Artifact is one output file's checksum and size.
@@ -69,6 +72,8 @@ type kernelInput struct {
 	source  string // file name recorded in the manifest
 	image   []byte // bzImage or vmlinux
 	modules []Module
+	// onDemand are loaded by the agent when needed, not at boot.
+	onDemand []Module
 }
 
 // Build extracts the kernel, resolves and packs the modules and the agent
@@ -82,16 +87,16 @@ func Build(ctx context.Context, opts Options) (*Manifest, error) {
 	if err := opts.validate(); err != nil {
 		return nil, err
 	}
-	want := opts.Modules
+	want, onDemand := opts.Modules, []string(nil)
 	if want == nil {
-		want = DefaultModules()
+		want, onDemand = DefaultModules(), OnDemandModules()
 	}
 	progress("reading agent " + opts.AgentBinary)
 	agent, err := readAgent(opts.AgentBinary)
 	if err != nil {
 		return nil, err
 	}
-	in, err := loadKernel(ctx, opts, want, progress)
+	in, err := loadKernel(ctx, opts, append(slices.Clone(want), onDemand...), progress)
 	if err != nil {
 		return nil, err
 	}
@@ -104,7 +109,9 @@ func Build(ctx context.Context, opts Options) (*Manifest, error) {
 		return nil, err
 	}
 	progress(fmt.Sprintf("writing %s (kernel %s, %d modules)", opts.OutDir, in.version, len(in.modules)))
-	return writeOutputs(opts.OutDir, in, vmlinux, initrdFiles(agent, in.modules), opts.Compress)
+	boot, later := splitOnDemand(in.modules, want)
+	in.modules, in.onDemand = boot, later
+	return writeOutputs(opts.OutDir, in, vmlinux, initrdFiles(agent, boot, later), opts.Compress)
 }
 
 func (o Options) validate() error {
@@ -279,6 +286,7 @@ func writeOutputs(dir string, in *kernelInput, vmlinux []byte, files []File, com
 		KernelVersion: in.version,
 		KernelSource:  in.source,
 		Modules:       moduleNames(in.modules),
+		OnDemand:      moduleNames(in.onDemand),
 		Artifacts:     map[string]Artifact{VmlinuxName: kernel.artifact(), InitrdName: initrd.artifact()},
 	}
 	manifest, err := open(ManifestName)

@@ -112,7 +112,14 @@ func checkOutDir(t *testing.T, dir string, m *Manifest, agent []byte) {
 	if string(got["etc/kata-deploy/modules.load"]) != want {
 		t.Errorf("modules.load = %q, want %q", got["etc/kata-deploy/modules.load"], want)
 	}
-	for _, name := range m.Modules {
+	later := ""
+	for _, name := range m.OnDemand {
+		later += name + "\n"
+	}
+	if string(got["etc/kata-deploy/modules.ondemand"]) != later {
+		t.Errorf("modules.ondemand = %q, want %q", got["etc/kata-deploy/modules.ondemand"], later)
+	}
+	for _, name := range append(slices.Clone(m.Modules), m.OnDemand...) {
 		mi, err := parseModinfo(got["lib/modules/"+name+".ko"])
 		if err != nil || mi.name != name {
 			t.Errorf("lib/modules/%s.ko: %v (name %q)", name, err, mi.name)
@@ -158,6 +165,9 @@ func TestBuildFromDeb(t *testing.T) {
 				"vsock", "vmw_vsock_virtio_transport_common", "vmw_vsock_virtio_transport"}
 			if !slices.Equal(m.Modules, want) {
 				t.Fatalf("modules = %v\nwant      %v", m.Modules, want)
+			}
+			if want := []string{"crc32c_generic", "crc16", "jbd2", "mbcache", "ext4", "libcrc32c", "xfs"}; !slices.Equal(m.OnDemand, want) {
+				t.Fatalf("on-demand modules = %v\nwant      %v", m.OnDemand, want)
 			}
 			checkOutDir(t, out, m, fakeAgent())
 		})
@@ -360,7 +370,7 @@ func TestWriteOutputsAtomic(t *testing.T) {
 		}
 	}
 	// And a good write replaces all three.
-	m, err := writeOutputs(dir, in, fakeVmlinux(true), initrdFiles(fakeAgent(), nil), false)
+	m, err := writeOutputs(dir, in, fakeVmlinux(true), initrdFiles(fakeAgent(), nil, nil), false)
 	if err != nil {
 		t.Fatal(err)
 	}

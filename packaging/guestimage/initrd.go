@@ -162,8 +162,10 @@ func cpioMode(m fs.FileMode) cpio.FileMode {
 
 // initrdFiles lays out the guest's initramfs: the agent as /init, the
 // modules under /lib/modules by name, the load list, and the mount points
-// the agent uses before anything else is mounted.
-func initrdFiles(agent []byte, mods []Module) []File {
+// the agent uses before anything else is mounted. mods are loaded at boot
+// (ModulesLoadPath); onDemand when the agent needs them
+// (agentproto.ModulesOnDemandPath).
+func initrdFiles(agent []byte, mods, onDemand []Module) []File {
 	dirs := []string{"/dev", "/proc", "/sys", "/run", "/etc", path.Dir(ModulesLoadPath), ModulesDirPath}
 	files := make([]File, 0, len(dirs)+len(mods)+3)
 	for _, d := range dirs {
@@ -179,5 +181,13 @@ func initrdFiles(agent []byte, mods []Module) []File {
 		load.WriteString(m.Name + "\n")
 	}
 	files = append(files, File{Path: ModulesLoadPath, Mode: 0o644, Data: []byte(load.String())})
+	var later strings.Builder
+	for _, m := range onDemand {
+		files = append(files, File{Path: ModulesDirPath + "/" + m.Name + ".ko", Mode: 0o644, Data: m.Data})
+		later.WriteString(m.Name + "\n")
+	}
+	if later.Len() > 0 {
+		files = append(files, File{Path: agentproto.ModulesOnDemandPath, Mode: 0o644, Data: []byte(later.String())})
+	}
 	return files
 }

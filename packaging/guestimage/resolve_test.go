@@ -41,7 +41,12 @@ func debianLikeModules() []testModule {
 		{"kernel/net/vmw_vsock/vsock.ko", nil},
 		{"kernel/net/vmw_vsock/vmw_vsock_virtio_transport_common.ko", []string{"vsock"}},
 		{"kernel/net/vmw_vsock/vmw_vsock_virtio_transport.ko", []string{"vmw_vsock_virtio_transport_common", "virtio", "virtio_ring", "vsock"}},
-		{"kernel/fs/ext4/ext4.ko", []string{"jbd2", "mbcache"}},
+		{"kernel/fs/ext4/ext4.ko", []string{"jbd2", "mbcache", "crc16"}},
+		{"kernel/fs/xfs/xfs.ko", []string{"libcrc32c"}},
+		{"kernel/lib/crc16.ko", nil},
+		{"kernel/lib/libcrc32c.ko", nil},
+		{"kernel/crypto/crc32c_generic.ko", nil},
+		{"kernel/fs/btrfs/btrfs.ko", []string{"libcrc32c"}},
 		{"kernel/fs/jbd2/jbd2.ko", nil},
 		{"kernel/fs/mbcache.ko", nil},
 	}
@@ -137,7 +142,7 @@ func TestResolveModulesOrder(t *testing.T) {
 
 func TestResolveModulesDefaults(t *testing.T) {
 	dir, _ := writeModulesDir(t, debianLikeModules(), []string{})
-	first, err := ResolveModules(dir, DefaultModules())
+	first, err := ResolveModules(dir, append(DefaultModules(), OnDemandModules()...))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -145,17 +150,18 @@ func TestResolveModulesDefaults(t *testing.T) {
 	got := moduleNames(first)
 	for _, need := range []string{"virtio", "virtio_ring", "virtio_pci", "virtio_console", "virtio_blk", "virtio_net",
 		"netfs", "fscache", "9pnet", "9pnet_virtio", "9p", "fuse", "virtiofs",
-		"vsock", "vmw_vsock_virtio_transport_common", "vmw_vsock_virtio_transport"} {
+		"vsock", "vmw_vsock_virtio_transport_common", "vmw_vsock_virtio_transport",
+		"crc32c_generic", "ext4", "jbd2", "mbcache", "crc16", "xfs", "libcrc32c"} {
 		if !slices.Contains(got, need) {
 			t.Errorf("default modules lack %s: %v", need, got)
 		}
 	}
-	for _, unwanted := range []string{"ext4", "jbd2", "mbcache"} {
+	for _, unwanted := range []string{"btrfs"} {
 		if slices.Contains(got, unwanted) {
 			t.Errorf("default modules pulled in %s", unwanted)
 		}
 	}
-	again, err := ResolveModules(dir, DefaultModules())
+	again, err := ResolveModules(dir, append(DefaultModules(), OnDemandModules()...))
 	if err != nil || !slices.Equal(moduleNames(again), got) {
 		t.Fatalf("second resolve differs: %v, %v", moduleNames(again), err)
 	}

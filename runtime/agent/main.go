@@ -131,18 +131,23 @@ func readString(path string) string {
 }
 
 func loadModuleList(log *Logger) {
-	data, err := os.ReadFile(agentproto.ModulesListPath)
+	loadModulesListedIn(agentproto.ModulesListPath, log)
+}
+
+// loadModulesListedIn loads the modules a list file names, in order.
+func loadModulesListedIn(list string, log *Logger) {
+	data, err := os.ReadFile(list)
 	if errors.Is(err, os.ErrNotExist) {
-		log.Debugf("no %s: loading no modules", agentproto.ModulesListPath)
+		log.Debugf("no %s: loading no modules", list)
 		return
 	}
 	if err != nil {
-		log.Errorf("read %s: %v", agentproto.ModulesListPath, err)
+		log.Errorf("read %s: %v", list, err)
 		return
 	}
 	names, bad := ParseModuleList(data)
 	for _, b := range bad {
-		log.Errorf("%s: %q is not a module name, skipped", agentproto.ModulesListPath, b)
+		log.Errorf("%s: %q is not a module name, skipped", list, b)
 	}
 	start := time.Now()
 	n := LoadModules(agentproto.ModulesDir, names, log)

@@ -28,7 +28,10 @@ type NSExecutor struct {
 
 	mu      sync.Mutex
 	mounted []string // guest paths of mounted shares, in mount order
-	devices *devicesCgroup
+	blocks  []string // those of them that are disks (blockshare.go)
+	// fsModules loads the on-demand modules once, at the first disk (blockshare.go).
+	fsModules sync.Once
+	devices   *devicesCgroup
 }
 
 // ExecutorOptions tune an NSExecutor; the zero value is for the guest.
@@ -69,6 +72,9 @@ const (
 // MountShare mounts s at its guest path, retrying while the device is still
 // being probed right after boot.
 func (e *NSExecutor) MountShare(ctx context.Context, s agentproto.Share) error {
+	if s.Type == agentproto.ShareBlock {
+		return e.mountBlockShare(ctx, s)
+	}
 	if err := os.MkdirAll(s.GuestPath, 0o755); err != nil {
 		return fmt.Errorf("create share mount point %s: %w", s.GuestPath, err)
 	}
@@ -189,6 +195,7 @@ func (e *NSExecutor) Stats() (agentproto.Stats, error) {
 // Shutdown unmounts the shares (lazily: a stuck 9p server must not block
 // the power-off) and syncs.
 func (e *NSExecutor) Shutdown(ctx context.Context) error {
+	e.unmountBlocks()
 	e.mu.Lock()
 	mounted := append([]string(nil), e.mounted...)
 	e.mounted = nil

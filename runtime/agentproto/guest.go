@@ -16,6 +16,9 @@ const (
 	// ModulesListPath names the kernel modules the agent loads at boot, one per line, in load
 	// order; each is ModulesDir/<name>.ko.
 	ModulesListPath = "/etc/kata-deploy/modules.load"
+	// ModulesOnDemandPath names the modules the agent loads only when a container needs them (the
+	// file systems of block volumes), in load order, same format.
+	ModulesOnDemandPath = "/etc/kata-deploy/modules.ondemand"
 	// ModulesDir holds the guest's kernel modules as <name>.ko.
 	ModulesDir = "/lib/modules"
 
@@ -23,6 +26,10 @@ const (
 	SharedTag = "kataShared"
 	// SharedGuestDir is where the agent mounts that filesystem.
 	SharedGuestDir = "/run/kata-deploy/shared"
+
+	// BlockGuestDir holds the mount points of the direct-assigned disks, one directory per disk
+	// named by its serial; the container's bind mounts start there.
+	BlockGuestDir = "/run/kata-deploy/blocks"
 
 	// DebugParam is the kernel parameter that turns on the agent's verbose log ("agent.debug=1").
 	DebugParam = "agent.debug"

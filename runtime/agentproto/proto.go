@@ -49,6 +49,9 @@ const (
 const (
 	Share9P       = "9p"
 	ShareVirtioFS = "virtiofs"
+	// ShareBlock is a virtio-blk disk whose serial is the share's Tag, holding a file system of
+	// type FSType: a direct-assigned volume.
+	ShareBlock = "block"
 )
 
 // AgentInfo is what Ping answers.
@@ -64,13 +67,21 @@ type Share struct {
 	Type      string `json:"type"` // Share9P or ShareVirtioFS
 	Tag       string `json:"tag"`  // the mount tag given to QEMU
 	GuestPath string `json:"guestPath"`
+	FSType    string `json:"fsType,omitempty"`   // ShareBlock only: ext4 or xfs
+	ReadOnly  bool   `json:"readOnly,omitempty"` // ShareBlock only: mount read-only
 }
+
+// blockFSTypes are the file systems the agent mounts from a block share.
+var blockFSTypes = map[string]bool{"ext4": true, "xfs": true}
 
 // Validate rejects a share the agent must not mount: an unknown type, an empty
 // or odd tag, or a mount point that is relative, unclean or the guest's root.
 func (s Share) Validate() error {
-	if s.Type != Share9P && s.Type != ShareVirtioFS {
-		return fmt.Errorf("share %q: type %q is not supported: use %q or %q", s.Tag, s.Type, Share9P, ShareVirtioFS)
+	if s.Type != Share9P && s.Type != ShareVirtioFS && s.Type != ShareBlock {
+		return fmt.Errorf("share %q: type %q is not supported: use %q, %q or %q", s.Tag, s.Type, Share9P, ShareVirtioFS, ShareBlock)
+	}
+	if s.Type == ShareBlock && !blockFSTypes[s.FSType] {
+		return fmt.Errorf("block share %q: file system %q is not supported: use ext4 or xfs", s.Tag, s.FSType)
 	}
 	if !tagPattern.MatchString(s.Tag) {
 		return fmt.Errorf("share tag %q is invalid: use 1-36 characters from [A-Za-z0-9_.-]", s.Tag)

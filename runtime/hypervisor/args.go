@@ -88,7 +88,7 @@ func qemuConfig(ctx context.Context, c *Config, l layout) (qemu.Config, error) {
 	if c.Accelerator == AccelKVM {
 		q.CPUModel = "host"
 	}
-	q.Devices = devices(c, l)
+	q.Devices = append(devices(c, l), blockDevices(c.Blocks)...)
 	if hasVirtiofs(c.Shares) {
 		// virtio-fs needs guest RAM that virtiofsd can map.
 		setSharedMemory(&q, c.MemoryMiB)

@@ -46,6 +46,13 @@ func qemuRoot(c *Config, l layout) *rootSpec {
 		}
 	}
 	r.readWrite = append(r.readWrite, l.dir)
+	for _, b := range c.Blocks {
+		if b.ReadOnly {
+			r.readOnly = append(r.readOnly, b.Path)
+		} else {
+			r.readWrite = append(r.readWrite, b.Path)
+		}
+	}
 	for _, s := range c.Shares {
 		if s.Type == Share9P {
 			r.readWrite = append(r.readWrite, s.HostPath)

@@ -44,8 +44,10 @@ type Config struct {
 	MemoryMiB    int
 	// StateDir is the VM's own directory, created 0700 by Start and removed
 	// by Stop/Cleanup. It must be absent or empty when Start is called.
-	StateDir       string
-	Shares         []Share
+	StateDir string
+	Shares   []Share
+	// Blocks are raw image files attached as virtio-blk disks (blockdev.go).
+	Blocks         []Block
 	VirtiofsDaemon string
 	// NetNSPath is the network namespace QEMU runs in. "" creates a new
 	// one, owned by QEMU: Docker then moves the container's veth into

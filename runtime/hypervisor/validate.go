@@ -47,6 +47,7 @@ func (c *Config) validate() error {
 		errs = append(errs, fmt.Errorf("machine type %q is invalid: use \"q35\"", c.MachineType))
 	}
 	errs = append(errs, validateShares(c.Shares, c.VirtiofsDaemon)...)
+	errs = append(errs, validateBlocks(c.Blocks)...)
 	return errors.Join(errs...)
 }
 

@@ -17,6 +17,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/kata-deploy/kata-deploy/internal/accel"
+	"github.com/kata-deploy/kata-deploy/internal/directvolume"
 	"github.com/kata-deploy/kata-deploy/runtime/agentproto"
 	"github.com/kata-deploy/kata-deploy/runtime/config"
 	"github.com/kata-deploy/kata-deploy/runtime/hostcgroup"
@@ -30,6 +31,9 @@ type Options struct {
 	Config *config.Config
 	// Logf receives warnings worth a line in the shim's log (e.g. the TCG fallback).
 	Logf func(format string, args ...any)
+	// DirectVolumeRoot is where direct-assigned volume records are looked up; "" means
+	// upstream Kata's directvolume.Root.
+	DirectVolumeRoot string
 }
 
 // Sandbox is a running VM with the container created in it (not started).
@@ -42,6 +46,7 @@ type Sandbox struct {
 	BootTime    time.Duration
 	Accelerator string
 	shared      *sharedDir
+	direct      *directVolumes      // disks attached in place of shared bind mounts (directvol.go)
 	cgroup      *hostcgroup.Manager // QEMU's and virtiofsd's host cgroup
 	memoryMiB   int                 // the VM's RAM
 	destroyOnce sync.Once
@@ -94,8 +99,19 @@ func Create(ctx context.Context, opts Options) (_ *Sandbox, err error) {
 			s.Destroy(context.WithoutCancel(ctx))
 		}
 	}()
+	dvRoot := opts.DirectVolumeRoot
+	if dvRoot == "" {
+		dvRoot = directvolume.Root
+	}
+	vols, err := findDirectVolumes(dvRoot, opts.Spec)
+	if err != nil {
+		return nil, err
+	}
+	if s.direct, err = attachDirectVolumes(dvRoot, opts.Config.Runtime.StateDir, opts.ID, vols); err != nil {
+		return nil, err
+	}
 	var guestSpec *specs.Spec
-	if s.shared, guestSpec, err = share(filepath.Join(stateDir, sharedDirName), filepath.Join(stateDir, sharedRecordName), opts.Spec); err != nil {
+	if s.shared, guestSpec, err = shareExcept(filepath.Join(stateDir, sharedDirName), filepath.Join(stateDir, sharedRecordName), opts.Spec, guestSources(vols)); err != nil {
 		return nil, err
 	}
 	accel, err := accelerator(opts.Config.Hypervisor.Accelerator, logf)
@@ -108,6 +124,7 @@ func Create(ctx context.Context, opts Options) (_ *Sandbox, err error) {
 		return nil, err
 	}
 	vc.Placed, s.memoryMiB = s.cgroup.Add, vc.MemoryMiB
+	vc.Blocks = s.direct.blocks()
 	started := time.Now()
 	if s.VM, err = hypervisor.Start(ctx, vc); err != nil {
 		return nil, fmt.Errorf("starting the VM: %w", err)
@@ -117,9 +134,10 @@ func Create(ctx context.Context, opts Options) (_ *Sandbox, err error) {
 	}
 	s.BootTime = time.Since(started)
 	req := agentproto.CreateContainerRequest{
-		ID:     opts.ID,
-		Spec:   guestSpec,
-		Shares: []agentproto.Share{{Type: guestFSType(opts.Config.Hypervisor.SharedFS), Tag: agentproto.SharedTag, GuestPath: agentproto.SharedGuestDir}},
+		ID:   opts.ID,
+		Spec: guestSpec,
+		Shares: append([]agentproto.Share{{Type: guestFSType(opts.Config.Hypervisor.SharedFS), Tag: agentproto.SharedTag, GuestPath: agentproto.SharedGuestDir}},
+			s.direct.shares()...),
 	}
 	if err := s.Agent.CreateContainer(ctx, req); err != nil {
 		return nil, fmt.Errorf("creating the container in the VM: %w", err)
@@ -265,6 +283,10 @@ func (s *Sandbox) destroy(ctx context.Context) error {
 	}
 	if err := Cleanup(s.StateDir); err != nil {
 		errs = append(errs, err)
+	}
+	// Once QEMU is gone: the image is no longer open.
+	if err := s.direct.release(); err != nil {
+		errs = append(errs, fmt.Errorf("releasing the direct volumes: %w", err))
 	}
 	return errors.Join(errs...)
 }

@@ -38,6 +38,12 @@ type sharedDir struct {
 // is made, so that a crash at any point leaves a complete list for cleanupShare. On error
 // everything it mounted is undone.
 func share(dir, record string, spec *specs.Spec) (_ *sharedDir, _ *specs.Spec, err error) {
+	return shareExcept(dir, record, spec, nil)
+}
+
+// shareExcept is share, except that the bind mounts whose index is in direct are not shared: their
+// sources become the given guest paths (direct-assigned disks, directvol.go).
+func shareExcept(dir, record string, spec *specs.Spec, direct map[int]string) (_ *sharedDir, _ *specs.Spec, err error) {
 	if spec.Root == nil || spec.Root.Path == "" {
 		return nil, nil, errors.New("the OCI spec has no root.path: the container has no rootfs to share")
 	}
@@ -68,6 +74,10 @@ func share(dir, record string, spec *specs.Spec) (_ *sharedDir, _ *specs.Spec, e
 	guest.Mounts = slices.Clone(spec.Mounts)
 	for i, m := range guest.Mounts {
 		if !isBind(m) {
+			continue
+		}
+		if src, ok := direct[i]; ok {
+			guest.Mounts[i].Source = src
 			continue
 		}
 		name := "m" + strconv.Itoa(i)
