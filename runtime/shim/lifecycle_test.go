@@ -66,6 +66,7 @@ func TestTaskLifecycle(t *testing.T) {
 				{op: "start", id: "c1", want: errdefs.ErrFailedPrecondition},
 				{op: "delete", id: "c1"},
 			},
+			events:   []string{"create", "exit c1", "delete"},
 			destroys: 1,
 		},
 		{
