@@ -379,3 +379,34 @@ func TestKataResources(t *testing.T) {
 		t.Errorf("OOMKilled/exit code = %q, want \"true 137\"", st)
 	}
 }
+
+// HOME comes from the image's /etc/passwd when the spec has none, as runc sets it: for the
+// container's process and for docker exec, as root and as another user.
+func TestKataHomeLikeRunc(t *testing.T) {
+	requireKata(t)
+	for _, c := range [][]string{{}, {"-u", "65534"}, {"-u", "4242"}, {"-e", "HOME=/data"}} {
+		got := map[string]string{}
+		for _, rt := range []string{"runc", "kata"} {
+			args := append(append([]string{"run", "--rm", "--runtime=" + rt}, c...), "busybox", "sh", "-c", `echo "$HOME"`)
+			res := docker(t, "", args...)
+			if res.code != 0 {
+				t.Fatalf("%s %v: docker run: exit %d: %s", rt, c, res.code, res.stderr)
+			}
+			got[rt] = res.stdout
+		}
+		if got["kata"] != got["runc"] || strings.TrimSpace(got["kata"]) == "" {
+			t.Errorf("docker run %v: HOME runc %q, kata %q", c, got["runc"], got["kata"])
+		}
+	}
+	name := "kata-home-" + fmt.Sprint(time.Now().UnixNano())
+	if res := docker(t, "", "run", "-d", "--name", name, "--runtime=kata", "busybox", "sleep", "600"); res.code != 0 {
+		t.Fatalf("docker run -d: %s", res.stderr)
+	}
+	defer docker(t, "", "rm", "-f", name)
+	for user, home := range map[string]string{"0": "/root\n", "65534": "/home\n"} { // busybox's passwd
+		res := docker(t, "", "exec", "-u", user, name, "sh", "-c", `echo "$HOME"`)
+		if res.code != 0 || res.stdout != home {
+			t.Errorf("docker exec -u %s: exit %d, HOME %q, want %q (%s)", user, res.code, res.stdout, home, res.stderr)
+		}
+	}
+}

@@ -221,6 +221,7 @@ func prepare(cfg *Config, w *warnings) (*os.File, *seccompFilter, error) {
 			return nil, nil, fmt.Errorf("enter the container's root %s: %w", cfg.Root, err)
 		}
 	}
+	setDefaultHome(p)
 	var master *os.File
 	if p.Terminal {
 		var err error
