@@ -2,6 +2,7 @@ package agent_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"os"
 	"strings"
@@ -98,6 +99,25 @@ func TestRealExecutorOnHost(t *testing.T) {
 	})
 	if r.status != 137 {
 		t.Errorf("killed container: status %d", r.status)
+	}
+
+	// Start returns once the program runs (execve done), not while the setup code still runs: a
+	// signal sent right after it must reach the program.
+	if err := c.CreateContainer(ctx, agentproto.CreateContainerRequest{ID: "host4", Spec: dockerSpecAt(root, "sleep", "100")}); err != nil {
+		t.Fatal(err)
+	}
+	pid, err := c.Start(ctx, "host4", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid)); err != nil || string(comm) != "sleep\n" {
+		t.Errorf("right after Start, pid %d runs %q (%v), want sleep", pid, comm, err)
+	}
+	if err := c.Signal(ctx, "host4", "", syscall.SIGKILL, false); err != nil {
+		t.Error(err)
+	}
+	if st, err := c.Wait(ctx, "host4", ""); err != nil || st != 137 {
+		t.Errorf("host4 wait: %d, %v", st, err)
 	}
 
 	// A terminal, resized after start.

@@ -64,6 +64,9 @@ const (
 	shareMountTimeout = 5 * time.Second
 	// setupTimeout bounds a container process's setup (mounts, user).
 	setupTimeout = 2 * time.Minute
+	// execWait bounds how long Start waits for the program's execve (a PATH search over a slow
+	// share); the process counts as started either way.
+	execWait = 10 * time.Second
 )
 
 // MountShare mounts s at its guest path, retrying while the device is still
@@ -444,12 +447,22 @@ func (p *nsProcess) Exited() <-chan struct{} { return p.exited }
 func (p *nsProcess) ExitStatus() int         { return p.status }
 
 func (p *nsProcess) Start() error {
-	_, err := p.sync.Write([]byte{containerinit.StartByte})
-	p.sync.Close()
-	if err != nil {
+	defer p.sync.Close()
+	if _, err := p.sync.Write([]byte{containerinit.StartByte}); err != nil {
 		return fmt.Errorf("the container process is gone before start: %w", err)
 	}
+	p.awaitExec()
 	return nil
+}
+
+// awaitExec waits, within execWait, until the child has replaced itself with the user's program
+// (its end of the setup socket is close-on-exec) or has exited, as runc start does. A signal sent
+// right after Start then reaches the program rather than the setup code: `docker kill -s TERM`
+// of a container whose init is pid 1 of its namespace would otherwise be dropped, and a health
+// check's timeout, counted from Start, would include the exec.
+func (p *nsProcess) awaitExec() {
+	p.sync.SetReadDeadline(time.Now().Add(execWait))
+	_, _ = io.Copy(io.Discard, p.sync)
 }
 
 func (p *nsProcess) Signal(sig syscall.Signal) error {

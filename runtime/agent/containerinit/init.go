@@ -105,12 +105,15 @@ func run(sync *os.File) int {
 	if err != nil || b != StartByte {
 		return exitSetupFailed // the agent gave up on this process
 	}
-	sync.Close()
 	var beforeExec func() error
 	if late != nil {
 		beforeExec = late.load
 	}
-	return execProcess(cfg.Process, os.Stderr, beforeExec)
+	// The setup socket stays open until execve closes it (close-on-exec): the agent's Start
+	// returns at that moment, as runc start does.
+	code := execProcess(cfg.Process, os.Stderr, beforeExec)
+	sync.Close()
+	return code
 }
 
 func readConfig(br *bufio.Reader, cfg *Config) error {
