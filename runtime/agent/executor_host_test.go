@@ -120,6 +120,24 @@ func TestRealExecutorOnHost(t *testing.T) {
 		t.Errorf("host4 wait: %d, %v", st, err)
 	}
 
+	// A SIGTERM right after Start waits for the init's handler (an init drops signals it has no
+	// handler for) and is not lost.
+	trap := dockerSpecAt(root, "sh", "-c", `trap "exit 7" TERM; while :; do sleep 0.05; done`)
+	if err := c.CreateContainer(ctx, agentproto.CreateContainerRequest{ID: "host5", Spec: trap}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Start(ctx, "host5", ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Signal(ctx, "host5", "", syscall.SIGTERM, false); err != nil {
+		t.Error(err)
+	}
+	wctx, wcancel := context.WithTimeout(ctx, 10*time.Second)
+	if st, err := c.Wait(wctx, "host5", ""); err != nil || st != 7 {
+		t.Errorf("SIGTERM right after start: wait %d, %v; want the trap's exit 7", st, err)
+	}
+	wcancel()
+
 	// A terminal, resized after start.
 	tty := dockerSpecAt(root, "sh", "-c", "read line; stty size")
 	tty.Process.Terminal = true

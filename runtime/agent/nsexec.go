@@ -243,7 +243,8 @@ func (e *NSExecutor) spawn(ctx context.Context, cfg *containerinit.Config, joinP
 		sio.closeParent()
 		return nil, fmt.Errorf("start the container process: %w", err)
 	}
-	p := &nsProcess{pid: pid, sync: parent, procDir: e.opts.ProcDir, exited: make(chan struct{}), seccomp: cfg.Seccomp}
+	p := &nsProcess{pid: pid, sync: parent, procDir: e.opts.ProcDir, exited: make(chan struct{}), seccomp: cfg.Seccomp,
+		nsInit: joinPid == 0}
 	go p.collect(exit)
 	// A setup that hangs (a stuck share) must not hold the request forever.
 	ctx, cancel := context.WithTimeout(ctx, setupTimeout)
@@ -339,6 +340,9 @@ type nsProcess struct {
 	cgroup  string              // the container's devices cgroup, for its exec'd processes
 	exited  chan struct{}
 	status  int
+
+	nsInit    bool      // the init of its own pid namespace (the container's first process)
+	startedAt time.Time // when Start returned
 }
 
 func (p *nsProcess) collect(exit <-chan int) {
@@ -452,6 +456,7 @@ func (p *nsProcess) Start() error {
 		return fmt.Errorf("the container process is gone before start: %w", err)
 	}
 	p.awaitExec()
+	p.startedAt = time.Now()
 	return nil
 }
 
@@ -466,6 +471,7 @@ func (p *nsProcess) awaitExec() {
 }
 
 func (p *nsProcess) Signal(sig syscall.Signal) error {
+	p.awaitHandler(sig)
 	if err := unix.Kill(p.pid, sig); err != nil && !errors.Is(err, unix.ESRCH) {
 		return fmt.Errorf("signal %d to pid %d: %w", sig, p.pid, err)
 	}
