@@ -398,15 +398,29 @@ func TestKataHomeLikeRunc(t *testing.T) {
 			t.Errorf("docker run %v: HOME runc %q, kata %q", c, got["runc"], got["kata"])
 		}
 	}
-	name := "kata-home-" + fmt.Sprint(time.Now().UnixNano())
-	if res := docker(t, "", "run", "-d", "--name", name, "--runtime=kata", "busybox", "sleep", "600"); res.code != 0 {
-		t.Fatalf("docker run -d: %s", res.stderr)
-	}
-	defer docker(t, "", "rm", "-f", name)
-	for user, home := range map[string]string{"0": "/root\n", "65534": "/home\n"} { // busybox's passwd
-		res := docker(t, "", "exec", "-u", user, name, "sh", "-c", `echo "$HOME"`)
-		if res.code != 0 || res.stdout != home {
-			t.Errorf("docker exec -u %s: exit %d, HOME %q, want %q (%s)", user, res.code, res.stdout, home, res.stderr)
+	// docker exec, as root and as another user, against the same exec in a runc container.
+	got := map[string]map[string]string{}
+	for _, rt := range []string{"runc", "kata"} {
+		name := fmt.Sprintf("kata-home-%s-%d", rt, time.Now().UnixNano())
+		if res := docker(t, "", "run", "-d", "--name", name, "--runtime="+rt, "busybox", "sleep", "600"); res.code != 0 {
+			t.Fatalf("%s: docker run -d: %s", rt, res.stderr)
 		}
+		defer docker(t, "", "rm", "-f", name)
+		got[rt] = map[string]string{}
+		for _, user := range []string{"0", "65534"} {
+			res := docker(t, "", "exec", "-u", user, name, "sh", "-c", `echo "$HOME"`)
+			if res.code != 0 {
+				t.Fatalf("%s: docker exec -u %s: exit %d: %s", rt, user, res.code, res.stderr)
+			}
+			got[rt][user] = res.stdout
+		}
+	}
+	for _, user := range []string{"0", "65534"} {
+		if got["kata"][user] != got["runc"][user] || strings.TrimSpace(got["kata"][user]) == "" {
+			t.Errorf("docker exec -u %s: HOME runc %q, kata %q", user, got["runc"][user], got["kata"][user])
+		}
+	}
+	if got["kata"]["0"] != "/root\n" {
+		t.Errorf("docker exec as root: HOME %q, want /root", got["kata"]["0"])
 	}
 }
