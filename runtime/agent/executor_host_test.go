@@ -2,6 +2,7 @@ package agent_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"os"
 	"strings"
@@ -99,6 +100,43 @@ func TestRealExecutorOnHost(t *testing.T) {
 	if r.status != 137 {
 		t.Errorf("killed container: status %d", r.status)
 	}
+
+	// Start returns once the program runs (execve done), not while the setup code still runs: a
+	// signal sent right after it must reach the program.
+	if err := c.CreateContainer(ctx, agentproto.CreateContainerRequest{ID: "host4", Spec: dockerSpecAt(root, "sleep", "100")}); err != nil {
+		t.Fatal(err)
+	}
+	pid, err := c.Start(ctx, "host4", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid)); err != nil || string(comm) != "sleep\n" {
+		t.Errorf("right after Start, pid %d runs %q (%v), want sleep", pid, comm, err)
+	}
+	if err := c.Signal(ctx, "host4", "", syscall.SIGKILL, false); err != nil {
+		t.Error(err)
+	}
+	if st, err := c.Wait(ctx, "host4", ""); err != nil || st != 137 {
+		t.Errorf("host4 wait: %d, %v", st, err)
+	}
+
+	// A SIGTERM right after Start waits for the init's handler (an init drops signals it has no
+	// handler for) and is not lost.
+	trap := dockerSpecAt(root, "sh", "-c", `trap "exit 7" TERM; while :; do sleep 0.05; done`)
+	if err := c.CreateContainer(ctx, agentproto.CreateContainerRequest{ID: "host5", Spec: trap}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Start(ctx, "host5", ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Signal(ctx, "host5", "", syscall.SIGTERM, false); err != nil {
+		t.Error(err)
+	}
+	wctx, wcancel := context.WithTimeout(ctx, 10*time.Second)
+	if st, err := c.Wait(wctx, "host5", ""); err != nil || st != 7 {
+		t.Errorf("SIGTERM right after start: wait %d, %v; want the trap's exit 7", st, err)
+	}
+	wcancel()
 
 	// A terminal, resized after start.
 	tty := dockerSpecAt(root, "sh", "-c", "read line; stty size")

@@ -67,6 +67,9 @@ const (
 	shareMountTimeout = 5 * time.Second
 	// setupTimeout bounds a container process's setup (mounts, user).
 	setupTimeout = 2 * time.Minute
+	// execWait bounds how long Start waits for the program's execve (a PATH search over a slow
+	// share); the process counts as started either way.
+	execWait = 10 * time.Second
 )
 
 // MountShare mounts s at its guest path, retrying while the device is still
@@ -247,7 +250,8 @@ func (e *NSExecutor) spawn(ctx context.Context, cfg *containerinit.Config, joinP
 		sio.closeParent()
 		return nil, fmt.Errorf("start the container process: %w", err)
 	}
-	p := &nsProcess{pid: pid, sync: parent, procDir: e.opts.ProcDir, exited: make(chan struct{}), seccomp: cfg.Seccomp}
+	p := &nsProcess{pid: pid, sync: parent, procDir: e.opts.ProcDir, exited: make(chan struct{}), seccomp: cfg.Seccomp,
+		nsInit: joinPid == 0}
 	go p.collect(exit)
 	// A setup that hangs (a stuck share) must not hold the request forever.
 	ctx, cancel := context.WithTimeout(ctx, setupTimeout)
@@ -343,6 +347,9 @@ type nsProcess struct {
 	cgroup  string              // the container's devices cgroup, for its exec'd processes
 	exited  chan struct{}
 	status  int
+
+	nsInit    bool      // the init of its own pid namespace (the container's first process)
+	startedAt time.Time // when Start returned
 }
 
 func (p *nsProcess) collect(exit <-chan int) {
@@ -451,15 +458,27 @@ func (p *nsProcess) Exited() <-chan struct{} { return p.exited }
 func (p *nsProcess) ExitStatus() int         { return p.status }
 
 func (p *nsProcess) Start() error {
-	_, err := p.sync.Write([]byte{containerinit.StartByte})
-	p.sync.Close()
-	if err != nil {
+	defer p.sync.Close()
+	if _, err := p.sync.Write([]byte{containerinit.StartByte}); err != nil {
 		return fmt.Errorf("the container process is gone before start: %w", err)
 	}
+	p.awaitExec()
+	p.startedAt = time.Now()
 	return nil
 }
 
+// awaitExec waits, within execWait, until the child has replaced itself with the user's program
+// (its end of the setup socket is close-on-exec) or has exited, as runc start does. A signal sent
+// right after Start then reaches the program rather than the setup code: `docker kill -s TERM`
+// of a container whose init is pid 1 of its namespace would otherwise be dropped, and a health
+// check's timeout, counted from Start, would include the exec.
+func (p *nsProcess) awaitExec() {
+	p.sync.SetReadDeadline(time.Now().Add(execWait))
+	_, _ = io.Copy(io.Discard, p.sync)
+}
+
 func (p *nsProcess) Signal(sig syscall.Signal) error {
+	p.awaitHandler(sig)
 	if err := unix.Kill(p.pid, sig); err != nil && !errors.Is(err, unix.ESRCH) {
 		return fmt.Errorf("signal %d to pid %d: %w", sig, p.pid, err)
 	}

@@ -38,9 +38,11 @@ type Options struct {
 	NetNSPath string
 	VM        VM
 	Agent     Agent
-	// DNS relays the guest's queries to 127.0.0.11:53 to Docker's embedded DNS server (set it
-	// when the container's resolv.conf names 127.0.0.11).
-	DNS bool
+	// DNS reports whether the container's resolv.conf names 127.0.0.11: then the guest's queries
+	// to 127.0.0.11:53 are relayed to Docker's embedded DNS server. It is asked at Start and again
+	// after the namespace changes (docker network connect to a first user network rewrites
+	// resolv.conf), until it says yes. Nil means never.
+	DNS func() bool
 	// Done ends the Manager when closed: the VM or the agent session is gone.
 	Done <-chan struct{}
 	// Logf receives what goes wrong after Start returned (hot-plug on network connect, ...).
@@ -71,6 +73,8 @@ type Manager struct {
 	mu      sync.Mutex // serializes reconcile
 	plugged map[int]*port
 	sent    *agentproto.Network
+
+	dns dnsStart // dnsstart.go
 
 	closeOnce sync.Once
 }
@@ -122,10 +126,8 @@ func Start(ctx context.Context, opts Options) (_ *Manager, err error) {
 	if err := m.reconcile(ctx); err != nil {
 		return nil, err
 	}
-	if opts.DNS {
-		if err := m.startDNS(ctx); err != nil {
-			return nil, err
-		}
+	if err := m.ensureDNS(ctx); err != nil {
+		return nil, err
 	}
 	if opts.Done != nil {
 		go func() {

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -83,6 +84,7 @@ func (v *fakeVM) closeAll() {
 type fakeAgent struct {
 	mu      sync.Mutex
 	configs []agentproto.Network
+	relays  int // DNS relay streams opened
 }
 
 func (a *fakeAgent) ConfigureNetwork(_ context.Context, n agentproto.Network) error {
@@ -96,6 +98,9 @@ func (a *fakeAgent) ConfigureNetwork(_ context.Context, n agentproto.Network) er
 }
 
 func (a *fakeAgent) DNS(context.Context) (io.ReadWriteCloser, error) {
+	a.mu.Lock()
+	a.relays++
+	a.mu.Unlock()
 	host, guest := net.Pipe()
 	go io.Copy(io.Discard, guest)
 	return host, nil
@@ -223,7 +228,7 @@ func TestManagerInNamespace(t *testing.T) {
 	agent := &fakeAgent{}
 	fdsBefore := openFDs(t)
 
-	m, err := Start(context.Background(), Options{NetNSPath: path, VM: vm, Agent: agent, DNS: true, Logf: t.Logf})
+	m, err := Start(context.Background(), Options{NetNSPath: path, VM: vm, Agent: agent, DNS: func() bool { return true }, Logf: t.Logf})
 	if err != nil {
 		t.Fatalf("Start: %v", err)
 	}
@@ -436,5 +441,45 @@ func TestManagerKeepsNamespaceDNS(t *testing.T) {
 	// namespace's range goes to the tap.
 	if err := ask(40000); err == nil {
 		t.Error("an answer to port 40000 reached the namespace instead of the guest")
+	}
+}
+
+func (a *fakeAgent) relayCount() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.relays
+}
+
+// TestManagerStartsDNSOnConnect: a container started without Docker's DNS gets the relay when a
+// later docker network connect makes its resolv.conf name 127.0.0.11, which Docker writes a
+// moment after the link appears; once only.
+func TestManagerStartsDNSOnConnect(t *testing.T) {
+	requireRoot(t)
+	_, h, path := newNetNS(t)
+	peerNS, _, _ := newNetNS(t)
+	addVeth(t, h, peerNS, "eth0", "02:42:ac:1e:00:02", "172.30.0.2/24", "172.30.0.1")
+	vm := &fakeVM{nics: map[string]*os.File{}, macs: map[string]string{}}
+	defer vm.closeAll()
+	agent := &fakeAgent{}
+	var wanted atomic.Bool
+	m, err := Start(context.Background(), Options{NetNSPath: path, VM: vm, Agent: agent, DNS: wanted.Load, Logf: t.Logf})
+	if err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	defer m.Close()
+	if n := agent.relayCount(); n != 0 {
+		t.Fatalf("%d relays started for a resolv.conf without 127.0.0.11", n)
+	}
+	addVeth(t, h, peerNS, "eth1", "02:42:ac:1f:00:02", "172.31.0.2/24", "")
+	time.Sleep(time.Second) // Docker rewrites resolv.conf after the link is configured
+	wanted.Store(true)
+	eventually(t, "the DNS relay to start", func() bool { return agent.relayCount() == 1 })
+	if err := m.reconcile(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	m.watchDNS()
+	time.Sleep(3 * dnsRecheckEvery)
+	if n := agent.relayCount(); n != 1 {
+		t.Errorf("%d relays started, want 1", n)
 	}
 }

@@ -73,6 +73,7 @@ func (m *Manager) watch(e *events) {
 			if err := m.reconcile(m.ctx); err != nil && m.ctx.Err() == nil {
 				m.opts.Logf("updating the VM's network: %v", err)
 			}
+			m.watchDNS()
 		}
 	}
 }

@@ -39,7 +39,7 @@ func (s *Sandbox) StartNetwork(ctx context.Context, bundle string, logf func(for
 		NetNSPath: fmt.Sprintf("/proc/%d/ns/net", s.VM.PID),
 		VM:        s.VM,
 		Agent:     s.Agent,
-		DNS:       usesDockerDNS(spec),
+		DNS:       func() bool { return usesDockerDNS(spec) },
 		Done:      done,
 		Logf:      logf,
 	})

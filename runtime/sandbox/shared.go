@@ -106,6 +106,10 @@ type bindMode struct {
 	recursive   bool // rbind: submounts come along
 	readonly    bool // the bind itself is read-only ("ro")
 	recursiveRO bool // every submount is read-only too ("rro")
+	// receive: what the host mounts under the source later reaches the guest's view ("slave",
+	// "shared" and their recursive forms). Propagation back to the host is impossible: the guest
+	// mounts in its own kernel.
+	receive bool
 }
 
 // bindModeOf reads a spec mount's options as runc does: the last of ro/rw wins.
@@ -121,6 +125,10 @@ func bindModeOf(m specs.Mount) bindMode {
 			b.readonly, b.recursiveRO = false, false
 		case "rro":
 			b.readonly, b.recursiveRO = true, true
+		case "slave", "rslave", "shared", "rshared":
+			b.receive = true
+		case "private", "rprivate", "unbindable", "runbindable":
+			b.receive = false
 		}
 	}
 	return b
@@ -157,8 +165,14 @@ func (s *sharedDir) bind(source, name string, mode bindMode) (string, error) {
 		return "", fmt.Errorf("bind-mounting %s: %w", source, err)
 	}
 	// Private: nothing mounted later under the source propagates into the guest's view, and our
-	// mount does not propagate back to the host's other namespaces.
-	_ = unix.Mount("", target, "", unix.MS_PRIVATE|unix.MS_REC, "")
+	// mount does not propagate back to the host's other namespaces. A slave (asked for by the
+	// spec's propagation) still receives the host's later mounts, as a runc container's would, and
+	// sends nothing back.
+	prop := uintptr(unix.MS_PRIVATE | unix.MS_REC)
+	if mode.receive {
+		prop = unix.MS_SLAVE | unix.MS_REC
+	}
+	_ = unix.Mount("", target, "", prop, "")
 	if err := lockDown(target, mode); err != nil {
 		return "", fmt.Errorf("restricting the bind of %s: %w", source, err)
 	}

@@ -238,6 +238,9 @@ func TestBindModeOf(t *testing.T) {
 		{[]string{"bind", "ro"}, bindMode{readonly: true}},
 		{[]string{"rbind", "rro"}, bindMode{recursive: true, readonly: true, recursiveRO: true}},
 		{[]string{"ro", "rw"}, bindMode{}},
+		{[]string{"rbind", "slave"}, bindMode{recursive: true, receive: true}},
+		{[]string{"bind", "rshared"}, bindMode{receive: true}},
+		{[]string{"rslave", "rprivate"}, bindMode{}},
 	}
 	for _, tt := range tests {
 		if got := bindModeOf(specs.Mount{Options: tt.opts}); got != tt.want {
@@ -316,5 +319,47 @@ func TestMakeMountPointsStaysInRoot(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(rootfs, "dev", "pts")); !os.IsNotExist(err) {
 		t.Errorf("/dev/pts, which the guest makes in /dev's tmpfs, was created in the rootfs: %v", err)
+	}
+}
+
+// TestShareReceivesHostMounts: a bind the spec makes slave (or shared) receives what the host
+// mounts under its source after the share was made; a private one does not.
+func TestShareReceivesHostMounts(t *testing.T) {
+	testreq.Root(t)
+	src := mountTmpfs(t, 0)
+	if err := unix.Mount("", src, "", unix.MS_SHARED, ""); err != nil {
+		t.Fatal(err)
+	}
+	rootfs := filepath.Join(src, "rootfs")
+	later := t.TempDir()
+	if err := os.WriteFile(filepath.Join(later, "slave-testfile"), []byte("Test"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []string{"rootfs", "vol", "vol/mnt1"} {
+		os.Mkdir(filepath.Join(src, d), 0o755)
+	}
+	spec := &specs.Spec{
+		Root: &specs.Root{Path: rootfs},
+		Mounts: []specs.Mount{
+			{Destination: "/slave", Type: "bind", Source: filepath.Join(src, "vol"), Options: []string{"rbind", "slave"}},
+			{Destination: "/private", Type: "bind", Source: filepath.Join(src, "vol"), Options: []string{"rbind", "rprivate"}},
+		},
+	}
+	dir := filepath.Join(t.TempDir(), "shared")
+	s, _, err := share(dir, dir+".list", spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.unshare()
+	mnt1 := filepath.Join(src, "vol", "mnt1")
+	if err := unix.Mount(later, mnt1, "", unix.MS_BIND, ""); err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Unmount(mnt1, unix.MNT_DETACH)
+	if b, err := os.ReadFile(filepath.Join(dir, "m0", "mnt1", "slave-testfile")); err != nil || string(b) != "Test" {
+		t.Errorf("slave bind: the host's later mount is not seen: %q, %v", b, err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "m1", "mnt1", "slave-testfile")); err == nil {
+		t.Errorf("private bind: the host's later mount reached it")
 	}
 }

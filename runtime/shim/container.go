@@ -27,6 +27,8 @@ const (
 	// killGrace is how long a SIGKILL of the init may take before the VM is powered off from the
 	// host.
 	killGrace = 5 * time.Second
+	// execKillDrain is how long a SIGKILL of an exec process waits for its exit and its output.
+	execKillDrain = time.Second
 	// statsTimeout bounds asking the guest for `docker stats`; the last figures answer otherwise.
 	statsTimeout = 5 * time.Second
 )
@@ -137,7 +139,13 @@ func (c *container) kill(ctx context.Context, p *process, sig syscall.Signal, al
 	if sig != syscall.SIGKILL || p != c.init {
 		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
-		return c.sb.Signal(sctx, c.id, p.execID, sig, all)
+		if err := c.sb.Signal(sctx, c.id, p.execID, sig, all); err != nil {
+			return err
+		}
+		if sig == syscall.SIGKILL && p != c.init {
+			p.awaitKilledExec()
+		}
+		return nil
 	}
 	grace, cancel := context.WithTimeout(context.WithoutCancel(ctx), killGrace)
 	defer cancel()

@@ -18,6 +18,8 @@ import (
 	"github.com/containerd/containerd/api/types/task"
 	"github.com/containerd/containerd/v2/core/events"
 	"github.com/containerd/errdefs"
+	"github.com/containerd/typeurl/v2"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
 	"github.com/kata-deploy/kata-deploy/runtime/agentproto"
@@ -66,6 +68,7 @@ func TestTaskLifecycle(t *testing.T) {
 				{op: "start", id: "c1", want: errdefs.ErrFailedPrecondition},
 				{op: "delete", id: "c1"},
 			},
+			events:   []string{"create", "exit c1", "delete"},
 			destroys: 1,
 		},
 		{
@@ -350,5 +353,59 @@ func TestCreateWhileBooting(t *testing.T) {
 	}
 	if got := h.do(context.Background(), step{op: "state", id: "c1"}, time.Second); got.err != nil || got.status != created {
 		t.Errorf("state after the boot: %+v", got)
+	}
+}
+
+// TestExecKillWaitsForOutput: Docker reads a health-check probe's output as soon as the SIGKILL
+// of the timed-out probe returns, so the kill returns only once the output the probe wrote before
+// it died has reached its FIFO (here it is still on its way from the guest when the kill lands).
+func TestExecKillWaitsForOutput(t *testing.T) {
+	h := newHarness(t)
+	ctx := context.Background()
+	for _, st := range []step{{op: "create", id: "c1"}, {op: "start", id: "c1"}} {
+		if err := h.do(ctx, st, time.Second).err; err != nil {
+			t.Fatal(err)
+		}
+	}
+	fifo := filepath.Join(t.TempDir(), "e1-stdout")
+	if err := unix.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	output := make(chan string, 1)
+	go func() {
+		f, err := os.Open(fifo)
+		if err != nil {
+			output <- err.Error()
+			return
+		}
+		defer f.Close()
+		b, _ := io.ReadAll(f)
+		output <- string(b)
+	}()
+	spec, err := typeurl.MarshalAnyToProto(&specs.Process{Args: []string{"sh"}, Cwd: "/"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.s.Exec(ctx, &taskAPI.ExecProcessRequest{ID: "c1", ExecID: "e1", Stdout: fifo, Spec: spec}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.s.Start(ctx, &taskAPI.StartRequest{ID: "c1", ExecID: "e1"}); err != nil {
+		t.Fatal(err)
+	}
+	guestOut := h.sb().stream("e1", agentproto.StreamStdout)
+	go func() {
+		time.Sleep(200 * time.Millisecond) // the probe's output, still on its way
+		guestOut.Write([]byte("logs1 logs2 logs3\n"))
+		guestOut.Close()
+	}()
+	if _, err := h.s.Kill(ctx, &taskAPI.KillRequest{ID: "c1", ExecID: "e1", Signal: uint32(sigkill)}); err != nil {
+		t.Fatal(err)
+	}
+	st, err := h.s.State(ctx, &taskAPI.StateRequest{ID: "c1", ExecID: "e1"})
+	if err != nil || st.Status != stopped {
+		t.Fatalf("right after the SIGKILL returned, the exec is %v (%v), want stopped with its output delivered", st.GetStatus(), err)
+	}
+	if got := <-output; got != "logs1 logs2 logs3\n" {
+		t.Errorf("stdout FIFO got %q", got)
 	}
 }

@@ -202,3 +202,15 @@ func (p *process) resize(ctx context.Context, w, h uint32) error {
 	}
 	return p.agent.ResizePty(ctx, p.containerID, p.execID, w, h)
 }
+
+// awaitKilledExec waits, within execKillDrain, until a SIGKILLed exec process has exited and the
+// output it wrote before has reached its FIFOs. Docker reads an exec's output as soon as its kill
+// returns (a health check that timed out reports what the probe printed): under runc that output
+// is already there, while here it may still be on its way from the guest. A process whose output
+// stays open (a child holding it) is not waited for longer.
+func (p *process) awaitKilledExec() {
+	select {
+	case <-p.exited:
+	case <-time.After(execKillDrain):
+	}
+}

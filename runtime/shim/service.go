@@ -277,10 +277,28 @@ func (s *service) Kill(ctx context.Context, r *taskAPI.KillRequest) (*ptypes.Emp
 	if err != nil {
 		return nil, err
 	}
+	created := p.status() == task.Status_CREATED
 	if err := c.kill(ctx, p, syscall.Signal(r.Signal), r.All); err != nil {
 		return nil, err
 	}
+	if created && p.status() == task.Status_STOPPED {
+		s.publishKilledBeforeStart(c, p)
+	}
 	return empty, nil
+}
+
+// publishKilledBeforeStart reports the exit of a process a kill ended before it started: no
+// waitExit runs for it, and Docker learns of the exit only from this event (without it the
+// container stays "running").
+func (s *service) publishKilledBeforeStart(c *container, p *process) {
+	id := c.id
+	if p.execID != "" {
+		id = p.execID
+	}
+	status, at := p.exitStatus()
+	s.send(&eventstypes.TaskExit{
+		ContainerID: c.id, ID: id, Pid: c.pid(), ExitStatus: uint32(status), ExitedAt: protobuf.ToTimestamp(at),
+	})
 }
 
 // Wait blocks until the container's process has exited.

@@ -308,6 +308,27 @@ func TestKataNetworkConnectRunning(t *testing.T) {
 	waitForLogWithin(t, name, "unplugged", 60*time.Second)
 }
 
+// TestKataNetworkConnectGivesNames: a kata container started on the default bridge (no embedded
+// DNS) and then connected to a user network resolves the names of that network through the relay,
+// which starts when Docker rewrites its resolv.conf to name 127.0.0.11.
+func TestKataNetworkConnectGivesNames(t *testing.T) {
+	requireKata(t)
+	network := userNetwork(t)
+	peer := netName(t, "peer")
+	detached(t, peer, "kata", "--network", network, "busybox", "sleep", "600")
+	name := netName(t, "client")
+	detached(t, name, "kata", "busybox", "sleep", "600")
+	if res := docker(t, "", "network", "connect", network, name); res.code != 0 {
+		t.Fatalf("docker network connect: %s", res.stderr)
+	}
+	script := fmt.Sprintf(`i=0; until nslookup %s 127.0.0.11 && ping -c 1 -W 5 %s; do i=$((i+1)); [ $i -lt 60 ] || exit 1; sleep 0.5; done`, peer, peer)
+	res := docker(t, "", "exec", name, "sh", "-c", script)
+	if res.code != 0 {
+		resolv := docker(t, "", "exec", name, "cat", "/etc/resolv.conf").stdout
+		t.Errorf("after network connect, nslookup/ping %s: exit %d, stdout %q, stderr %q; resolv.conf %q", peer, res.code, res.stdout, res.stderr, resolv)
+	}
+}
+
 func waitForLogWithin(t *testing.T, name, want string, within time.Duration) {
 	t.Helper()
 	deadline := time.Now().Add(within)

@@ -379,3 +379,48 @@ func TestKataResources(t *testing.T) {
 		t.Errorf("OOMKilled/exit code = %q, want \"true 137\"", st)
 	}
 }
+
+// HOME comes from the image's /etc/passwd when the spec has none, as runc sets it: for the
+// container's process and for docker exec, as root and as another user.
+func TestKataHomeLikeRunc(t *testing.T) {
+	requireKata(t)
+	for _, c := range [][]string{{}, {"-u", "65534"}, {"-u", "4242"}, {"-e", "HOME=/data"}} {
+		got := map[string]string{}
+		for _, rt := range []string{"runc", "kata"} {
+			args := append(append([]string{"run", "--rm", "--runtime=" + rt}, c...), "busybox", "sh", "-c", `echo "$HOME"`)
+			res := docker(t, "", args...)
+			if res.code != 0 {
+				t.Fatalf("%s %v: docker run: exit %d: %s", rt, c, res.code, res.stderr)
+			}
+			got[rt] = res.stdout
+		}
+		if got["kata"] != got["runc"] || strings.TrimSpace(got["kata"]) == "" {
+			t.Errorf("docker run %v: HOME runc %q, kata %q", c, got["runc"], got["kata"])
+		}
+	}
+	// docker exec, as root and as another user, against the same exec in a runc container.
+	got := map[string]map[string]string{}
+	for _, rt := range []string{"runc", "kata"} {
+		name := fmt.Sprintf("kata-home-%s-%d", rt, time.Now().UnixNano())
+		if res := docker(t, "", "run", "-d", "--name", name, "--runtime="+rt, "busybox", "sleep", "600"); res.code != 0 {
+			t.Fatalf("%s: docker run -d: %s", rt, res.stderr)
+		}
+		defer docker(t, "", "rm", "-f", name)
+		got[rt] = map[string]string{}
+		for _, user := range []string{"0", "65534"} {
+			res := docker(t, "", "exec", "-u", user, name, "sh", "-c", `echo "$HOME"`)
+			if res.code != 0 {
+				t.Fatalf("%s: docker exec -u %s: exit %d: %s", rt, user, res.code, res.stderr)
+			}
+			got[rt][user] = res.stdout
+		}
+	}
+	for _, user := range []string{"0", "65534"} {
+		if got["kata"][user] != got["runc"][user] || strings.TrimSpace(got["kata"][user]) == "" {
+			t.Errorf("docker exec -u %s: HOME runc %q, kata %q", user, got["runc"][user], got["kata"][user])
+		}
+	}
+	if got["kata"]["0"] != "/root\n" {
+		t.Errorf("docker exec as root: HOME %q, want /root", got["kata"]["0"])
+	}
+}

@@ -105,12 +105,15 @@ func run(sync *os.File) int {
 	if err != nil || b != StartByte {
 		return exitSetupFailed // the agent gave up on this process
 	}
-	sync.Close()
 	var beforeExec func() error
 	if late != nil {
 		beforeExec = late.load
 	}
-	return execProcess(cfg.Process, os.Stderr, beforeExec)
+	// The setup socket stays open until execve closes it (close-on-exec): the agent's Start
+	// returns at that moment, as runc start does.
+	code := execProcess(cfg.Process, os.Stderr, beforeExec)
+	sync.Close()
+	return code
 }
 
 func readConfig(br *bufio.Reader, cfg *Config) error {
@@ -221,6 +224,7 @@ func prepare(cfg *Config, w *warnings) (*os.File, *seccompFilter, error) {
 			return nil, nil, fmt.Errorf("enter the container's root %s: %w", cfg.Root, err)
 		}
 	}
+	setDefaultHome(p)
 	var master *os.File
 	if p.Terminal {
 		var err error
