@@ -75,7 +75,7 @@ func TestExactRegexp(t *testing.T) {
 }
 
 func TestVerdict(t *testing.T) {
-	ls := &lists{vmDifferences: list{"TestVM": "host network"}, knownFailures: list{"TestBug": "docker update"}}
+	ls := &lists{vmDifferences: list{"TestVM": "host network", "TestDev": hostDependent + "device numbers"}, knownFailures: list{"TestBug": "docker update"}}
 	for _, tc := range []struct {
 		runtime, test, action string
 		ok                    bool
@@ -86,6 +86,8 @@ func TestVerdict(t *testing.T) {
 		{"kata", "TestOther", "fail", false, "unexpected failure"},
 		{"kata", "TestVM", "fail", true, "differs from runc by design: host network"},
 		{"kata", "TestVM", "pass", false, "now passes: remove from vm-differences.txt"},
+		{"kata", "TestDev", "pass", true, "passes on this host by chance"},
+		{"kata", "TestDev", "fail", true, "differs from runc by design"},
 		{"kata", "TestBug", "fail", true, "known failure: docker update"},
 		{"kata", "TestBug", "pass", false, "now passes: remove from known-failures.txt"},
 		{"kata", "TestBug", "skip", true, ""},
