@@ -44,6 +44,7 @@ type Sandbox struct {
 	shared      *sharedDir
 	cgroup      *hostcgroup.Manager // QEMU's and virtiofsd's host cgroup
 	memoryMiB   int                 // the VM's RAM
+	limits      *limits             // the container's resources as last applied (update.go)
 	destroyOnce sync.Once
 	destroyErr  error
 }
@@ -108,6 +109,7 @@ func Create(ctx context.Context, opts Options) (_ *Sandbox, err error) {
 		return nil, err
 	}
 	vc.Placed, s.memoryMiB = s.cgroup.Add, vc.MemoryMiB
+	s.limits = newLimits(opts.Spec, opts.Config.Hypervisor.MemoryOverheadMiB)
 	started := time.Now()
 	if s.VM, err = hypervisor.Start(ctx, vc); err != nil {
 		return nil, fmt.Errorf("starting the VM: %w", err)
@@ -142,6 +144,7 @@ func vmConfig(opts Options, stateDir, accel, netnsPath string) hypervisor.Config
 		KernelParams:   kernelParams(opts.Config),
 		VCPUs:          vcpus,
 		MemoryMiB:      memoryMiB,
+		MaxMemoryMiB:   maxMemoryMiB(memoryMiB),
 		StateDir:       filepath.Join(stateDir, "vm"),
 		CacheDir:       opts.Config.Runtime.StateDir + ".cache", // beside the state directory, which holds containers only
 		Shares:         []hypervisor.Share{{Tag: agentproto.SharedTag, HostPath: filepath.Join(stateDir, sharedDirName), Type: fsType}},

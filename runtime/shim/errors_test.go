@@ -13,6 +13,7 @@ import (
 	"github.com/containerd/errdefs"
 	"github.com/containerd/errdefs/pkg/errgrpc"
 	"github.com/containerd/ttrpc"
+	"google.golang.org/protobuf/types/known/anypb"
 )
 
 // serveTTRPC serves the harness's task service on a unix socket, as pkg/shim does, and returns a
@@ -64,7 +65,10 @@ func TestErrorClassesCrossTTRPC(t *testing.T) {
 	}{
 		{"second create", func() error { _, err := c.Create(ctx, &taskAPI.CreateTaskRequest{ID: "c2"}); return err }, errdefs.IsAlreadyExists},
 		{"delete while running", func() error { _, err := c.Delete(ctx, &taskAPI.DeleteRequest{ID: "c1"}); return err }, errdefs.IsFailedPrecondition},
-		{"update", func() error { _, err := c.Update(ctx, &taskAPI.UpdateTaskRequest{ID: "c1"}); return err }, errdefs.IsNotImplemented},
+		{"update with resources that are not OCI", func() error {
+			_, err := c.Update(ctx, &taskAPI.UpdateTaskRequest{ID: "c1", Resources: &anypb.Any{TypeUrl: "x", Value: []byte("{")}})
+			return err
+		}, errdefs.IsInvalidArgument},
 		{"unknown exec", func() error { _, err := c.State(ctx, &taskAPI.StateRequest{ID: "c1", ExecID: "x"}); return err }, errdefs.IsNotFound},
 	}
 	for _, tt := range checks {

@@ -49,6 +49,9 @@ type Config struct {
 	// Seccomp is the container's profile, applied to every process of the
 	// container (init and exec) as the last step before execve.
 	Seccomp *specs.LinuxSeccomp `json:"seccomp,omitempty"`
+	// Cgroup says the agent placed the process in a cgroup of the
+	// container's own: the spec's cgroup namespace and mounts show it.
+	Cgroup bool `json:"cgroup,omitempty"`
 }
 
 // Status is the child's one JSON line answer after setup. With a terminal,
@@ -210,7 +213,14 @@ func prepare(cfg *Config, w *warnings) (*os.File, *seccompFilter, error) {
 	}
 	switch cfg.Mode {
 	case ModeInit:
-		if err := setupRootfs(cfg.Spec, w); err != nil {
+		spec := cfg.Spec
+		if !cfg.Cgroup {
+			spec = withoutCgroupMounts(spec, w)
+		}
+		if err := enterCgroupNamespace(cfg); err != nil {
+			return nil, nil, err
+		}
+		if err := setupRootfs(spec, w); err != nil {
 			return nil, nil, err
 		}
 		if err := setupUTS(cfg.Spec); err != nil {

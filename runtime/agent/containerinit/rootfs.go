@@ -130,11 +130,6 @@ func mountOne(root string, m specs.Mount, w *warnings) (bool, error) {
 	if !path.IsAbs(m.Destination) {
 		return false, fmt.Errorf("mount destination %q must be absolute", m.Destination)
 	}
-	switch m.Type {
-	case "cgroup", "cgroup2":
-		w.add("skipped the %s mount at %s: the guest has no cgroup hierarchy for containers", m.Type, m.Destination)
-		return false, nil
-	}
 	opts := parseMountOptions(m.Options)
 	if len(opts.ignored) > 0 {
 		w.add("mount %s: ignored options %v", m.Destination, opts.ignored)
@@ -142,6 +137,9 @@ func mountOne(root string, m specs.Mount, w *warnings) (bool, error) {
 	target, err := secureJoin(root, m.Destination)
 	if err != nil {
 		return false, err
+	}
+	if isCgroupMount(m) {
+		return true, mountCgroup(target, m.Destination, opts)
 	}
 	if isBind(m) {
 		return true, bindMount(m.Source, target, m.Destination, opts)
@@ -176,6 +174,9 @@ func bindMount(source, target, dest string, opts mountOptions) error {
 		if err := unix.Mount("", target, "", unix.MS_BIND|unix.MS_REMOUNT|extra, ""); err != nil {
 			return fmt.Errorf("remount the bind at %s with flags %#x: %w", dest, extra, err)
 		}
+	}
+	if err := applyRecursive(target, dest, opts.recursive); err != nil {
+		return err
 	}
 	return propagate(target, dest, opts.propagation)
 }
