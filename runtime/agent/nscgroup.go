@@ -11,7 +11,7 @@ import (
 // containerCgroup prepares the container's cgroup v2 when the executor gives containers one: the
 // spec's limits go there, the first process joins it (after what *confine already does), and
 // containerinit is told to mount it for the spec's cgroup mounts. It returns nil without one.
-func (e *NSExecutor) containerCgroup(id string, spec *specs.Spec, cfg *containerinit.Config, confine *func(pid int) error) (*resourceCgroups, error) {
+func (e *NSExecutor) containerCgroup(id string, spec *specs.Spec, cfg *containerinit.Config, confine *func(pid int) error) (containerCgroups, error) {
 	if !e.opts.ResourceCgroup {
 		return nil, nil
 	}
@@ -37,6 +37,9 @@ func (e *NSExecutor) containerCgroup(id string, spec *specs.Spec, cfg *container
 		return err
 	}
 	cfg.Cgroup = true
+	if cfg.CgroupV1 = rc.v1Hierarchies(); cfg.CgroupV1 != nil && e.opts.DeviceCgroup {
+		cfg.CgroupV1 = append(cfg.CgroupV1, "devices")
+	}
 	return rc, nil
 }
 
@@ -59,18 +62,25 @@ func (e *NSExecutor) joinResourceCgroup(name string, confine *func(pid int) erro
 	}
 }
 
-// resourceCgroups opens the guest's cgroup v2 hierarchy on first use.
-func (e *NSExecutor) resourceCgroups() (*resourceCgroups, error) {
+// resourceCgroups opens the guest's cgroup hierarchies on first use.
+func (e *NSExecutor) resourceCgroups() (containerCgroups, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if e.res == nil {
-		rc, err := openResourceCgroups()
-		if err != nil {
-			return nil, err
-		}
-		e.res = rc
+	if e.res != nil {
+		return e.res, nil
 	}
-	return e.res, nil
+	var rc containerCgroups
+	var err error
+	if e.opts.CgroupV1 {
+		rc, err = openV1Cgroups(e.log)
+	} else {
+		rc, err = openResourceCgroups()
+	}
+	if err != nil {
+		return nil, err
+	}
+	e.res = rc
+	return rc, nil
 }
 
 // UpdateResources applies new limits to the cgroup of init's container (docker update).

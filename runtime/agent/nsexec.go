@@ -29,7 +29,7 @@ type NSExecutor struct {
 	mu      sync.Mutex
 	mounted []string // guest paths of mounted shares, in mount order
 	devices *devicesCgroup
-	res     *resourceCgroups
+	res     containerCgroups
 }
 
 // ExecutorOptions tune an NSExecutor; the zero value is for the guest.
@@ -50,6 +50,9 @@ type ExecutorOptions struct {
 	// spec's limits, and the container a cgroup namespace rooted there.
 	// Only for a guest, as DeviceCgroup.
 	ResourceCgroup bool
+	// CgroupV1 lays the containers' cgroups out in cgroup v1 hierarchies
+	// (a host on cgroup v1), cgroup v2 otherwise.
+	CgroupV1 bool
 }
 
 // NewExecutor returns an executor whose children are reaped by reaper.

@@ -11,6 +11,11 @@ import (
 // not apply, such as the throttle of a block device the guest does not have.
 const OpUpdateContainer = "update"
 
+// CgroupParam is the kernel parameter that tells the agent which cgroup layout to give containers:
+// "agent.cgroup=v1" on a host on cgroup v1 (the container sees what runc would give it there),
+// cgroup v2 otherwise.
+const CgroupParam = "agent.cgroup"
+
 // UpdateContainer applies res to the container's cgroup in the guest.
 func (c *Client) UpdateContainer(ctx context.Context, containerID string, res *specs.LinuxResources) ([]string, error) {
 	resp, err := c.call(ctx, Request{Op: OpUpdateContainer, Container: containerID, Resources: res})

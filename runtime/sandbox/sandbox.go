@@ -162,7 +162,7 @@ func kernelParams(cfg *config.Config) []string {
 	if cfg.Agent.Debug {
 		params = append(params, agentproto.DebugParam+"=1")
 	}
-	return params
+	return append(params, guestCgroupParam())
 }
 
 func guestFSType(sharedFS string) string {

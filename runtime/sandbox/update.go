@@ -7,9 +7,11 @@ import (
 	"reflect"
 	"sync"
 
+	"github.com/containerd/cgroups/v3"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
+	"github.com/kata-deploy/kata-deploy/runtime/agentproto"
 	"github.com/kata-deploy/kata-deploy/runtime/hypervisor"
 )
 
@@ -185,4 +187,14 @@ func isZero(v any) bool {
 		return !t
 	}
 	return false
+}
+
+// guestCgroupParam tells the agent to give containers the cgroup layout of this host: Docker
+// decides by the host's version what a container reads (cgroup v1 files, swap as memory+swap) and
+// whether it gets a cgroup namespace.
+func guestCgroupParam() string {
+	if cgroups.Mode() == cgroups.Unified {
+		return agentproto.CgroupParam + "=v2"
+	}
+	return agentproto.CgroupParam + "=v1"
 }

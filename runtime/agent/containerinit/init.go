@@ -52,6 +52,9 @@ type Config struct {
 	// Cgroup says the agent placed the process in a cgroup of the
 	// container's own: the spec's cgroup namespace and mounts show it.
 	Cgroup bool `json:"cgroup,omitempty"`
+	// CgroupV1 lists the cgroup v1 hierarchies to show the container, by
+	// mount options ("cpu,cpuacct", "memory"); empty: cgroup v2.
+	CgroupV1 []string `json:"cgroupV1,omitempty"`
 }
 
 // Status is the child's one JSON line answer after setup. With a terminal,
@@ -217,10 +220,11 @@ func prepare(cfg *Config, w *warnings) (*os.File, *seccompFilter, error) {
 		if !cfg.Cgroup {
 			spec = withoutCgroupMounts(spec, w)
 		}
-		if err := enterCgroupNamespace(cfg); err != nil {
+		view, err := enterCgroupNamespace(cfg)
+		if err != nil {
 			return nil, nil, err
 		}
-		if err := setupRootfs(spec, w); err != nil {
+		if err := setupRootfs(spec, view, w); err != nil {
 			return nil, nil, err
 		}
 		if err := setupUTS(cfg.Spec); err != nil {
