@@ -8,12 +8,12 @@ import (
 	"testing"
 
 	taskAPI "github.com/containerd/containerd/api/runtime/task/v3"
+	ptypes "github.com/containerd/containerd/v2/pkg/protobuf/types"
 	"github.com/containerd/containerd/v2/pkg/shim"
 	"github.com/containerd/containerd/v2/pkg/shutdown"
 	"github.com/containerd/errdefs"
 	"github.com/containerd/errdefs/pkg/errgrpc"
 	"github.com/containerd/ttrpc"
-	"google.golang.org/protobuf/types/known/anypb"
 )
 
 // serveTTRPC serves the harness's task service on a unix socket, as pkg/shim does, and returns a
@@ -66,7 +66,7 @@ func TestErrorClassesCrossTTRPC(t *testing.T) {
 		{"second create", func() error { _, err := c.Create(ctx, &taskAPI.CreateTaskRequest{ID: "c2"}); return err }, errdefs.IsAlreadyExists},
 		{"delete while running", func() error { _, err := c.Delete(ctx, &taskAPI.DeleteRequest{ID: "c1"}); return err }, errdefs.IsFailedPrecondition},
 		{"update with resources that are not OCI", func() error {
-			_, err := c.Update(ctx, &taskAPI.UpdateTaskRequest{ID: "c1", Resources: &anypb.Any{TypeUrl: "x", Value: []byte("{")}})
+			_, err := c.Update(ctx, &taskAPI.UpdateTaskRequest{ID: "c1", Resources: &ptypes.Any{TypeUrl: "x", Value: []byte("{")}})
 			return err
 		}, errdefs.IsInvalidArgument},
 		{"unknown exec", func() error { _, err := c.State(ctx, &taskAPI.StateRequest{ID: "c1", ExecID: "x"}); return err }, errdefs.IsNotFound},
