@@ -134,3 +134,16 @@ func TestHostConnected(t *testing.T) {
 		t.Errorf("writer closed: %v, %v", ok, err)
 	}
 }
+
+func TestParseCmdlineCgroup(t *testing.T) {
+	for cmdline, v1 := range map[string]bool{
+		"quiet agent.cgroup=v1": true,
+		"agent.cgroup=v2":       false,
+		"quiet":                 false,
+		"agent.cgroup=v1x":      false,
+	} {
+		if got := ParseCmdline(cmdline).CgroupV1; got != v1 {
+			t.Errorf("ParseCmdline(%q).CgroupV1 = %v", cmdline, got)
+		}
+	}
+}

@@ -8,7 +8,8 @@ import (
 
 // BootOptions are the agent's settings from the kernel command line.
 type BootOptions struct {
-	Debug bool // agent.debug=1
+	Debug    bool // agent.debug=1
+	CgroupV1 bool // agent.cgroup=v1
 }
 
 // ParseCmdline reads agent.* parameters from /proc/cmdline's content.
@@ -19,6 +20,8 @@ func ParseCmdline(cmdline string) BootOptions {
 		switch key {
 		case agentproto.DebugParam:
 			o.Debug = !hasValue || value == "1" || value == "true" || value == "on"
+		case agentproto.CgroupParam:
+			o.CgroupV1 = value == "v1"
 		}
 	}
 	return o

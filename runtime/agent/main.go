@@ -47,7 +47,7 @@ func Main(version string) {
 	srv := NewServer(ServerConfig{
 		Version:       version,
 		KernelRelease: unix.ByteSliceToString(uts.Release[:]),
-		Executor:      NewExecutor(log, reaper, ExecutorOptions{SetGuestHostname: true, DeviceCgroup: true}),
+		Executor:      NewExecutor(log, reaper, ExecutorOptions{SetGuestHostname: true, DeviceCgroup: true, ResourceCgroup: true, CgroupV1: opts.CgroupV1}),
 		Log:           log,
 		IdlePowerOff:  IdlePowerOff,
 		PowerOff:      func() { powerOff(log) },

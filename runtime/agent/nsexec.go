@@ -32,6 +32,7 @@ type NSExecutor struct {
 	// fsModules loads the on-demand modules once, at the first disk (blockshare.go).
 	fsModules sync.Once
 	devices   *devicesCgroup
+	res       containerCgroups
 }
 
 // ExecutorOptions tune an NSExecutor; the zero value is for the guest.
@@ -48,6 +49,13 @@ type ExecutorOptions struct {
 	// v1 devices controller, with the spec's rules as runc applies them.
 	// Only for a guest: the controller is the whole kernel's.
 	DeviceCgroup bool
+	// ResourceCgroup gives each container a cgroup v2 of its own with the
+	// spec's limits, and the container a cgroup namespace rooted there.
+	// Only for a guest, as DeviceCgroup.
+	ResourceCgroup bool
+	// CgroupV1 lays the containers' cgroups out in cgroup v1 hierarchies
+	// (a host on cgroup v1), cgroup v2 otherwise.
+	CgroupV1 bool
 }
 
 // NewExecutor returns an executor whose children are reaped by reaper.
@@ -137,12 +145,28 @@ func (e *NSExecutor) CreateInit(ctx context.Context, id string, spec *specs.Spec
 		}
 		confine = func(pid int) error { return dc.create(id, writes, pid) }
 	}
+	rc, err := e.containerCgroup(id, spec, cfg, &confine)
+	if err != nil {
+		return nil, err
+	}
 	p, err := e.spawn(ctx, cfg, 0, confine)
 	if err != nil {
 		if dc != nil {
 			_ = dc.remove(id) // a failed create leaves no rules behind for the id
 		}
+		if rc != nil {
+			_ = rc.remove(id)
+		}
 		return nil, err
+	}
+	if rc != nil {
+		p.resCgroup = id
+		go func() {
+			<-p.exited
+			if err := rc.remove(id); err != nil {
+				e.log.Debugf("remove the cgroup of %s: %v", id, err)
+			}
+		}()
 	}
 	if dc != nil {
 		p.cgroup = id
@@ -173,6 +197,7 @@ func (e *NSExecutor) CreateExec(ctx context.Context, init Process, p *specs.Proc
 	if ip.cgroup != "" {
 		confine = func(pid int) error { return e.devices.join(ip.cgroup, pid) }
 	}
+	e.joinResourceCgroup(ip.resCgroup, &confine)
 	return e.spawn(ctx, cfg, ip.pid, confine)
 }
 
@@ -296,7 +321,7 @@ func startInNamespaces(procDir string, pid int, exe string, args []string, attr 
 		for _, ns := range []struct {
 			name string
 			flag int
-		}{{"ipc", unix.CLONE_NEWIPC}, {"uts", unix.CLONE_NEWUTS}, {"pid", unix.CLONE_NEWPID}} {
+		}{{"ipc", unix.CLONE_NEWIPC}, {"uts", unix.CLONE_NEWUTS}, {"pid", unix.CLONE_NEWPID}, {"cgroup", unix.CLONE_NEWCGROUP}} {
 			if err := setns(fmt.Sprintf("%s/%d/ns/%s", procDir, pid, ns.name), ns.flag); err != nil {
 				ch <- result{err: err}
 				return
@@ -345,8 +370,10 @@ type nsProcess struct {
 	procDir string
 	seccomp *specs.LinuxSeccomp // the container's profile, for its exec'd processes
 	cgroup  string              // the container's devices cgroup, for its exec'd processes
-	exited  chan struct{}
-	status  int
+	// resCgroup is the container's cgroup v2 (its limits), for its exec'd processes and updates.
+	resCgroup string
+	exited    chan struct{}
+	status    int
 
 	nsInit    bool      // the init of its own pid namespace (the container's first process)
 	startedAt time.Time // when Start returned

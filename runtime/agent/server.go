@@ -220,6 +220,8 @@ func (s *Server) dispatch(ctx context.Context, req agentproto.Request) (resp age
 		resp.Pids, err = s.pids(req)
 	case agentproto.OpStats:
 		resp.Stats, err = s.stats(req)
+	case agentproto.OpUpdateContainer:
+		resp.Notes, err = s.update(ctx, req)
 	case agentproto.OpNetwork:
 		err = s.configureNetwork(ctx, req)
 	case agentproto.OpRemoveContainer:

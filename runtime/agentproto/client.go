@@ -82,6 +82,7 @@ var opTimeouts = map[string]time.Duration{
 	OpResizePty:       10 * time.Second,
 	OpPids:            10 * time.Second,
 	OpStats:           10 * time.Second,
+	OpUpdateContainer: 30 * time.Second,
 	OpRemoveContainer: 30 * time.Second,
 	OpShutdown:        10 * time.Second,
 	OpNetwork:         time.Minute,

@@ -133,6 +133,8 @@ type Request struct {
 	Width     uint32         `json:"width,omitempty"`
 	Height    uint32         `json:"height,omitempty"`
 	Network   *Network       `json:"network,omitempty"` // OpNetwork
+	// Resources are the container's new limits (OpUpdateContainer).
+	Resources *specs.LinuxResources `json:"resources,omitempty"`
 }
 
 // Response is the agent's one JSON line answer.
@@ -143,6 +145,8 @@ type Response struct {
 	ExitStatus int        `json:"exitStatus,omitempty"`
 	Pids       []int      `json:"pids,omitempty"`
 	Stats      *Stats     `json:"stats,omitempty"`
+	// Notes are what an update could not apply in the guest (OpUpdateContainer).
+	Notes []string `json:"notes,omitempty"`
 }
 
 // Container and exec IDs become map keys and log fields in the guest; keep

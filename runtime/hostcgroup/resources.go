@@ -22,7 +22,8 @@ const MinPids = 128
 
 // Resources derives the host cgroup's limits from the container's: the CPU quota, shares and
 // cpuset as given, the pids limit (at least MinPids), the block I/O weight, and a memory limit of
-// the VM's RAM plus QEMUOverheadMiB when the container has one. Device rules are not copied: they
+// the VM's RAM plus QEMUOverheadMiB when the container has one, the block I/O throttles (QEMU
+// and virtiofsd do the container's I/O on the host's devices). Device rules are not copied: they
 // are the guest's business, and QEMU needs /dev/kvm, /dev/net/tun and /dev/vhost-*.
 func Resources(r *specs.LinuxResources, vmMemoryMiB int) *specs.LinuxResources {
 	out := &specs.LinuxResources{}
@@ -40,8 +41,23 @@ func Resources(r *specs.LinuxResources, vmMemoryMiB int) *specs.LinuxResources {
 		limit := max(*p.Limit, MinPids)
 		out.Pids = &specs.LinuxPids{Limit: &limit}
 	}
-	if b := r.BlockIO; b != nil && b.Weight != nil && *b.Weight > 0 {
-		out.BlockIO = &specs.LinuxBlockIO{Weight: b.Weight}
+	if b := r.BlockIO; b != nil {
+		out.BlockIO = blockIO(b)
+	}
+	return out
+}
+
+// blockIO keeps the weight and the per-device throttles; nil when there are none.
+func blockIO(b *specs.LinuxBlockIO) *specs.LinuxBlockIO {
+	out := &specs.LinuxBlockIO{
+		ThrottleReadBpsDevice: b.ThrottleReadBpsDevice, ThrottleWriteBpsDevice: b.ThrottleWriteBpsDevice,
+		ThrottleReadIOPSDevice: b.ThrottleReadIOPSDevice, ThrottleWriteIOPSDevice: b.ThrottleWriteIOPSDevice,
+	}
+	if b.Weight != nil && *b.Weight > 0 {
+		out.Weight = b.Weight
+	}
+	if out.Weight == nil && len(out.ThrottleReadBpsDevice)+len(out.ThrottleWriteBpsDevice)+len(out.ThrottleReadIOPSDevice)+len(out.ThrottleWriteIOPSDevice) == 0 {
+		return nil
 	}
 	return out
 }

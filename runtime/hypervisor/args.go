@@ -27,6 +27,8 @@ func fastBootParams() []string {
 		// ACPI. Skipping them saves about 10 ms of boot per port under TCG.
 		"pcie_ports=compat",
 		"nomodeset",
+		// RAM hot-plugged by AddMemory (docker update --memory) is usable at once.
+		"memhp_default_state=online",
 	}
 }
 
@@ -89,11 +91,12 @@ func qemuConfig(ctx context.Context, c *Config, l layout) (qemu.Config, error) {
 		q.CPUModel = "host"
 	}
 	q.Devices = append(devices(c, l), blockDevices(c.Blocks)...)
+	mem := memoryLayout(c)
 	if hasVirtiofs(c.Shares) {
 		// virtio-fs needs guest RAM that virtiofsd can map.
-		setSharedMemory(&q, c.MemoryMiB)
+		setSharedMemory(&q, mem)
 	} else {
-		q.Memory = qemu.Memory{Size: strconv.Itoa(c.MemoryMiB) + "M"}
+		q.Memory = mem
 	}
 	return q, nil
 }

@@ -39,11 +39,15 @@ func noRealtimeArg(k *qemu.Knobs) {
 // Memory has no memfd backend with share=on, so the arguments are raw, and
 // Memory.Size stays empty: otherwise govmm adds "-m" and a backend of its
 // own that conflict with these.
-func setSharedMemory(q *qemu.Config, mib int) {
-	size := strconv.Itoa(mib) + "M"
+func setSharedMemory(q *qemu.Config, mem qemu.Memory) {
+	size := mem.Size
+	m := size
+	if mem.Slots > 0 && mem.MaxMem != "" {
+		m += ",slots=" + strconv.Itoa(int(mem.Slots)) + ",maxmem=" + mem.MaxMem
+	}
 	q.Memory = qemu.Memory{}
 	q.Devices = append(q.Devices, rawArgs{
-		"-m", size,
+		"-m", m,
 		"-object", "memory-backend-memfd,id=mem0,size=" + size + ",share=on",
 		"-numa", "node,memdev=mem0",
 	})

@@ -28,16 +28,24 @@ func TestNoRealtimeArg(t *testing.T) {
 }
 
 func TestSetSharedMemory(t *testing.T) {
-	q := minimalQEMU()
-	setSharedMemory(&q, 512)
-	args := govmmArgs(t, q)
-	want := []string{"-m", "512M", "-object", "memory-backend-memfd,id=mem0,size=512M,share=on", "-numa", "node,memdev=mem0"}
-	i := slices.Index(args, "-m")
-	if i < 0 || !slices.Equal(args[i:min(i+len(want), len(args))], want) {
-		t.Fatalf("command line %q lacks %q", args, want)
-	}
-	if n := count(args, "-m"); n != 1 {
-		t.Errorf("%d -m arguments (govmm added its own memory): %q", n, args)
+	for _, tc := range []struct {
+		mem qemu.Memory
+		m   string
+	}{
+		{qemu.Memory{Size: "512M"}, "512M"},
+		{qemu.Memory{Size: "512M", Slots: 8, MaxMem: "4096M"}, "512M,slots=8,maxmem=4096M"},
+	} {
+		q := minimalQEMU()
+		setSharedMemory(&q, tc.mem)
+		args := govmmArgs(t, q)
+		want := []string{"-m", tc.m, "-object", "memory-backend-memfd,id=mem0,size=512M,share=on", "-numa", "node,memdev=mem0"}
+		i := slices.Index(args, "-m")
+		if i < 0 || !slices.Equal(args[i:min(i+len(want), len(args))], want) {
+			t.Fatalf("command line %q lacks %q", args, want)
+		}
+		if n := count(args, "-m"); n != 1 {
+			t.Errorf("%d -m arguments (govmm added its own memory): %q", n, args)
+		}
 	}
 }
 

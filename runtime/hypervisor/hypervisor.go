@@ -42,6 +42,9 @@ type Config struct {
 	KernelParams []string
 	VCPUs        int
 	MemoryMiB    int
+	// MaxMemoryMiB, when above MemoryMiB, lets AddMemory hot-plug RAM up to it (docker update
+	// --memory). 0: the VM's RAM is fixed.
+	MaxMemoryMiB int
 	// StateDir is the VM's own directory, created 0700 by Start and removed
 	// by Stop/Cleanup. It must be absent or empty when Start is called.
 	StateDir string

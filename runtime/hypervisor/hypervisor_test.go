@@ -173,8 +173,18 @@ func TestQEMUConfig(t *testing.T) {
 		}},
 		{"kernel parameters", func(c *Config) { c.KernelParams = []string{" loglevel=7 init=/x ", "", "agent.debug=1"} }, func(t *testing.T, c Config, q qemu.Config, args []string) {
 			p := q.Kernel.Params
-			if !strings.HasPrefix(p, "console=ttyS0 panic=-1 quiet ") || !strings.HasSuffix(p, " nomodeset loglevel=7 init=/x agent.debug=1") {
+			if !strings.HasPrefix(p, "console=ttyS0 panic=-1 quiet ") || !strings.HasSuffix(p, " nomodeset memhp_default_state=online loglevel=7 init=/x agent.debug=1") {
 				t.Errorf("params %q", p)
+			}
+		}},
+		{"memory hot-plug", func(c *Config) { c.MaxMemoryMiB = 4096 }, func(t *testing.T, c Config, q qemu.Config, args []string) {
+			if q.Memory.Size != "256M" || q.Memory.Slots != MemorySlots || q.Memory.MaxMem != "4096M" {
+				t.Errorf("memory %+v", q.Memory)
+			}
+		}},
+		{"no room for a memory block", func(c *Config) { c.MaxMemoryMiB = 300 }, func(t *testing.T, c Config, q qemu.Config, args []string) {
+			if q.Memory.Slots != 0 || q.Memory.MaxMem != "" {
+				t.Errorf("memory %+v: hot-plug slots without room for one block", q.Memory)
 			}
 		}},
 		{"debug drops quiet", func(c *Config) { c.Debug = true }, func(t *testing.T, c Config, q qemu.Config, args []string) {

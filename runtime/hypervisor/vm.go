@@ -46,6 +46,7 @@ type VM struct {
 	proc    *proc
 	daemons []*daemon
 	nics    nicSlots        // hot-plugged NICs (hotplug.go)
+	memory  dimms           // hot-plugged RAM (memory.go)
 	console <-chan struct{} // closed when the console drain has ended (console.go)
 	logDone chan struct{}   // closed when QEMU's stderr is closed
 

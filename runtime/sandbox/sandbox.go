@@ -49,6 +49,7 @@ type Sandbox struct {
 	direct      *directVolumes      // disks attached in place of shared bind mounts (directvol.go)
 	cgroup      *hostcgroup.Manager // QEMU's and virtiofsd's host cgroup
 	memoryMiB   int                 // the VM's RAM
+	limits      *limits             // the container's resources as last applied (update.go)
 	destroyOnce sync.Once
 	destroyErr  error
 }
@@ -125,6 +126,7 @@ func Create(ctx context.Context, opts Options) (_ *Sandbox, err error) {
 	}
 	vc.Placed, s.memoryMiB = s.cgroup.Add, vc.MemoryMiB
 	vc.Blocks = s.direct.blocks()
+	s.limits = newLimits(opts.Spec, opts.Config.Hypervisor.MemoryOverheadMiB)
 	started := time.Now()
 	if s.VM, err = hypervisor.Start(ctx, vc); err != nil {
 		return nil, fmt.Errorf("starting the VM: %w", err)
@@ -160,6 +162,7 @@ func vmConfig(opts Options, stateDir, accel, netnsPath string) hypervisor.Config
 		KernelParams:   kernelParams(opts.Config),
 		VCPUs:          vcpus,
 		MemoryMiB:      memoryMiB,
+		MaxMemoryMiB:   maxMemoryMiB(memoryMiB),
 		StateDir:       filepath.Join(stateDir, "vm"),
 		CacheDir:       opts.Config.Runtime.StateDir + ".cache", // beside the state directory, which holds containers only
 		Shares:         []hypervisor.Share{{Tag: agentproto.SharedTag, HostPath: filepath.Join(stateDir, sharedDirName), Type: fsType}},
@@ -177,7 +180,7 @@ func kernelParams(cfg *config.Config) []string {
 	if cfg.Agent.Debug {
 		params = append(params, agentproto.DebugParam+"=1")
 	}
-	return params
+	return append(params, guestCgroupParam())
 }
 
 func guestFSType(sharedFS string) string {

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	taskAPI "github.com/containerd/containerd/api/runtime/task/v3"
+	ptypes "github.com/containerd/containerd/v2/pkg/protobuf/types"
 	"github.com/containerd/containerd/v2/pkg/shim"
 	"github.com/containerd/containerd/v2/pkg/shutdown"
 	"github.com/containerd/errdefs"
@@ -64,7 +65,10 @@ func TestErrorClassesCrossTTRPC(t *testing.T) {
 	}{
 		{"second create", func() error { _, err := c.Create(ctx, &taskAPI.CreateTaskRequest{ID: "c2"}); return err }, errdefs.IsAlreadyExists},
 		{"delete while running", func() error { _, err := c.Delete(ctx, &taskAPI.DeleteRequest{ID: "c1"}); return err }, errdefs.IsFailedPrecondition},
-		{"update", func() error { _, err := c.Update(ctx, &taskAPI.UpdateTaskRequest{ID: "c1"}); return err }, errdefs.IsNotImplemented},
+		{"update with resources that are not OCI", func() error {
+			_, err := c.Update(ctx, &taskAPI.UpdateTaskRequest{ID: "c1", Resources: &ptypes.Any{TypeUrl: "x", Value: []byte("{")}})
+			return err
+		}, errdefs.IsInvalidArgument},
 		{"unknown exec", func() error { _, err := c.State(ctx, &taskAPI.StateRequest{ID: "c1", ExecID: "x"}); return err }, errdefs.IsNotFound},
 	}
 	for _, tt := range checks {

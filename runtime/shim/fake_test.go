@@ -45,6 +45,7 @@ type fakeSandbox struct {
 	dead      chan struct{} // closed by PowerOff
 	powerOffs int
 	statsCall int
+	updates   []*specs.LinuxResources
 }
 
 func newFakeSandbox() *fakeSandbox {
@@ -347,4 +348,14 @@ func (h *harness) sb() *fakeSandbox {
 		return nil
 	}
 	return h.sbs[len(h.sbs)-1]
+}
+
+func (f *fakeSandbox) UpdateResources(_ context.Context, res *specs.LinuxResources) error {
+	if err := f.alive(); err != nil {
+		return err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.updates = append(f.updates, res)
+	return nil
 }

@@ -144,7 +144,7 @@ func (Manager) Stop(ctx context.Context, id string) (shim.StopStatus, error) {
 // Info describes the runtime to containerd.
 func (Manager) Info(ctx context.Context, _ io.Reader) (*types.RuntimeInfo, error) {
 	v := version.Get()
-	return &types.RuntimeInfo{Name: RuntimeName, Version: &types.RuntimeVersion{Version: v.Version, Revision: v.Commit}}, nil
+	return withFeatures(&types.RuntimeInfo{Name: RuntimeName, Version: &types.RuntimeVersion{Version: v.Version, Revision: v.Commit}})
 }
 
 func writeRecord(bundle string, rec record) error {

@@ -41,6 +41,9 @@ type vmSandbox interface {
 	Resume(ctx context.Context) error
 	// PowerOff kills the VM at once from the host, without asking the guest.
 	PowerOff() error
+	// UpdateResources applies the container's new limits (docker update); unchanged ones are a
+	// no-op.
+	UpdateResources(ctx context.Context, res *specs.LinuxResources) error
 	// Destroy powers the VM off and releases everything on the host; it is called at most once.
 	Destroy(ctx context.Context) error
 }
@@ -59,6 +62,9 @@ func (q qemuSandbox) Pause(ctx context.Context) error   { return q.sb.VM.Pause(c
 func (q qemuSandbox) Resume(ctx context.Context) error  { return q.sb.VM.Resume(ctx) }
 func (q qemuSandbox) PowerOff() error                   { return q.sb.VM.Kill() }
 func (q qemuSandbox) Destroy(ctx context.Context) error { return q.sb.Destroy(ctx) }
+func (q qemuSandbox) UpdateResources(ctx context.Context, res *specs.LinuxResources) error {
+	return q.sb.UpdateResources(ctx, res, log.G(ctx).WithField("id", q.sb.ID).Warnf)
+}
 func (q qemuSandbox) StartNetwork(ctx context.Context, bundle string, logf func(string, ...any)) error {
 	return q.sb.StartNetwork(ctx, bundle, logf)
 }

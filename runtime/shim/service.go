@@ -426,9 +426,9 @@ func (s *service) ResizePty(ctx context.Context, r *taskAPI.ResizePtyRequest) (*
 	return empty, nil
 }
 
-// Update changes resources of a running container: not offered.
+// Update changes the resources of a running container (docker update); see update.go.
 func (s *service) Update(ctx context.Context, r *taskAPI.UpdateTaskRequest) (*ptypes.Empty, error) {
-	return nil, fmt.Errorf("updating a VM container's resources: %w", errNotImplemented)
+	return s.update(ctx, r)
 }
 
 // Checkpoint is not offered for VM containers.

@@ -49,6 +49,12 @@ type Config struct {
 	// Seccomp is the container's profile, applied to every process of the
 	// container (init and exec) as the last step before execve.
 	Seccomp *specs.LinuxSeccomp `json:"seccomp,omitempty"`
+	// Cgroup says the agent placed the process in a cgroup of the
+	// container's own: the spec's cgroup namespace and mounts show it.
+	Cgroup bool `json:"cgroup,omitempty"`
+	// CgroupV1 lists the cgroup v1 hierarchies to show the container, by
+	// mount options ("cpu,cpuacct", "memory"); empty: cgroup v2.
+	CgroupV1 []string `json:"cgroupV1,omitempty"`
 }
 
 // Status is the child's one JSON line answer after setup. With a terminal,
@@ -213,7 +219,15 @@ func prepare(cfg *Config, w *warnings) (*os.File, *seccompFilter, error) {
 	}
 	switch cfg.Mode {
 	case ModeInit:
-		if err := setupRootfs(cfg.Spec, w); err != nil {
+		spec := cfg.Spec
+		if !cfg.Cgroup {
+			spec = withoutCgroupMounts(spec, w)
+		}
+		view, err := enterCgroupNamespace(cfg)
+		if err != nil {
+			return nil, nil, err
+		}
+		if err := setupRootfs(spec, view, w); err != nil {
 			return nil, nil, err
 		}
 		if err := setupUTS(cfg.Spec); err != nil {

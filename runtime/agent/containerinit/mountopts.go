@@ -12,6 +12,7 @@ type mountOptions struct {
 	propagation []uintptr // applied one by one after mounting
 	data        string    // filesystem-specific options, comma separated
 	ignored     []string  // recognized runc extensions this agent does not do
+	recursive   recursiveAttrs
 }
 
 // mountFlag translates one flag option: set or clear bits.
@@ -103,9 +104,8 @@ func propagationFlag(opt string) (uintptr, bool) {
 // ignoredOption reports runc extensions that are not mount(2) options.
 func ignoredOption(opt string) bool {
 	switch opt {
-	case "tmpcopyup", "idmap", "ridmap", "rro", "rrw", "rnosuid", "rsuid", "rnodev", "rdev",
-		"rnoexec", "rexec", "rnoatime", "ratime", "rrelatime", "rnorelatime", "rstrictatime", "rnostrictatime",
-		"rnodiratime", "rdiratime", "rnosymfollow", "rsymfollow", "nosymfollow", "symfollow":
+	case "tmpcopyup", "idmap", "ridmap", "rnoatime", "ratime", "rrelatime", "rnorelatime", "rstrictatime", "rnostrictatime",
+		"rnodiratime", "rdiratime", "nosymfollow", "symfollow":
 		return true
 	}
 	return false
@@ -125,6 +125,9 @@ func parseMountOptions(opts []string) mountOptions {
 		}
 		if p, ok := propagationFlag(o); ok {
 			m.propagation = append(m.propagation, p)
+			continue
+		}
+		if recursiveOption(o, &m.recursive) {
 			continue
 		}
 		if ignoredOption(o) {

@@ -20,7 +20,7 @@ import (
 
 // setupRootfs builds the container's filesystem view in the (new, private)
 // mount namespace and makes it the root.
-func setupRootfs(spec *specs.Spec, w *warnings) error {
+func setupRootfs(spec *specs.Spec, cg cgroupView, w *warnings) error {
 	prop := uintptr(unix.MS_SLAVE | unix.MS_REC)
 	if spec.Linux != nil && spec.Linux.RootfsPropagation != "" {
 		p, ok := propagationFlag(spec.Linux.RootfsPropagation)
@@ -39,7 +39,7 @@ func setupRootfs(spec *specs.Spec, w *warnings) error {
 	}
 	devTmpfs := false
 	for _, m := range withDefaultDev(spec.Mounts) {
-		mounted, err := mountOne(root, m, w)
+		mounted, err := mountOne(root, m, cg, w)
 		if err != nil {
 			return err
 		}
@@ -126,14 +126,9 @@ func isBind(m specs.Mount) bool {
 }
 
 // mountOne mounts m under root; false means it was skipped on purpose.
-func mountOne(root string, m specs.Mount, w *warnings) (bool, error) {
+func mountOne(root string, m specs.Mount, cg cgroupView, w *warnings) (bool, error) {
 	if !path.IsAbs(m.Destination) {
 		return false, fmt.Errorf("mount destination %q must be absolute", m.Destination)
-	}
-	switch m.Type {
-	case "cgroup", "cgroup2":
-		w.add("skipped the %s mount at %s: the guest has no cgroup hierarchy for containers", m.Type, m.Destination)
-		return false, nil
 	}
 	opts := parseMountOptions(m.Options)
 	if len(opts.ignored) > 0 {
@@ -142,6 +137,9 @@ func mountOne(root string, m specs.Mount, w *warnings) (bool, error) {
 	target, err := secureJoin(root, m.Destination)
 	if err != nil {
 		return false, err
+	}
+	if isCgroupMount(m) {
+		return true, cg.mount(target, m.Destination, opts)
 	}
 	if isBind(m) {
 		return true, bindMount(m.Source, target, m.Destination, opts)
@@ -176,6 +174,9 @@ func bindMount(source, target, dest string, opts mountOptions) error {
 		if err := unix.Mount("", target, "", unix.MS_BIND|unix.MS_REMOUNT|extra, ""); err != nil {
 			return fmt.Errorf("remount the bind at %s with flags %#x: %w", dest, extra, err)
 		}
+	}
+	if err := applyRecursive(target, dest, opts.recursive); err != nil {
+		return err
 	}
 	return propagate(target, dest, opts.propagation)
 }
