@@ -3,6 +3,7 @@ package main
 import (
 	"reflect"
 	"testing"
+	"time"
 )
 
 func TestLeftoversSince(t *testing.T) {
@@ -75,5 +76,17 @@ func TestHasArg(t *testing.T) {
 	}
 	if !hasArg([]string{"qemu", "-name", "kata-abc"}, "kata-abc") || !hasArg([]string{"x", "guest=kata-abc"}, "kata-abc") {
 		t.Fatal("hasArg must match a -name value")
+	}
+}
+
+func TestSettleTime(t *testing.T) {
+	if got := settleTime([]string{`daemon descriptor "dockerd socket" x19 (was 10)`}); got != 150*time.Second {
+		t.Errorf("sockets only: %v", got)
+	}
+	if got := settleTime([]string{`daemon descriptor "dockerd socket" x19 (was 10)`, "qemu 1 (was 0)"}); got != 30*time.Second {
+		t.Errorf("a process left: %v", got)
+	}
+	if got := settleTime([]string{`daemon descriptor "dockerd /run/x/fifo" x1 (was 0)`}); got != 30*time.Second {
+		t.Errorf("a fifo left: %v", got)
 	}
 }
