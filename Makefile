@@ -7,7 +7,7 @@ COMMIT      ?= $(shell git rev-parse HEAD 2>/dev/null)
 LDFLAGS     := -s -w -X github.com/kata-deploy/kata-deploy/internal/version.Version=$(VERSION) \
                -X github.com/kata-deploy/kata-deploy/internal/version.Commit=$(COMMIT)
 
-.PHONY: all build demo bench soak test unit conformance lint engine-up engine-down clean packages release image
+.PHONY: all build demo bench soak test unit conformance lint engine-up engine-down clean packages release release-image image
 
 all: build
 
@@ -26,17 +26,31 @@ packages: build
 	$(KATA_PACKAGES) -bin $(BIN) -out $(DIST)
 
 # A release folder: reproducible binaries (-trimpath, no VCS stamp, version from git), the
-# packages, whatever the targets in RELEASE_EXTRA add to $(RELEASE_DIR) (the installer image
-# archive), then SHA256SUMS over all of it. Two runs on the same commit give identical bytes.
+# packages, the installer image archive (release-image), whatever the targets in RELEASE_EXTRA
+# add to $(RELEASE_DIR), then SHA256SUMS over all of it. Two runs on the same commit give
+# identical bytes.
 RELEASE_DIR   ?= $(DIST)/release
 RELEASE_EXTRA ?=
 release:
 	rm -rf '$(RELEASE_DIR)' '$(RELEASE_DIR).bin'
 	$(MAKE) build BIN='$(RELEASE_DIR).bin'
 	$(KATA_PACKAGES) -bin '$(RELEASE_DIR).bin' -out '$(RELEASE_DIR)'
+	$(MAKE) release-image RELEASE_DIR='$(RELEASE_DIR)'
 	$(if $(RELEASE_EXTRA),$(MAKE) $(RELEASE_EXTRA) RELEASE_DIR='$(RELEASE_DIR)' BIN='$(RELEASE_DIR).bin')
 	$(GO) run ./packaging/cmd/kata-packages -sums -out '$(RELEASE_DIR)'
 	rm -rf '$(RELEASE_DIR).bin'
+
+# The installer image as an OCI archive, $(RELEASE_DIR)/kata-deploy-image_<version>_amd64.oci.tar
+# (`docker load -i` tags it kata-deploy:<version>): what `make image` builds (static binaries and
+# hack/image.sh's guest kernel package), written by packaging/ociarchive without a container
+# engine, every time the commit's, so it is reproducible.
+release-image:
+	rm -rf '$(RELEASE_DIR).image'
+	mkdir -p '$(RELEASE_DIR)'
+	CGO_ENABLED=0 $(GO) build -trimpath -buildvcs=false -ldflags '$(LDFLAGS)' -o '$(RELEASE_DIR).image/' ./cmd/kata-deploy ./cmd/containerd-shim-kata-v2
+	CGO_ENABLED=0 $(GO) build -trimpath -buildvcs=false -ldflags '-s -w -X main.version=$(VERSION)' -o '$(RELEASE_DIR).image/' ./cmd/kata-agent
+	kernel=$$(hack/image.sh --kernel) && $(KATA_PACKAGES) -revision '$(COMMIT)' -bin '$(RELEASE_DIR).image' -image-kernel "$$kernel" -out '$(RELEASE_DIR)'
+	rm -rf '$(RELEASE_DIR).image'
 
 # A newcomer's first run: test engine up, kata-deploy install into it, a container in a VM.
 demo:

@@ -4,17 +4,13 @@
 # nothing is pulled. Uses the docker CLI and daemon of the environment (DOCKER_HOST).
 #
 #   hack/image.sh IMAGE [CONTEXT_DIR]
+#   hack/image.sh --kernel     prints the guest kernel package the image gets (`make release`)
 #
 # IMAGE_KERNEL=linux-image-*.deb names the guest kernel package; by default the one kata-deploy
 # install fetched (/var/cache/kata-deploy/kernel) or the tests' (/var/cache/kata-deploy/test/kernel),
 # else Debian's, fetched with apt-get download.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-
-image=${1:?usage: hack/image.sh IMAGE [CONTEXT_DIR]}
-ctx=${2:-bin/image}
-version=${VERSION:-$(git describe --tags --always --dirty 2>/dev/null || echo dev)}
-commit=$(git rev-parse HEAD 2>/dev/null || true)
 
 find_kernel() {
 	if [ -n "${IMAGE_KERNEL:-}" ]; then
@@ -35,6 +31,15 @@ find_kernel() {
 	(cd /var/cache/kata-deploy/kernel && apt-get download -qq "$pkg" >&2)
 	ls /var/cache/kata-deploy/kernel/"$pkg"_*.deb
 }
+
+if [ "${1:-}" = --kernel ]; then
+	find_kernel
+	exit
+fi
+image=${1:?usage: hack/image.sh IMAGE [CONTEXT_DIR] | --kernel}
+ctx=${2:-bin/image}
+version=${VERSION:-$(git describe --tags --always --dirty 2>/dev/null || echo dev)}
+commit=$(git rev-parse HEAD 2>/dev/null || true)
 
 rm -rf "$ctx"
 mkdir -p "$ctx"
