@@ -11,8 +11,8 @@ import (
 	"github.com/kata-deploy/kata-deploy/internal/testreq"
 )
 
-// Two `make release` runs of the same tree into two folders give byte-identical packages and
-// SHA256SUMS. The second compiles everything again in an empty Go build cache, so the binaries
+// Two `make release` runs of the same tree into two folders give byte-identical packages, image
+// archives and SHA256SUMS. The second compiles everything again in an empty Go build cache, so the binaries
 // are really built twice (a shared cache would hand back the first build's).
 func TestReleaseIsReproducible(t *testing.T) {
 	testreq.Short(t, "builds the release twice, the second time from an empty build cache (minutes)")
@@ -46,7 +46,8 @@ func TestReleaseIsReproducible(t *testing.T) {
 			t.Errorf("%s differs between the two builds", e.Name())
 		}
 	}
-	if len(names) < 3 || !strings.Contains(string(sums), ".deb\n") || !strings.Contains(string(sums), ".rpm\n") {
+	if len(names) < 4 || !strings.Contains(string(sums), ".deb\n") || !strings.Contains(string(sums), ".rpm\n") ||
+		!strings.Contains(string(sums), "_amd64.oci.tar\n") {
 		t.Errorf("the release holds %v; SHA256SUMS:\n%s", names, sums)
 	}
 	t.Logf("release: %v", names)

@@ -227,3 +227,31 @@ func TestWriteRefuses(t *testing.T) {
 		})
 	}
 }
+
+// The archive's config is the Dockerfile's: `make image` and `make release` give the same image.
+func TestConfigIsTheDockerfiles(t *testing.T) {
+	b, err := os.ReadFile("../../Dockerfile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string][]string{}
+	for _, line := range strings.Split(strings.ReplaceAll(string(b), "\\\n", " "), "\n") {
+		instr, args, _ := strings.Cut(strings.TrimSpace(line), " ")
+		switch instr {
+		case "ENV":
+			got[instr] = strings.Fields(args)
+		case "ENTRYPOINT", "CMD":
+			var v []string
+			if err := json.Unmarshal([]byte(args), &v); err != nil {
+				t.Fatalf("Dockerfile %s is not in exec form: %v", instr, err)
+			}
+			got[instr] = v
+		case "COPY":
+			got[instr] = strings.Fields(args)
+		}
+	}
+	want := map[string][]string{"ENV": env, "ENTRYPOINT": entrypoint, "CMD": cmd, "COPY": {".", "/" + Dir + "/"}}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("Dockerfile:\n got %q\nwant %q", got, want)
+	}
+}
