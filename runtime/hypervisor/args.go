@@ -29,6 +29,11 @@ func fastBootParams() []string {
 		"nomodeset",
 		// RAM hot-plugged by AddMemory (docker update --memory) is usable at once.
 		"memhp_default_state=online",
+		// The hot-plug range (-m ...,maxmem=) ends above 4 GiB, which makes the kernel reserve a
+		// 64 MiB bounce buffer at boot for devices that cannot reach that high; virtio devices
+		// reach all of it, and a VM sized for --memory 32m then has no room left to unpack its
+		// initrd.
+		"swiotlb=noforce",
 	}
 }
 

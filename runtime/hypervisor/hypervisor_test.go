@@ -173,7 +173,7 @@ func TestQEMUConfig(t *testing.T) {
 		}},
 		{"kernel parameters", func(c *Config) { c.KernelParams = []string{" loglevel=7 init=/x ", "", "agent.debug=1"} }, func(t *testing.T, c Config, q qemu.Config, args []string) {
 			p := q.Kernel.Params
-			if !strings.HasPrefix(p, "console=ttyS0 panic=-1 quiet ") || !strings.HasSuffix(p, " nomodeset memhp_default_state=online loglevel=7 init=/x agent.debug=1") {
+			if !strings.HasPrefix(p, "console=ttyS0 panic=-1 quiet ") || !strings.HasSuffix(p, " nomodeset memhp_default_state=online swiotlb=noforce loglevel=7 init=/x agent.debug=1") {
 				t.Errorf("params %q", p)
 			}
 		}},
