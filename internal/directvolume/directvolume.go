@@ -92,6 +92,11 @@ func Write(root, volumePath string, m MountInfo) error {
 // Read returns the record of volumePath; an error wrapping fs.ErrNotExist means the path is no
 // direct-assigned volume.
 func Read(root, volumePath string) (*MountInfo, error) {
+	if len(filepath.Base(Dir(root, volumePath))) > unix.NAME_MAX {
+		// No record can exist for so long a path (Write would fail the same way): it is an
+		// ordinary bind mount, not an error.
+		return nil, fmt.Errorf("%s: %w", volumePath, fs.ErrNotExist)
+	}
 	f, err := os.Open(filepath.Join(Dir(root, volumePath), mountInfoName))
 	if err != nil {
 		return nil, err

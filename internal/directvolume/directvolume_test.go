@@ -73,3 +73,11 @@ func must(t *testing.T, err error) {
 		t.Fatal(err)
 	}
 }
+
+// A bind mount whose source path is too long to have a record is no direct volume, not an error.
+func TestReadLongPathIsNoRecord(t *testing.T) {
+	long := "/" + strings.Repeat("d", 250)
+	if _, err := Read(t.TempDir(), long); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("Read of a %d-byte path: %v, want fs.ErrNotExist", len(long), err)
+	}
+}

@@ -44,8 +44,9 @@ func output(ctx context.Context, name string, args ...string) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, toolTimeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, name, args...)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
+	// fsck of an image a VM wrote prints what the guest made of it: keep a bounded head.
+	out := &cappedBuffer{max: maxToolOutput}
+	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Run(); err != nil {
 		if errors.Is(err, exec.ErrNotFound) {
 			return "", fmt.Errorf("%s is not installed: install e2fsprogs (ext4) or xfsprogs (xfs): %w", name, err)
@@ -54,6 +55,25 @@ func output(ctx context.Context, name string, args ...string) (string, error) {
 	}
 	return out.String(), nil
 }
+
+// maxToolOutput is how much of a tool's output is kept (errors quote its tail, the xfs check
+// looks for one sentence near the start).
+const maxToolOutput = 1 << 20
+
+// cappedBuffer keeps the first max bytes written and drops the rest, never failing the writer.
+type cappedBuffer struct {
+	buf bytes.Buffer
+	max int
+}
+
+func (c *cappedBuffer) Write(p []byte) (int, error) {
+	if room := c.max - c.buf.Len(); room > 0 {
+		c.buf.Write(p[:min(len(p), room)])
+	}
+	return len(p), nil
+}
+
+func (c *cappedBuffer) String() string { return c.buf.String() }
 
 // exitCode is the exit status of a command that ran, else -1.
 func exitCode(err error) int {

@@ -63,3 +63,15 @@ func TestHostDiskCheck(t *testing.T) {
 		})
 	}
 }
+
+func TestCappedBufferKeepsHead(t *testing.T) {
+	c := &cappedBuffer{max: 8}
+	for _, w := range []string{"abc", "defgh", "ijk"} {
+		if n, err := c.Write([]byte(w)); n != len(w) || err != nil {
+			t.Fatalf("Write(%q) = %d, %v", w, n, err)
+		}
+	}
+	if got := c.String(); got != "abcdefgh" {
+		t.Fatalf("kept %q, want the first 8 bytes", got)
+	}
+}

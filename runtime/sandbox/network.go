@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -98,6 +99,9 @@ func usesDockerDNS(spec *specs.Spec) bool {
 	return false
 }
 
+// maxResolvConf is how much of a resolv.conf is read.
+const maxResolvConf = 64 << 10
+
 // namesDockerDNS reports whether the resolv.conf at path has "nameserver 127.0.0.11".
 func namesDockerDNS(path string) bool {
 	f, err := os.Open(path)
@@ -105,7 +109,9 @@ func namesDockerDNS(path string) bool {
 		return false
 	}
 	defer f.Close()
-	sc := bufio.NewScanner(f)
+	// The file is bind-mounted into the guest, writable: its size is the guest's choice, and it
+	// is read again every 200 ms after a network change. A resolv.conf is a few lines.
+	sc := bufio.NewScanner(io.LimitReader(f, maxResolvConf))
 	for sc.Scan() {
 		fields := strings.Fields(sc.Text())
 		if len(fields) >= 2 && fields[0] == "nameserver" && fields[1] == agentproto.DockerDNS {

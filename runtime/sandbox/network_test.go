@@ -95,3 +95,24 @@ func TestCreateRefusesJoinedNetNSFirst(t *testing.T) {
 		t.Errorf("Create made %s before refusing: %v", stateDir, err)
 	}
 }
+
+// The guest can write the resolv.conf it shares with the host: only its head is read.
+func TestNamesDockerDNSReadsABoundedHead(t *testing.T) {
+	dir := t.TempDir()
+	near := filepath.Join(dir, "near")
+	far := filepath.Join(dir, "far")
+	line := "nameserver 127.0.0.11\n"
+	if err := os.WriteFile(near, []byte("# docker\n"+line), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	padding := strings.Repeat("# padding\n", maxResolvConf/10+1)
+	if err := os.WriteFile(far, []byte(padding+line), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if !namesDockerDNS(near) {
+		t.Error("a resolv.conf naming 127.0.0.11 was not recognised")
+	}
+	if namesDockerDNS(far) {
+		t.Error("a nameserver line past the first 64 KiB was read")
+	}
+}
