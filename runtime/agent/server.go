@@ -261,6 +261,9 @@ func (s *Server) create(ctx context.Context, req agentproto.Request) error {
 			return err
 		}
 	}
+	if err := mapGuestDevices(ctx, req.Spec, req.Devices); err != nil {
+		return err
+	}
 	p, err := s.cfg.Executor.CreateInit(ctx, req.Container, req.Spec)
 	if err != nil {
 		return fmt.Errorf("create container %q: %w", req.Container, err)
@@ -295,6 +298,11 @@ func validateCreate(req agentproto.Request) error {
 	}
 	for _, sh := range req.Shares {
 		if err := sh.Validate(); err != nil {
+			return err
+		}
+	}
+	for _, d := range req.Devices {
+		if err := d.Validate(); err != nil {
 			return err
 		}
 	}

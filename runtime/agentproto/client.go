@@ -241,7 +241,7 @@ func (c *Client) CreateContainer(ctx context.Context, req CreateContainerRequest
 	if req.Spec == nil || req.Spec.Process == nil || req.Spec.Root == nil {
 		return errors.New("create container: the spec needs process and root")
 	}
-	_, err := c.call(ctx, Request{Op: OpCreateContainer, Container: req.ID, Spec: req.Spec, Shares: req.Shares})
+	_, err := c.call(ctx, Request{Op: OpCreateContainer, Container: req.ID, Spec: req.Spec, Shares: req.Shares, Devices: req.Devices})
 	return err
 }
 

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"path"
 	"regexp"
+	"strings"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
@@ -108,6 +109,31 @@ type CreateContainerRequest struct {
 	Spec *specs.Spec
 	// Shares are mounted by the agent before anything else.
 	Shares []Share
+	// Devices are host block devices attached as virtio-blk disks: the agent gives the
+	// container the guest's node for each, in place of the host's numbers in the spec.
+	Devices []Device
+}
+
+// Device is a host block device (docker run --device) that reaches the guest as the virtio-blk
+// disk whose serial is Tag. The spec names it by the host's major and minor numbers, in
+// Linux.Devices at ContainerPath and in the device cgroup rules; the agent rewrites both with the
+// guest's numbers for the disk.
+type Device struct {
+	Tag           string `json:"tag"`
+	ContainerPath string `json:"containerPath"`
+	HostMajor     int64  `json:"hostMajor"`
+	HostMinor     int64  `json:"hostMinor"`
+}
+
+// Validate rejects a device the agent cannot map: an odd tag or a path outside /dev.
+func (d Device) Validate() error {
+	if !tagPattern.MatchString(d.Tag) {
+		return fmt.Errorf("device tag %q is invalid: use 1-36 characters from [A-Za-z0-9_.-]", d.Tag)
+	}
+	if err := ValidGuestPath(d.ContainerPath); err != nil || !strings.HasPrefix(d.ContainerPath, "/dev/") {
+		return fmt.Errorf("device %q: container path %q must be a clean absolute path under /dev", d.Tag, d.ContainerPath)
+	}
+	return nil
 }
 
 // Stats is a simple resource snapshot of the guest.
@@ -127,6 +153,7 @@ type Request struct {
 	Stream    string         `json:"stream,omitempty"`
 	Spec      *specs.Spec    `json:"spec,omitempty"`
 	Shares    []Share        `json:"shares,omitempty"`
+	Devices   []Device       `json:"devices,omitempty"`
 	Process   *specs.Process `json:"process,omitempty"`
 	Signal    int            `json:"signal,omitempty"`
 	All       bool           `json:"all,omitempty"`

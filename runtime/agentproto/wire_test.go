@@ -97,6 +97,21 @@ func TestShareValidate(t *testing.T) {
 	}
 }
 
+func TestDeviceValidate(t *testing.T) {
+	for d, ok := range map[Device]bool{
+		{Tag: "kdev0", ContainerPath: "/dev/xvdc"}:     true,
+		{Tag: "kdev0", ContainerPath: "/dev/sub/disk"}: true,
+		{Tag: "kdev0", ContainerPath: "/etc/passwd"}:   false,
+		{Tag: "kdev0", ContainerPath: "/dev/../etc/x"}: false,
+		{Tag: "kdev0", ContainerPath: "dev/xvdc"}:      false,
+		{Tag: "a,b", ContainerPath: "/dev/xvdc"}:       false,
+	} {
+		if err := d.Validate(); (err == nil) != ok {
+			t.Errorf("%+v: got %v, want ok=%v", d, err, ok)
+		}
+	}
+}
+
 func TestValidID(t *testing.T) {
 	tests := []struct {
 		id string

@@ -3,20 +3,23 @@ package hypervisor
 import (
 	"encoding/json"
 	"fmt"
+	"io/fs"
 	"os"
 	"regexp"
 
 	"github.com/kata-containers/govmm/qemu"
 )
 
-// Block is a raw image file given to the guest as a virtio-blk disk from boot on: the
-// direct-assigned volumes, mounted by the agent, with no shared file system between.
+// Block is a raw image file or a host block device given to the guest as a virtio-blk disk
+// from boot on: the direct-assigned volumes, mounted by the agent, with no shared file system
+// between, and the devices of docker run --device.
 type Block struct {
 	// ID names the drive and is its virtio serial, by which the guest finds the disk
 	// (/sys/block/vd*/serial): at most 20 characters, the virtio-blk limit.
 	ID       string
-	Path     string // absolute path of a regular file
+	Path     string // absolute path of a regular file, or of a block device when Device is set
 	ReadOnly bool
+	Device   bool
 }
 
 var blockIDPattern = regexp.MustCompile(`^[a-z0-9]{1,20}$`)
@@ -32,7 +35,10 @@ func (b Block) validate() error {
 	if err != nil {
 		return fmt.Errorf("block device image: %w", err)
 	}
-	if !fi.Mode().IsRegular() {
+	switch {
+	case b.Device && fi.Mode()&fs.ModeDevice == 0 || b.Device && fi.Mode()&fs.ModeCharDevice != 0:
+		return fmt.Errorf("block device %s is not a block device", b.Path)
+	case !b.Device && !fi.Mode().IsRegular():
 		return fmt.Errorf("block device image %s is not a regular file", b.Path)
 	}
 	return nil
@@ -76,10 +82,11 @@ type blockdevRaw struct {
 func (d blockDevice) Valid() bool { return d.b.validate() == nil }
 
 func (d blockDevice) QemuParams(*qemu.Config) []string {
-	node, _ := json.Marshal(blockdevRaw{
-		Driver: "raw", NodeName: d.b.ID, ReadOnly: d.b.ReadOnly,
-		File: blockdevFile{Driver: "file", Filename: d.b.Path, ReadOnly: d.b.ReadOnly, Locking: "on"},
-	})
+	file := blockdevFile{Driver: "file", Filename: d.b.Path, ReadOnly: d.b.ReadOnly, Locking: "on"}
+	if d.b.Device {
+		file.Driver = "host_device"
+	}
+	node, _ := json.Marshal(blockdevRaw{Driver: "raw", NodeName: d.b.ID, ReadOnly: d.b.ReadOnly, File: file})
 	return []string{
 		"-blockdev", string(node),
 		"-device", "virtio-blk-pci,drive=" + d.b.ID + ",serial=" + d.b.ID + ",id=dev-" + d.b.ID,

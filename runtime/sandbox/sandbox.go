@@ -87,6 +87,13 @@ func Create(ctx context.Context, opts Options) (_ *Sandbox, err error) {
 	if err != nil {
 		return nil, err
 	}
+	devs, guestDevices, err := planDevices(opts.Spec)
+	if err != nil {
+		return nil, err
+	}
+	if devs.dropped > 0 {
+		logf("privileged container: %d host devices of its spec stay on the host (the VM has its own)", devs.dropped)
+	}
 	stateDir, err := StateDir(opts.Config, opts.ID)
 	if err != nil {
 		return nil, err
@@ -115,6 +122,7 @@ func Create(ctx context.Context, opts Options) (_ *Sandbox, err error) {
 	if s.shared, guestSpec, err = shareExcept(filepath.Join(stateDir, sharedDirName), filepath.Join(stateDir, sharedRecordName), opts.Spec, guestSources(vols)); err != nil {
 		return nil, err
 	}
+	guestSpec = guestWithDevices(guestSpec, guestDevices)
 	accel, err := accelerator(opts.Config.Hypervisor.Accelerator, logf)
 	if err != nil {
 		return nil, err
@@ -125,7 +133,7 @@ func Create(ctx context.Context, opts Options) (_ *Sandbox, err error) {
 		return nil, err
 	}
 	vc.Placed, s.memoryMiB = s.cgroup.Add, vc.MemoryMiB
-	vc.Blocks = s.direct.blocks()
+	vc.Blocks = append(s.direct.blocks(), devs.blocks...)
 	s.limits = newLimits(opts.Spec, opts.Config.Hypervisor.MemoryOverheadMiB)
 	started := time.Now()
 	if s.VM, err = hypervisor.Start(ctx, vc); err != nil {
@@ -140,6 +148,7 @@ func Create(ctx context.Context, opts Options) (_ *Sandbox, err error) {
 		Spec: guestSpec,
 		Shares: append([]agentproto.Share{{Type: guestFSType(opts.Config.Hypervisor.SharedFS), Tag: agentproto.SharedTag, GuestPath: agentproto.SharedGuestDir}},
 			s.direct.shares()...),
+		Devices: devs.devs,
 	}
 	if err := s.Agent.CreateContainer(ctx, req); err != nil {
 		return nil, fmt.Errorf("creating the container in the VM: %w", err)

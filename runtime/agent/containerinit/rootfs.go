@@ -52,7 +52,7 @@ func setupRootfs(spec *specs.Spec, cg cgroupView, w *warnings) error {
 		if spec.Linux != nil {
 			devices = spec.Linux.Devices
 		}
-		if err := populateDev(root, devices, w); err != nil {
+		if err := populateDev(root, devices); err != nil {
 			return err
 		}
 	}
@@ -206,8 +206,8 @@ func propagate(target, dest string, flags []uintptr) error {
 }
 
 // populateDev fills a fresh /dev with the standard nodes, bound from the
-// guest's devtmpfs, and the usual symlinks.
-func populateDev(root string, devices []specs.LinuxDevice, w *warnings) error {
+// guest's devtmpfs, the usual symlinks and the spec's devices.
+func populateDev(root string, devices []specs.LinuxDevice) error {
 	dev := filepath.Join(root, "dev")
 	standard := []string{"null", "zero", "full", "random", "urandom", "tty"}
 	for _, name := range standard {
@@ -224,26 +224,62 @@ func populateDev(root string, devices []specs.LinuxDevice, w *warnings) error {
 			return fmt.Errorf("create /dev/%s: %w", l[1], err)
 		}
 	}
-	skipped := 0
 	for _, d := range devices {
 		p := path.Clean(d.Path)
 		if !strings.HasPrefix(p, "/dev/") || contains(standard, strings.TrimPrefix(p, "/dev/")) {
-			continue
-		}
-		if _, err := os.Stat(p); err != nil {
-			skipped++ // a host device the guest does not have
 			continue
 		}
 		target, err := secureJoin(root, p)
 		if err != nil {
 			return err
 		}
-		if err := bindDevice(p, target); err != nil {
+		if err := makeDevice(target, d); err != nil {
 			return err
 		}
 	}
-	if skipped > 0 {
-		w.add("%d devices of the spec do not exist in the guest and were left out", skipped)
+	return nil
+}
+
+// makeDevice creates the node of a spec device, as runc does outside a user namespace. The shim
+// passes only what the guest kernel has under the same numbers (its virtual character devices)
+// and host disks the agent has renumbered to the guest's.
+func makeDevice(target string, d specs.LinuxDevice) error {
+	var kind uint32
+	switch d.Type {
+	case "b":
+		kind = unix.S_IFBLK
+	case "c", "u":
+		kind = unix.S_IFCHR
+	default:
+		return fmt.Errorf("device %s: type %q is not supported", d.Path, d.Type)
+	}
+	mode := uint32(0o666)
+	if d.FileMode != nil {
+		mode = uint32(*d.FileMode & 0o777)
+	}
+	if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
+		return fmt.Errorf("create the directory of %s: %w", d.Path, err)
+	}
+	if err := os.Remove(target); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("replace %s: %w", d.Path, err)
+	}
+	dev := int(unix.Mkdev(uint32(d.Major), uint32(d.Minor)))
+	if err := unix.Mknod(target, kind|mode, dev); err != nil {
+		return fmt.Errorf("create device %s: %w", d.Path, err)
+	}
+	// mknod applies the umask: set the mode the spec asks for.
+	if err := unix.Chmod(target, mode); err != nil {
+		return fmt.Errorf("device %s: %w", d.Path, err)
+	}
+	uid, gid := -1, -1
+	if d.UID != nil {
+		uid = int(*d.UID)
+	}
+	if d.GID != nil {
+		gid = int(*d.GID)
+	}
+	if err := unix.Lchown(target, uid, gid); err != nil {
+		return fmt.Errorf("device %s: %w", d.Path, err)
 	}
 	return nil
 }
