@@ -226,7 +226,10 @@ func populateDev(root string, devices []specs.LinuxDevice) error {
 	}
 	for _, d := range devices {
 		p := path.Clean(d.Path)
-		if !strings.HasPrefix(p, "/dev/") || contains(standard, strings.TrimPrefix(p, "/dev/")) {
+		name := strings.TrimPrefix(p, "/dev/")
+		// The standard nodes are bound above; /dev/ptmx stays the link to this devpts
+		// instance's ptmx, as runc makes it.
+		if !strings.HasPrefix(p, "/dev/") || contains(standard, name) || isLinkName(links, name) {
 			continue
 		}
 		target, err := secureJoin(root, p)
@@ -282,6 +285,15 @@ func makeDevice(target string, d specs.LinuxDevice) error {
 		return fmt.Errorf("device %s: %w", d.Path, err)
 	}
 	return nil
+}
+
+func isLinkName(links [][2]string, name string) bool {
+	for _, l := range links {
+		if l[1] == name {
+			return true
+		}
+	}
+	return false
 }
 
 func contains(list []string, s string) bool {
