@@ -75,7 +75,7 @@ func TestExactRegexp(t *testing.T) {
 }
 
 func TestVerdict(t *testing.T) {
-	ls := &lists{vmDifferences: list{"TestVM": "host network", "TestDev": hostDependent + "device numbers"}, knownFailures: list{"TestBug": "docker update"}}
+	ls := &lists{vmDifferences: list{"TestVM": "host network", "TestDev": hostDependent + "device numbers"}, knownFailures: list{"TestBug": "docker update"}, engineLimits: list{"TestEngine": "no features"}}
 	for _, tc := range []struct {
 		runtime, test, action string
 		ok                    bool
@@ -91,6 +91,8 @@ func TestVerdict(t *testing.T) {
 		{"kata", "TestBug", "fail", true, "known failure: docker update"},
 		{"kata", "TestBug", "pass", false, "now passes: remove from known-failures.txt"},
 		{"kata", "TestBug", "skip", true, ""},
+		{"kata", "TestEngine", "fail", true, "limit of Docker's engine: no features"},
+		{"kata", "TestEngine", "pass", false, "now passes (the engine lifted its limit?)"},
 		// Under runc the lists do not apply: every test that runs must pass.
 		{"runc", "TestBug", "fail", false, "unexpected failure"},
 		{"runc", "TestVM", "pass", true, ""},

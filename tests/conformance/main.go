@@ -9,9 +9,10 @@
 //
 // The test binaries are compiled inside a writable copy of the module taken from the Go module
 // cache (they import the module's internal test helpers) and cached under -cache, keyed by the
-// module version and the Go version. Three lists beside this file say which tests are not run
-// (not-run.txt), which fail under kata by design (vm-differences.txt) and which fail under kata
-// because of a bug still to fix (known-failures.txt). The run fails on any other failure, and on
+// module version and the Go version. Four lists beside this file say which tests are not run
+// (not-run.txt), which fail under kata by design (vm-differences.txt), which fail under kata
+// because of a bug still to fix (known-failures.txt) and which because of what Docker's engine
+// does with any runtimeType runtime (engine-limits.txt). The run fails on any other failure, and on
 // a listed failure that now passes, so the lists only shrink.
 package main
 
@@ -375,7 +376,7 @@ func checkListed(ls *lists, all []string) error {
 		_, t, _ := strings.Cut(pt, "/")
 		exists[t] = true
 	}
-	for _, l := range []list{ls.notRun, ls.vmDifferences, ls.knownFailures} {
+	for _, l := range []list{ls.notRun, ls.vmDifferences, ls.knownFailures, ls.engineLimits} {
 		for t := range l {
 			if !exists[t] {
 				return fmt.Errorf("%s is listed but is not a test of integration/{%s}", t, strings.Join(packages, ","))
