@@ -67,14 +67,32 @@ func (s *Sandbox) UpdateResources(ctx context.Context, res *specs.LinuxResources
 	if err != nil {
 		return fmt.Errorf("applying the new limits in the VM: %w", err)
 	}
-	for _, n := range notes {
-		logf("docker update: not applied in the VM: %s", n)
-	}
+	logNotes(logf, notes)
 	if err := s.applyResources(&next); err != nil {
 		return fmt.Errorf("applying the new limits to the VM's host cgroup: %w", err)
 	}
 	l.res = next
 	return nil
+}
+
+// Bounds of what logNotes writes: the notes come from the guest, which could fill the shim's log.
+const (
+	maxNotes     = 8
+	maxNoteBytes = 200
+)
+
+// logNotes logs what the guest says it could not apply, bounded and quoted (no forged lines).
+func logNotes(logf func(string, ...any), notes []string) {
+	for i, n := range notes {
+		if i == maxNotes {
+			logf("docker update: %d more notes from the VM left out", len(notes)-maxNotes)
+			return
+		}
+		if len(n) > maxNoteBytes {
+			n = n[:maxNoteBytes] + "..."
+		}
+		logf("docker update: not applied in the VM: %q", n)
+	}
 }
 
 // growMemory hot-plugs RAM when the new memory limit (plus the guest's overhead) exceeds the

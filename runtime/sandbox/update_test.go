@@ -1,6 +1,8 @@
 package sandbox
 
 import (
+	"fmt"
+	"strings"
 	"testing"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -42,5 +44,23 @@ func TestMergeKeepsDevices(t *testing.T) {
 	next := merge(cur, &specs.LinuxResources{CPU: &specs.LinuxCPU{Quota: &q}})
 	if len(next.Devices) != 1 || next.Memory == nil || next.CPU == nil || *next.CPU.Quota != q {
 		t.Errorf("merged %+v", next)
+	}
+}
+
+func TestLogNotesIsBounded(t *testing.T) {
+	var lines []string
+	logf := func(format string, args ...any) { lines = append(lines, fmt.Sprintf(format, args...)) }
+	notes := make([]string, 20)
+	for i := range notes {
+		notes[i] = strings.Repeat("x", 1000) + "\nforged line"
+	}
+	logNotes(logf, notes)
+	if len(lines) != maxNotes+1 {
+		t.Fatalf("%d lines, want %d", len(lines), maxNotes+1)
+	}
+	for _, l := range lines {
+		if len(l) > maxNoteBytes+100 || strings.Contains(l, "\n") {
+			t.Errorf("line not bounded or not quoted: %.80q (%d bytes)", l, len(l))
+		}
 	}
 }
