@@ -2,6 +2,7 @@ package sandbox
 
 import (
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 
@@ -66,23 +67,11 @@ func TestPlanDevices(t *testing.T) {
 			if len(guest) != tt.guest || h.dropped != tt.dropped {
 				t.Errorf("guest devices %d, dropped %d; want %d, %d", len(guest), h.dropped, tt.guest, tt.dropped)
 			}
-			if !equalSlices(h.blocks, tt.blocks) || !equalSlices(h.devs, tt.devs) {
+			if !slices.Equal(h.blocks, tt.blocks) || !slices.Equal(h.devs, tt.devs) {
 				t.Errorf("blocks %+v devs %+v\nwant %+v %+v", h.blocks, h.devs, tt.blocks, tt.devs)
 			}
 		})
 	}
-}
-
-func equalSlices[T comparable](a, b []T) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 func TestUeventDevName(t *testing.T) {
