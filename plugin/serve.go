@@ -1,5 +1,6 @@
-// Package plugin serves kata-deploy's Docker plugins (the kata-block volume driver) as legacy
-// plugins: one unix socket per driver in /run/docker/plugins, which Docker finds by name.
+// Package plugin serves kata-deploy's Docker plugins (the kata-block volume driver and the
+// kata-net network driver) as legacy plugins: one unix socket per driver in /run/docker/plugins,
+// which Docker finds by name.
 package plugin
 
 import (
@@ -14,26 +15,34 @@ import (
 	"strings"
 
 	"github.com/docker/go-connections/sockets"
+	dnetwork "github.com/docker/go-plugins-helpers/network"
 	dvolume "github.com/docker/go-plugins-helpers/volume"
 
 	"github.com/kata-deploy/kata-deploy/internal/directvolume"
+	"github.com/kata-deploy/kata-deploy/plugin/network"
 	"github.com/kata-deploy/kata-deploy/plugin/volume"
 )
 
 // Defaults of Options.
 const (
-	DefaultVolumeName = "kata-block"
-	DefaultStateDir   = "/var/lib/kata-deploy/plugins/block"
-	DefaultSocketDir  = "/run/docker/plugins"
+	DefaultVolumeName      = "kata-block"
+	DefaultStateDir        = "/var/lib/kata-deploy/plugins/block"
+	DefaultNetworkName     = "kata-net"
+	DefaultNetworkStateDir = "/var/lib/kata-deploy/plugins/net"
+	DefaultSocketDir       = "/run/docker/plugins"
 )
 
 // Options configure Serve.
 type Options struct {
 	VolumeName string // the driver name: docker volume create -d <VolumeName>
 	StateDir   string
-	SocketDir  string
-	GID        int // group owning the socket (mode 0660)
-	Logf       func(format string, args ...any)
+	// NetworkName is the network driver's name (docker network create -d <NetworkName>); ""
+	// serves no network driver. It must run in dockerd's network namespace.
+	NetworkName     string
+	NetworkStateDir string
+	SocketDir       string
+	GID             int // group owning the socket (mode 0660)
+	Logf            func(format string, args ...any)
 }
 
 var pluginName = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]{0,63}$`)
@@ -41,22 +50,58 @@ var pluginName = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]{0,63}$`)
 // SocketPath is where the driver called name listens.
 func SocketPath(dir, name string) string { return filepath.Join(dir, name+".sock") }
 
-// Serve runs the volume driver until ctx ends, then removes its socket.
+// Serve runs the drivers until ctx ends, then removes their sockets.
 func Serve(ctx context.Context, o Options) error {
-	if !pluginName.MatchString(o.VolumeName) {
-		return fmt.Errorf("plugin name %q is invalid: use lower-case letters, digits, '_', '.', '-'", o.VolumeName)
+	for _, name := range []string{o.VolumeName, o.NetworkName} {
+		if name != "" && !pluginName.MatchString(name) {
+			return fmt.Errorf("plugin name %q is invalid: use lower-case letters, digits, '_', '.', '-'", name)
+		}
 	}
-	d, err := volume.New(volume.Config{
+	if o.VolumeName == "" || o.VolumeName == o.NetworkName {
+		return errors.New("the volume and network drivers need two different names")
+	}
+	vd, err := volume.New(volume.Config{
 		StateDir: o.StateDir, DirectVolumeRoot: directvolume.Root, BootID: bootID(),
 		Disk: volume.HostDisk{}, Logf: o.Logf,
 	})
 	if err != nil {
 		return err
 	}
+	servers := []server{{o.VolumeName, "volume", dvolume.NewHandler(vd).Serve}}
+	if o.NetworkName != "" {
+		nd, err := network.New(network.Config{StateDir: o.NetworkStateDir, Links: network.HostLinks{}, Firewall: network.IPTables{}, Logf: o.Logf})
+		if err != nil {
+			return fmt.Errorf("network driver %s: %w", o.NetworkName, err)
+		}
+		servers = append(servers, server{o.NetworkName, "network", dnetwork.NewHandler(nd).Serve})
+	}
 	if err := os.MkdirAll(o.SocketDir, 0o755); err != nil {
 		return err
 	}
-	path := SocketPath(o.SocketDir, o.VolumeName)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errs := make(chan error, len(servers))
+	for _, sv := range servers {
+		go func() {
+			errs <- sv.serve(ctx, o)
+			cancel() // one driver failing stops the other: a supervisor restarts both
+		}()
+	}
+	var all []error
+	for range servers {
+		all = append(all, <-errs)
+	}
+	return errors.Join(all...)
+}
+
+// server is one driver on its socket.
+type server struct {
+	name, kind string
+	handle     func(net.Listener) error
+}
+
+func (sv server) serve(ctx context.Context, o Options) error {
+	path := SocketPath(o.SocketDir, sv.name)
 	// NewUnixSocket replaces a stale socket and makes the new one 0660, owned by GID.
 	l, err := sockets.NewUnixSocket(path, o.GID)
 	if err != nil {
@@ -67,12 +112,12 @@ func Serve(ctx context.Context, o Options) error {
 		<-ctx.Done()
 		_ = l.Close()
 	}()
-	o.Logf("volume driver %s listening on %s (state in %s)", o.VolumeName, path, o.StateDir)
-	err = dvolume.NewHandler(d).Serve(l)
+	o.Logf("%s driver %s listening on %s", sv.kind, sv.name, path)
+	err = sv.handle(l)
 	if ctx.Err() != nil || errors.Is(err, http.ErrServerClosed) || errors.Is(err, net.ErrClosed) {
 		return nil
 	}
-	return err
+	return fmt.Errorf("%s driver %s: %w", sv.kind, sv.name, err)
 }
 
 // bootID identifies this boot of the host: mounts recorded in another one are gone.

@@ -1,10 +1,18 @@
 // Command network measures the network path into a container, kata and runc side by side in one
-// run: host -> container throughput through a published port (-p 127.0.0.1:<port>:5001, the
-// path `docker run -p` users take: docker-proxy, the bridge, and for kata the veth -> tap
-// redirect and the VM's virtio-net card), and the latency of a fresh connection with a one-byte
-// request and answer over the same path.
+// run, for each wiring: host -> container throughput, and the latency of a fresh connection with
+// a one-byte request and answer, over:
 //
-//	hack/engine.sh up && . "$(hack/engine.sh env)" && go run ./bench/network -mib 256 -n 3
+//   - a published port on the default bridge (-p 127.0.0.1:<port>:5001, the path `docker run -p`
+//     users take: docker-proxy, the bridge, and for kata the veth -> tap redirect and the VM's
+//     virtio-net card);
+//   - the container's address on the default bridge (no docker-proxy: the bridge, and for kata
+//     the tcfilter redirect);
+//   - the container's address on a kata-net network (plugin/network, served by kata-plugins
+//     started here): for kata the VM's tap is a port of the bridge itself (one hop).
+//
+// Run:
+//
+//	. "$(hack/engine.sh up)" && go run ./bench/network -mib 256 -n 3
 //
 // Needs root, QEMU and the test engine. Only loopback and the test engine's own networks carry
 // traffic. Machines here are noisy and the VM may be emulated (TCG): compare within one run.
@@ -41,6 +49,13 @@ func main() {
 	}
 }
 
+// wiring is a way into the container.
+type wiring struct {
+	label   string
+	network string // "" = the default bridge
+	publish bool   // through a published port, else the container's address
+}
+
 // result is what one runtime achieved.
 type result struct {
 	name       string
@@ -72,45 +87,73 @@ func run(mib, n, pings int) error {
 		return fmt.Errorf("building the sink: %v\n%s", err, out)
 	}
 
-	var results []result
-	for _, rt := range []string{"runc", runtimeName} {
-		r, err := measure(rt, sink, mib, n, pings)
-		if err != nil {
-			return fmt.Errorf("%s: %w", rt, err)
-		}
-		results = append(results, r)
+	netName, stop, err := kataNet(ctx, dir)
+	if err != nil {
+		return err
 	}
-	fmt.Printf("\nhost -> container through a published port (docker-proxy on 127.0.0.1), guest kernel %s\n", k.GuestKernel)
-	fmt.Printf("  %-14s %-32s %s\n", "", fmt.Sprintf("throughput, %d MiB x %d (MiB/s)", mib, n), fmt.Sprintf("connect+1-byte echo, %d conns", pings))
-	fmt.Printf("  %-14s %10s %10s %10s   %10s %10s %10s\n", "", "median", "min", "max", "median", "p90", "max")
+	defer stop()
+	wirings := []wiring{
+		{"published port, default bridge", "", true},
+		{"address, default bridge", "", false},
+		{"address, kata-net", netName, false},
+	}
+	var results []result
+	for _, w := range wirings {
+		for _, rt := range []string{"runc", runtimeName} {
+			r, err := measure(rt, sink, w, mib, n, pings)
+			if err != nil {
+				return fmt.Errorf("%s, %s: %w", rt, w.label, err)
+			}
+			results = append(results, r)
+		}
+	}
+	fmt.Printf("\nhost -> container, guest kernel %s\n", k.GuestKernel)
+	fmt.Printf("  %-38s %-32s %s\n", "", fmt.Sprintf("throughput, %d MiB x %d (MiB/s)", mib, n), fmt.Sprintf("connect+1-byte echo, %d conns", pings))
+	fmt.Printf("  %-38s %10s %10s %10s   %10s %10s %10s\n", "", "median", "min", "max", "median", "p90", "max")
 	for _, r := range results {
 		t := slices.Sorted(slices.Values(r.throughput))
 		l := slices.Sorted(slices.Values(r.latency))
-		fmt.Printf("  %-14s %10.1f %10.1f %10.1f   %10s %10s %10s\n", r.name,
+		fmt.Printf("  %-38s %10.1f %10.1f %10.1f   %10s %10s %10s\n", r.name,
 			t[len(t)/2], t[0], t[len(t)-1], us(l[len(l)/2]), us(l[len(l)*9/10]), us(l[len(l)-1]))
 	}
-	if len(results) == 2 {
-		rc, kt := results[0], results[1]
-		fmt.Printf("  kata/runc: throughput %.2fx, latency %.2fx\n",
+	for i := 0; i+1 < len(results); i += 2 {
+		rc, kt := results[i], results[i+1]
+		fmt.Printf("  %s: kata/runc throughput %.2fx, latency %.2fx\n", wirings[i/2].label,
 			median(kt.throughput)/median(rc.throughput), float64(medianD(kt.latency))/float64(medianD(rc.latency)))
 	}
+	tc, br := results[3], results[5]
+	fmt.Printf("  kata, kata-net (bridged tap) / default bridge (tcfilter): throughput %.2fx, latency %.2fx\n",
+		median(br.throughput)/median(tc.throughput), float64(medianD(br.latency))/float64(medianD(tc.latency)))
 	return nil
 }
 
-// measure starts a sink container under rt with a published port and measures through it.
-func measure(rt, sink string, mib, n, pings int) (result, error) {
-	port, err := freePort()
-	if err != nil {
-		return result{}, err
-	}
+// measure starts a sink container under rt on w and measures through it.
+func measure(rt, sink string, w wiring, mib, n, pings int) (result, error) {
 	name := fmt.Sprintf("netbench-%s-%d", rt, time.Now().UnixNano())
-	out, err := exec.Command("docker", "run", "-d", "--name", name, "--runtime="+rt,
-		"-p", fmt.Sprintf("127.0.0.1:%d:5001", port), "-v", sink+":/sink:ro", "busybox", "/sink").CombinedOutput()
+	args := []string{"run", "-d", "--name", name, "--runtime=" + rt, "-v", sink + ":/sink:ro"}
+	port := 5001
+	if w.publish {
+		var err error
+		if port, err = freePort(); err != nil {
+			return result{}, err
+		}
+		args = append(args, "-p", fmt.Sprintf("127.0.0.1:%d:5001", port))
+	}
+	if w.network != "" {
+		args = append(args, "--network", w.network)
+	}
+	out, err := exec.Command("docker", append(args, "busybox", "/sink")...).CombinedOutput()
 	if err != nil {
 		return result{}, fmt.Errorf("starting the sink: %v: %s", err, out)
 	}
 	defer exec.Command("docker", "rm", "-f", name).Run()
-	addr := "127.0.0.1:" + strconv.Itoa(port)
+	host := "127.0.0.1"
+	if !w.publish {
+		if host, err = containerIP(name); err != nil {
+			return result{}, err
+		}
+	}
+	addr := net.JoinHostPort(host, strconv.Itoa(port))
 	if err := waitReady(addr, 2*time.Minute); err != nil {
 		return result{}, err
 	}
@@ -118,7 +161,7 @@ func measure(rt, sink string, mib, n, pings int) (result, error) {
 	if rt == runtimeName {
 		label = "kata"
 	}
-	r := result{name: label}
+	r := result{name: label + ", " + w.label}
 	for i := 0; i < n; i++ {
 		mibs, err := throughput(addr, mib)
 		if err != nil {
@@ -134,6 +177,49 @@ func measure(rt, sink string, mib, n, pings int) (result, error) {
 		r.latency = append(r.latency, d)
 	}
 	return r, nil
+}
+
+// containerIP is the container's one IPv4 address.
+func containerIP(name string) (string, error) {
+	out, err := exec.Command("docker", "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}", name).Output()
+	if err != nil {
+		return "", fmt.Errorf("docker inspect %s: %w", name, err)
+	}
+	f := strings.Fields(string(out))
+	if len(f) != 1 || net.ParseIP(f[0]) == nil {
+		return "", fmt.Errorf("container %s has addresses %q, want one", name, f)
+	}
+	return f[0], nil
+}
+
+// kataNet builds kata-plugins, serves its network driver from dir and creates a network of it.
+func kataNet(ctx context.Context, dir string) (string, func(), error) {
+	bin := filepath.Join(dir, "kata-plugins")
+	if out, err := exec.CommandContext(ctx, "go", "build", "-o", bin, "github.com/kata-deploy/kata-deploy/cmd/kata-plugins").CombinedOutput(); err != nil {
+		return "", nil, fmt.Errorf("building kata-plugins: %w: %s", err, out)
+	}
+	const driver = "kata-net-bench"
+	cmd := exec.Command(bin, "--volume-name", driver+"-vol", "--state-dir", filepath.Join(dir, "vol"),
+		"--network-name", driver, "--network-state-dir", filepath.Join(dir, "net"))
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		return "", nil, err
+	}
+	name := fmt.Sprintf("netbench-%d", time.Now().UnixNano()%1e9)
+	stop := func() {
+		exec.Command("docker", "network", "rm", name).Run()
+		_ = cmd.Process.Signal(os.Interrupt)
+		_ = cmd.Wait()
+	}
+	var out []byte
+	var err error
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if out, err = exec.Command("docker", "network", "create", "-d", driver, name).CombinedOutput(); err == nil {
+			return name, stop, nil
+		}
+	}
+	stop()
+	return "", nil, fmt.Errorf("docker network create -d %s: %v: %s", driver, err, out)
 }
 
 func freePort() (int, error) {

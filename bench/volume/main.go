@@ -132,7 +132,7 @@ func startPlugin(ctx context.Context, dir string) (stop func(), err error) {
 		return nil, fmt.Errorf("building kata-plugins: %w: %s", err, out)
 	}
 	state := filepath.Join(dir, "plugin")
-	cmd := exec.Command(bin, "--volume-name", driverName, "--state-dir", state)
+	cmd := exec.Command(bin, "--volume-name", driverName, "--state-dir", state, "--network-name", "")
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
 		return nil, err

@@ -1,5 +1,6 @@
 // Command kata-plugins serves kata-deploy's Docker plugins: the kata-block volume driver (block
-// device volumes for VMs, loop-mounted for runc containers). Run as root.
+// device volumes for VMs, loop-mounted for runc containers) and the kata-net network driver (a
+// bridge per network, veth endpoints). Run as root, in dockerd's network namespace.
 package main
 
 import (
@@ -18,6 +19,8 @@ func main() {
 	o := plugin.Options{Logf: log.Printf}
 	flag.StringVar(&o.VolumeName, "volume-name", plugin.DefaultVolumeName, "name of the volume driver (docker volume create -d NAME)")
 	flag.StringVar(&o.StateDir, "state-dir", plugin.DefaultStateDir, "directory of the volumes' images and state")
+	flag.StringVar(&o.NetworkName, "network-name", plugin.DefaultNetworkName, `name of the network driver (docker network create -d NAME); "" serves none`)
+	flag.StringVar(&o.NetworkStateDir, "network-state-dir", plugin.DefaultNetworkStateDir, "directory of the networks' state")
 	flag.StringVar(&o.SocketDir, "socket-dir", plugin.DefaultSocketDir, "directory Docker finds plugin sockets in")
 	flag.IntVar(&o.GID, "gid", 0, "group owning the socket (mode 0660)")
 	flag.Parse()

@@ -206,8 +206,8 @@ func byteCover(excluded ...byte) []masked {
 	return out
 }
 
-// antiSpoofFilters are the tap's ingress filters: the allowed frames are redirected to link, the
-// rest is dropped by the last filter.
+// antiSpoofFilters are the tap's ingress filters: the allowed frames are redirected to link (or,
+// with link 0, let through: a tap on a bridge), the rest is dropped by the last filter.
 func antiSpoofFilters(tap, link int, s guestSource, dropFD int) ([]netlink.Filter, error) {
 	rules := allowRules(s)
 	if antiSpoofPriority+len(rules) >= dropPriority {
@@ -215,14 +215,20 @@ func antiSpoofFilters(tap, link int, s guestSource, dropFD int) ([]netlink.Filte
 	}
 	var filters []netlink.Filter
 	for i, r := range rules {
-		filters = append(filters, &netlink.U32{
-			FilterAttrs: netlink.FilterAttrs{LinkIndex: tap, Parent: ingressHandle, Priority: uint16(antiSpoofPriority + i), Protocol: r.protocol},
-			Sel:         &netlink.TcU32Sel{Flags: nl.TC_U32_TERMINAL, Keys: r.keys},
-			Actions: []netlink.Action{&netlink.MirredAction{
+		// A match with no action is TC_ACT_OK: the frame goes on (to the bridge the tap is
+		// a port of), and no later filter runs.
+		var actions []netlink.Action
+		if link != 0 {
+			actions = []netlink.Action{&netlink.MirredAction{
 				ActionAttrs:  netlink.ActionAttrs{Action: netlink.TC_ACT_STOLEN},
 				MirredAction: netlink.TCA_EGRESS_REDIR,
 				Ifindex:      link,
-			}},
+			}}
+		}
+		filters = append(filters, &netlink.U32{
+			FilterAttrs: netlink.FilterAttrs{LinkIndex: tap, Parent: ingressHandle, Priority: uint16(antiSpoofPriority + i), Protocol: r.protocol},
+			Sel:         &netlink.TcU32Sel{Flags: nl.TC_U32_TERMINAL, Keys: r.keys},
+			Actions:     actions,
 		})
 	}
 	filters = append(filters, &netlink.BpfFilter{

@@ -86,6 +86,8 @@ type port struct {
 	mac   string
 	nicID string
 	src   guestSource // what the tap's ingress lets the guest send as
+	// bridged: the tap is a port of a kata-net bridge in the shim's namespace (bridged.go).
+	bridged bool
 }
 
 // Start wires every link Docker configured in the namespace into the VM, configures the guest,
@@ -212,6 +214,9 @@ func nicID(link int) string   { return "nic" + strconv.Itoa(link) }
 
 // plug creates a tap for link l, redirects traffic between them and hot-plugs a NIC with l's MAC.
 func (m *Manager) plug(ctx context.Context, l netlink.Link) (*port, error) {
+	if host, ok := bridgedHostVeth(l); ok {
+		return m.plugBridged(ctx, l, host)
+	}
 	a := l.Attrs()
 	if _, err := m.nl.LinkByName(tapName(a.Index)); err == nil {
 		// Another VM's Manager wired this link: taking it over would cut that VM off.
@@ -260,7 +265,7 @@ func (m *Manager) guardTaps(current map[int]netlink.Link) error {
 		if src.equal(p.src) {
 			continue
 		}
-		if err := guardTap(m.nl, p.tap, p.link, src); err != nil {
+		if err := m.guardPort(p, src); err != nil {
 			errs = append(errs, fmt.Errorf("updating the anti-spoofing filters of %s: %w", l.Attrs().Name, err))
 			continue
 		}

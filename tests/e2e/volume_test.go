@@ -22,6 +22,24 @@ const testVolumeDriver = "kata-block-e2e"
 
 var buildPluginOnce sync.Once
 
+var pluginBuildErr error
+
+// pluginBinary builds kata-plugins once for the test binary.
+func pluginBinary(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(binDir, "kata-plugins")
+	buildPluginOnce.Do(func() {
+		out, err := exec.Command("go", "build", "-o", bin, "github.com/kata-deploy/kata-deploy/cmd/kata-plugins").CombinedOutput()
+		if err != nil {
+			pluginBuildErr = fmt.Errorf("%w: %s", err, out)
+		}
+	})
+	if pluginBuildErr != nil {
+		t.Fatalf("building kata-plugins: %v", pluginBuildErr)
+	}
+	return bin
+}
+
 // blockPlugin is a running kata-plugins process.
 type blockPlugin struct {
 	stateDir string
@@ -33,23 +51,13 @@ type blockPlugin struct {
 func startBlockPlugin(t *testing.T, stateDir string) *blockPlugin {
 	t.Helper()
 	testreq.Commands(t, "mkfs.ext4", "e2fsck", "mount")
-	bin := filepath.Join(binDir, "kata-plugins")
-	var buildErr error
-	buildPluginOnce.Do(func() {
-		out, err := exec.Command("go", "build", "-o", bin, "github.com/kata-deploy/kata-deploy/cmd/kata-plugins").CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("%w: %s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatalf("building kata-plugins: %v", buildErr)
-	}
+	bin := pluginBinary(t)
 	logFile, err := os.OpenFile(filepath.Join(stateDir, "..", "plugin.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		t.Fatal(err)
 	}
 	p := &blockPlugin{stateDir: stateDir, log: logFile}
-	p.cmd = exec.Command(bin, "--volume-name", testVolumeDriver, "--state-dir", stateDir)
+	p.cmd = exec.Command(bin, "--volume-name", testVolumeDriver, "--state-dir", stateDir, "--network-name", "")
 	p.cmd.Stdout, p.cmd.Stderr = logFile, logFile
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
