@@ -50,7 +50,23 @@ func (f IPTables) Revoke(bridge, subnet string) error {
 			}
 		}
 	}
+	errs = append(errs, f.dropChainIfEmpty())
 	return errors.Join(errs...)
+}
+
+// dropChainIfEmpty removes the chain and FORWARD's jump once no network has rules in it, so that
+// the last network leaves nothing behind.
+func (f IPTables) dropChainIfEmpty() error {
+	out, err := f.output("-t", "filter", "-S", chain)
+	if err != nil || strings.Count(strings.TrimSpace(out), "\n") > 0 {
+		return nil // no chain, or rules of other networks
+	}
+	for f.run("-t", "filter", "-C", "FORWARD", "-j", chain) == nil {
+		if err := f.run("-t", "filter", "-D", "FORWARD", "-j", chain); err != nil {
+			return err
+		}
+	}
+	return f.run("-t", "filter", "-X", chain)
 }
 
 // ensureChain makes the chain and FORWARD's jump to it, once.
@@ -78,13 +94,18 @@ func withOp(op string, r []string) []string {
 }
 
 func (f IPTables) run(args ...string) error {
+	_, err := f.output(args...)
+	return err
+}
+
+func (f IPTables) output(args ...string) (string, error) {
 	path := f.Path
 	if path == "" {
 		path = "iptables"
 	}
 	out, err := exec.Command(path, append([]string{"-w"}, args...)...).CombinedOutput()
 	if err != nil {
-		return fmt.Errorf("iptables %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(string(out)))
+		return "", fmt.Errorf("iptables %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(string(out)))
 	}
-	return nil
+	return string(out), nil
 }

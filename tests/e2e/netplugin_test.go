@@ -58,19 +58,25 @@ func (p *netPlugin) stop() {
 	_ = p.cmd.Wait()
 }
 
-// driverLinks lists the links of the driver in the engine's namespace.
-func driverLinks(t *testing.T) string {
+// inEngineNS runs a command in the test engine's network namespace and returns its output.
+func inEngineNS(t *testing.T, args ...string) string {
 	t.Helper()
-	args := []string{"ip", "-o", "link", "show"}
 	if ns := os.Getenv("KATA_TEST_ENGINE_NETNS"); ns != "" {
 		args = append([]string{"nsenter", "--net=" + ns, "--"}, args...)
 	}
-	out, err := exec.Command(args[0], args[1:]...).Output()
+	out, err := exec.Command(args[0], args[1:]...).CombinedOutput()
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("%v: %v: %s", args, err, out)
 	}
+	return string(out)
+}
+
+// driverLinks lists the links of the driver in the engine's namespace.
+func driverLinks(t *testing.T) string {
+	t.Helper()
+	out := inEngineNS(t, "ip", "-o", "link", "show")
 	var found []string
-	for _, line := range strings.Split(string(out), "\n") {
+	for _, line := range strings.Split(out, "\n") {
 		f := strings.Fields(line)
 		if len(f) > 1 && (strings.HasPrefix(f[1], "kn-") || strings.HasPrefix(f[1], "knh")) {
 			found = append(found, strings.TrimSuffix(f[1], ":"))
@@ -82,16 +88,9 @@ func driverLinks(t *testing.T) string {
 // bridgePorts lists the ports of bridge in the engine's namespace.
 func bridgePorts(t *testing.T, bridge string) string {
 	t.Helper()
-	args := []string{"ip", "-o", "link", "show", "master", bridge}
-	if ns := os.Getenv("KATA_TEST_ENGINE_NETNS"); ns != "" {
-		args = append([]string{"nsenter", "--net=" + ns, "--"}, args...)
-	}
-	out, err := exec.Command(args[0], args[1:]...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("%v: %v: %s", args, err, out)
-	}
+	out := inEngineNS(t, "ip", "-o", "link", "show", "master", bridge)
 	var names []string
-	for _, line := range strings.Split(string(out), "\n") {
+	for _, line := range strings.Split(out, "\n") {
 		if f := strings.Fields(line); len(f) > 1 {
 			names = append(names, strings.TrimSuffix(f[1], ":"))
 		}
@@ -177,5 +176,11 @@ func TestNetPlugin(t *testing.T) {
 	}
 	if left := driverLinks(t); left != "" {
 		t.Errorf("links left after the network was removed: %s", left)
+	}
+	if out := inEngineNS(t, "iptables", "-w", "-S"); strings.Contains(out, "KATA-NET") || strings.Contains(out, "kn-"+id[:12]) {
+		t.Errorf("firewall rules left after the network was removed:\n%s", out)
+	}
+	if out := inEngineNS(t, "iptables", "-w", "-t", "nat", "-S"); strings.Contains(out, "kn-"+id[:12]) {
+		t.Errorf("nat rules left after the network was removed:\n%s", out)
 	}
 }
