@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -61,6 +62,9 @@ var dockerID = regexp.MustCompile(`^[0-9a-f]{12,64}$`)
 func New(cfg Config) (*Driver, error) {
 	if cfg.Logf == nil {
 		cfg.Logf = func(string, ...any) {}
+	}
+	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
+		return nil, fmt.Errorf("the network driver's state directory: %w", err)
 	}
 	path := filepath.Join(cfg.StateDir, "networks.json")
 	st, err := loadState(path)

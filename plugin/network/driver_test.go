@@ -2,6 +2,7 @@ package network
 
 import (
 	"errors"
+	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
@@ -63,7 +64,7 @@ const (
 
 func newDriver(t *testing.T, dir string, h *fakeHost) *Driver {
 	t.Helper()
-	d, err := New(Config{StateDir: dir, Links: h, Firewall: h})
+	d, err := New(Config{StateDir: filepath.Join(dir, "state"), Links: h, Firewall: h})
 	if err != nil {
 		t.Fatal(err)
 	}
