@@ -40,8 +40,8 @@ const runtimeName = "kata-netbench"
 
 func main() {
 	mib := flag.Int("mib", 256, "MiB sent per throughput run")
-	n := flag.Int("n", 3, "throughput runs per runtime")
-	pings := flag.Int("pings", 200, "connections per runtime for the latency figures")
+	n := flag.Int("n", 3, "rounds: one throughput run per runtime and wiring in each")
+	pings := flag.Int("pings", 200, "connections per runtime and wiring for the latency figures (spread over the rounds)")
 	flag.Parse()
 	if err := run(*mib, *n, *pings); err != nil {
 		fmt.Fprintln(os.Stderr, "network:", err)
@@ -97,15 +97,33 @@ func run(mib, n, pings int) error {
 		{"address, default bridge", "", false},
 		{"address, kata-net", netName, false},
 	}
-	var results []result
+	// Every sink runs at once and the runs are interleaved, round after round: a load that comes
+	// and goes on this host weighs on every wiring alike.
+	var targets []*target
+	defer func() {
+		for _, t := range targets {
+			t.remove()
+		}
+	}()
 	for _, w := range wirings {
 		for _, rt := range []string{"runc", runtimeName} {
-			r, err := measure(rt, sink, w, mib, n, pings)
+			t, err := start(rt, sink, w)
 			if err != nil {
 				return fmt.Errorf("%s, %s: %w", rt, w.label, err)
 			}
-			results = append(results, r)
+			targets = append(targets, t)
 		}
+	}
+	for round := 0; round < n; round++ {
+		for _, t := range targets {
+			if err := t.measure(mib, pings/n+1); err != nil {
+				return fmt.Errorf("%s: %w", t.result.name, err)
+			}
+		}
+	}
+	var results []result
+	for _, t := range targets {
+		results = append(results, t.result)
 	}
 	fmt.Printf("\nhost -> container, guest kernel %s\n", k.GuestKernel)
 	fmt.Printf("  %-38s %-32s %s\n", "", fmt.Sprintf("throughput, %d MiB x %d (MiB/s)", mib, n), fmt.Sprintf("connect+1-byte echo, %d conns", pings))
@@ -127,15 +145,21 @@ func run(mib, n, pings int) error {
 	return nil
 }
 
-// measure starts a sink container under rt on w and measures through it.
-func measure(rt, sink string, w wiring, mib, n, pings int) (result, error) {
+// target is a running sink container and what was measured through it.
+type target struct {
+	name, addr string
+	result     result
+}
+
+// start runs a sink container under rt on w and waits until it answers.
+func start(rt, sink string, w wiring) (*target, error) {
 	name := fmt.Sprintf("netbench-%s-%d", rt, time.Now().UnixNano())
 	args := []string{"run", "-d", "--name", name, "--runtime=" + rt, "-v", sink + ":/sink:ro"}
 	port := 5001
 	if w.publish {
 		var err error
 		if port, err = freePort(); err != nil {
-			return result{}, err
+			return nil, err
 		}
 		args = append(args, "-p", fmt.Sprintf("127.0.0.1:%d:5001", port))
 	}
@@ -144,39 +168,45 @@ func measure(rt, sink string, w wiring, mib, n, pings int) (result, error) {
 	}
 	out, err := exec.Command("docker", append(args, "busybox", "/sink")...).CombinedOutput()
 	if err != nil {
-		return result{}, fmt.Errorf("starting the sink: %v: %s", err, out)
-	}
-	defer exec.Command("docker", "rm", "-f", name).Run()
-	host := "127.0.0.1"
-	if !w.publish {
-		if host, err = containerIP(name); err != nil {
-			return result{}, err
-		}
-	}
-	addr := net.JoinHostPort(host, strconv.Itoa(port))
-	if err := waitReady(addr, 2*time.Minute); err != nil {
-		return result{}, err
+		return nil, fmt.Errorf("starting the sink: %v: %s", err, out)
 	}
 	label := rt
 	if rt == runtimeName {
 		label = "kata"
 	}
-	r := result{name: label + ", " + w.label}
-	for i := 0; i < n; i++ {
-		mibs, err := throughput(addr, mib)
-		if err != nil {
-			return r, err
+	t := &target{name: name, result: result{name: label + ", " + w.label}}
+	host := "127.0.0.1"
+	if !w.publish {
+		if host, err = containerIP(name); err != nil {
+			t.remove()
+			return nil, err
 		}
-		r.throughput = append(r.throughput, mibs)
 	}
+	t.addr = net.JoinHostPort(host, strconv.Itoa(port))
+	if err := waitReady(t.addr, 2*time.Minute); err != nil {
+		t.remove()
+		return nil, err
+	}
+	return t, nil
+}
+
+func (t *target) remove() { exec.Command("docker", "rm", "-f", t.name).Run() }
+
+// measure adds one throughput run and pings latency samples.
+func (t *target) measure(mib, pings int) error {
+	mibs, err := throughput(t.addr, mib)
+	if err != nil {
+		return err
+	}
+	t.result.throughput = append(t.result.throughput, mibs)
 	for i := 0; i < pings; i++ {
-		d, err := ping(addr)
+		d, err := ping(t.addr)
 		if err != nil {
-			return r, err
+			return err
 		}
-		r.latency = append(r.latency, d)
+		t.result.latency = append(t.result.latency, d)
 	}
-	return r, nil
+	return nil
 }
 
 // containerIP is the container's one IPv4 address.
