@@ -279,9 +279,15 @@ func (t templateStore) lock(ctx context.Context) (func(), error) {
 func (t templateStore) build(ctx context.Context, vc hypervisor.Config, timeout time.Duration) error {
 	entries, _ := os.ReadDir(t.root)
 	for _, e := range entries {
-		if e.Name() != templateLock {
-			os.RemoveAll(filepath.Join(t.root, e.Name()))
+		if e.Name() == templateLock {
+			continue
 		}
+		// A build a dead shim left may still have its QEMU running.
+		old := filepath.Join(t.root, e.Name())
+		if err := hypervisor.Cleanup(filepath.Join(old, "vm")); err != nil {
+			t.logf("cleaning up %s: %v", old, err)
+		}
+		os.RemoveAll(old)
 	}
 	tmp := filepath.Join(t.root, buildPrefix+t.key)
 	if err := os.MkdirAll(filepath.Join(tmp, "share"), 0o700); err != nil {
