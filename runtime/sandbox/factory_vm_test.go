@@ -59,56 +59,84 @@ func TestVMTemplate(t *testing.T) {
 		logs = append(logs, msg)
 		logMu.Unlock()
 	}
-	logged := func(sub string) bool {
+	count := func(sub string) int {
 		logMu.Lock()
 		defer logMu.Unlock()
+		n := 0
 		for _, l := range logs {
 			if strings.Contains(l, sub) {
-				return true
+				n++
 			}
 		}
-		return false
+		return n
 	}
+	logged := func(sub string) bool { return count(sub) > 0 }
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 
-	boot := func(id string) (*hypervisor.VM, *agentproto.Client, string) {
-		t.Helper()
+	// prepare makes a container's rootfs; start starts its VM (from any goroutine).
+	prepare := func(id string) (Options, hypervisor.Config) {
 		opts := Options{ID: id, Spec: &specs.Spec{}, Config: cfg, Logf: logf}
 		stateDir := filepath.Join(cfg.Runtime.StateDir, id)
-		share := filepath.Join(stateDir, sharedDirName)
-		buildBusyboxRootfs(t, filepath.Join(share, "rootfs"))
+		buildBusyboxRootfs(t, filepath.Join(stateDir, sharedDirName, "rootfs"))
 		vc := vmConfig(opts, stateDir, hypervisor.AccelTCG, "")
 		vc.Logf = logf
-		start := time.Now()
+		return opts, vc
+	}
+	start := func(opts Options, vc hypervisor.Config) (*hypervisor.VM, *agentproto.Client, error) {
+		started := time.Now()
 		vm, agent, err := startVM(ctx, opts, vc, logf)
-		if err != nil {
-			if vm != nil {
+		if vm != nil {
+			t.Cleanup(func() {
+				if agent != nil {
+					agent.Close()
+				}
 				vm.Stop(context.Background())
-			}
-			t.Fatalf("%s: %v", id, err)
+				os.RemoveAll(filepath.Dir(vc.StateDir))
+			})
 		}
-		t.Cleanup(func() {
-			agent.Close()
-			vm.Stop(context.Background())
-			os.RemoveAll(stateDir)
-		})
-		t.Logf("%s: agent ready %s after the start", id, time.Since(start).Round(time.Millisecond))
-		return vm, agent, share
+		if err != nil {
+			return nil, nil, fmt.Errorf("%s: %w", opts.ID, err)
+		}
+		t.Logf("%s: agent ready %s after the start", opts.ID, time.Since(started).Round(time.Millisecond))
+		return vm, agent, nil
+	}
+	boot := func(id string) (*hypervisor.VM, *agentproto.Client) {
+		t.Helper()
+		vm, agent, err := start(prepare(id))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return vm, agent
 	}
 	// What a container sees: 16 random bytes, then the wall clock.
 	probe := []string{"sh", "-c", "head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \\n'; echo; adjtimex | grep tv_"}
 
-	// The first container builds the template.
-	_, _, _ = boot("first")
-	if !logged("built the VM template") {
-		t.Fatalf("the first container did not build a template")
+	// The first two containers, started together, build the template once and both run in
+	// clones of it.
+	var wg sync.WaitGroup
+	errs := make([]error, 2)
+	for i, id := range []string{"first-a", "first-b"} {
+		opts, vc := prepare(id)
+		wg.Go(func() { _, _, errs[i] = start(opts, vc) })
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := count("built the VM template"); n != 1 {
+		t.Fatalf("two concurrent first containers built %d templates", n)
+	}
+	if logged("VM template not used") {
+		t.Fatalf("a first container booted cold")
 	}
 	// The clones' clocks would lag by the template's age.
 	time.Sleep(3 * time.Second)
 	clones := map[string]string{}
 	for _, id := range []string{"clone1", "clone2"} {
-		vm, agent, _ := boot(id)
+		vm, agent := boot(id)
 		if logged("VM template not used") {
 			t.Fatalf("%s was not a clone", id)
 		}
@@ -141,7 +169,7 @@ func TestVMTemplate(t *testing.T) {
 	if err := os.Remove(filepath.Join(tdir, templateMemory)); err != nil {
 		t.Fatalf("the template is not where expected: %v", err)
 	}
-	_, agent, _ := boot("cold")
+	_, agent := boot("cold")
 	if !logged("VM template not used") {
 		t.Errorf("a template without its memory file was used")
 	}
