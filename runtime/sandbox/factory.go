@@ -273,22 +273,15 @@ func (t templateStore) lock(ctx context.Context) (func(), error) {
 	}
 }
 
+// unusedAfter is how long a template of another key is kept without a clone: another runtime
+// configuration sharing the state directory may still use it; an upgraded kernel, QEMU or
+// configuration will not.
+const unusedAfter = 10 * time.Minute
+
 // build boots the template VM in a fresh directory, waits for its agent, saves it and renames
-// the directory into place. Templates of other keys (an older kernel, QEMU or configuration)
-// are removed: running clones keep their memory file open. Holds the lock.
+// the directory into place. Holds the lock.
 func (t templateStore) build(ctx context.Context, vc hypervisor.Config, timeout time.Duration) error {
-	entries, _ := os.ReadDir(t.root)
-	for _, e := range entries {
-		if e.Name() == templateLock {
-			continue
-		}
-		// A build a dead shim left may still have its QEMU running.
-		old := filepath.Join(t.root, e.Name())
-		if err := hypervisor.Cleanup(filepath.Join(old, "vm")); err != nil {
-			t.logf("cleaning up %s: %v", old, err)
-		}
-		os.RemoveAll(old)
-	}
+	t.removeUnused()
 	tmp := filepath.Join(t.root, buildPrefix+t.key)
 	if err := os.MkdirAll(filepath.Join(tmp, "share"), 0o700); err != nil {
 		return err
@@ -332,6 +325,26 @@ func (t templateStore) build(ctx context.Context, vc hypervisor.Config, timeout 
 	return nil
 }
 
+// removeUnused removes what other templates left: builds a dead shim left (with their QEMU),
+// records of failed builds, and templates no clone was made of lately. Running clones keep their
+// memory file open. Holds the lock.
+func (t templateStore) removeUnused() {
+	entries, _ := os.ReadDir(t.root)
+	for _, e := range entries {
+		old := filepath.Join(t.root, e.Name())
+		if e.Name() == templateLock {
+			continue
+		}
+		if fi, err := os.Stat(filepath.Join(old, templateReady)); err == nil && time.Since(fi.ModTime()) < unusedAfter {
+			continue
+		}
+		if err := hypervisor.Cleanup(filepath.Join(old, "vm")); err != nil {
+			t.logf("cleaning up %s: %v", old, err)
+		}
+		os.RemoveAll(old)
+	}
+}
+
 func writeFileSync(path string, b []byte) error {
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
 	if err != nil {
@@ -370,6 +383,9 @@ func (t templateStore) clone(ctx context.Context, vc hypervisor.Config, timeout 
 		vm.Stop(context.WithoutCancel(ctx))
 		return nil, nil, err
 	}
+	// Marks the template as in use (removeUnused).
+	now := time.Now()
+	_ = os.Chtimes(t.path(templateReady), now, now)
 	return vm, agent, nil
 }
 

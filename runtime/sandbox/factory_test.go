@@ -127,3 +127,32 @@ func TestFailedBuildIsNotRetriedAtOnce(t *testing.T) {
 		t.Errorf("the failed build left its directory: %v", err)
 	}
 }
+
+func TestRemoveUnusedTemplates(t *testing.T) {
+	root := t.TempDir()
+	mk := func(dir, file string, age time.Duration) {
+		if err := os.MkdirAll(filepath.Join(root, dir), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		p := filepath.Join(root, dir, file)
+		if err := os.WriteFile(p, nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		then := time.Now().Add(-age)
+		os.Chtimes(p, then, then)
+	}
+	mk("in-use", templateReady, time.Minute)  // another configuration's, cloned lately
+	mk("unused", templateReady, time.Hour)    // an upgraded kernel's
+	mk("failed", templateFailed, 0)           // a failed build's record
+	mk(buildPrefix+"dead", templateMemory, 0) // a build a dead shim left
+	os.WriteFile(filepath.Join(root, templateLock), nil, 0o600)
+	templateStore{root: root, key: "k", logf: t.Logf}.removeUnused()
+	var left []string
+	entries, _ := os.ReadDir(root)
+	for _, e := range entries {
+		left = append(left, e.Name())
+	}
+	if strings.Join(left, " ") != templateLock+" in-use" {
+		t.Errorf("left %v, want the lock and the template in use", left)
+	}
+}
