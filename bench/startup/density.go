@@ -28,13 +28,13 @@ const settle = 3 * time.Second
 
 // density starts idle kata containers one after another and reads their host memory each time
 // their number reaches one of counts; every container is removed afterwards.
-func density(ctx context.Context, counts []int) (points []densityPoint, err error) {
+func density(ctx context.Context, counts []int, runtime string) (points []densityPoint, err error) {
 	removeLabelled()
 	defer removeLabelled()
 	var ids []string
 	for n := 1; n <= counts[len(counts)-1]; n++ {
 		start := time.Now()
-		out, err := exec.CommandContext(ctx, "docker", "run", "-d", "--label", densityLabel, "--runtime="+runtimeName, "busybox", "sleep", "1d").Output()
+		out, err := exec.CommandContext(ctx, "docker", "run", "-d", "--label", densityLabel, "--runtime="+runtime, "busybox", "sleep", "1d").Output()
 		took := time.Since(start)
 		if err != nil {
 			return nil, fmt.Errorf("starting idle container %d: %w", n, exitDetail(err))

@@ -6,7 +6,8 @@
 //   - floor: the same kernel booted by a plain qemu-system-x86_64 command line (floor.go: qboot,
 //     9p, virtio-serial, no runtime code) to a minimal /init that mounts the share, runs busybox
 //     true and powers off: what any VM container costs at least;
-//   - kata+template: a slot for VM templating, not built yet.
+//   - kata+template (-template): kata with VM templating ([factory] template = true): the
+//     warm-up round builds the template, the counted runs start clones of it.
 //
 // Kinds are interleaved round by round, so the ratios of one run compare like with like on a
 // noisy machine. -density 1,5,10,20 also starts that many idle kata containers and reads the host
@@ -27,7 +28,11 @@ import (
 	"syscall"
 )
 
-const runtimeName = "kata-bench"
+// Runtime names the benchmark registers with the test engine.
+const (
+	runtimeName         = "kata-bench"
+	templateRuntimeName = "kata-bench-template"
+)
 
 // errTarget marks a run whose figures were read but miss a target given by flag.
 var errTarget = errors.New("target missed")
@@ -36,6 +41,8 @@ type options struct {
 	n            int
 	maxKataFloor float64 // 0: no target
 	maxKataRunc  float64
+	template     bool // also measure kata+template
+	maxTmplRunc  float64
 	density      []int
 	report       string // docs/benchmarks.md to write, "" for none
 	trace        bool
@@ -47,13 +54,15 @@ func main() {
 	flag.IntVar(&o.n, "n", 10, "runs of each kind")
 	flag.Float64Var(&o.maxKataFloor, "max-kata-floor-ratio", 0, "fail (exit 3) when the kata/floor ratio of medians is above this (0: no target)")
 	flag.Float64Var(&o.maxKataRunc, "max-kata-runc-ratio", 0, "fail (exit 3) when the kata/runc ratio of medians is above this (0: no target)")
+	flag.BoolVar(&o.template, "template", false, "also measure kata with VM templating ([factory] template = true), in start-up and density")
+	flag.Float64Var(&o.maxTmplRunc, "max-template-runc-ratio", 0, "fail (exit 3) when the kata+template/runc ratio of medians is above this (0: no target; needs -template)")
 	flag.StringVar(&density, "density", "", "idle kata container counts to measure host memory at, e.g. 1,5,10,20")
 	flag.StringVar(&o.report, "report", "", "write the figures to this Markdown file, with PNG plots in bench/ beside it")
 	flag.BoolVar(&o.trace, "trace", false, "also break one kata container's start and stop down into steps, from process start times and the guest's console")
 	flag.Parse()
 	var err error
 	if o.density, err = parseCounts(density); err != nil || o.n < 1 || flag.NArg() > 0 {
-		fmt.Fprintln(os.Stderr, "startup: usage: -n N (>= 1) [-density 1,5,10] [-report FILE] [-max-kata-floor-ratio R] [-max-kata-runc-ratio R] [-trace]", err)
+		fmt.Fprintln(os.Stderr, "startup: usage: -n N (>= 1) [-density 1,5,10] [-report FILE] [-max-kata-floor-ratio R] [-max-kata-runc-ratio R] [-template [-max-template-runc-ratio R]] [-trace]", err)
 		os.Exit(2)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

@@ -20,12 +20,15 @@ func printStartup(r *results) {
 		}
 		fmt.Printf("  %-14s %10s %10s %10s\n", k, ms(median(d)), ms(slices.Min(d)), ms(slices.Max(d)))
 	}
-	fmt.Printf("  kata/floor = %.2fx   kata/runc = %.2fx   kata+template: n/a (not built)\n",
-		r.ratio(kindKata, kindFloor), r.ratio(kindKata, kindRunc))
+	fmt.Printf("  kata/floor = %.2fx   kata/runc = %.2fx", r.ratio(kindKata, kindFloor), r.ratio(kindKata, kindRunc))
+	if len(r.Times[kindTemplate]) > 0 {
+		fmt.Printf("   kata+template/floor = %.2fx   kata+template/runc = %.2fx", r.ratio(kindTemplate, kindFloor), r.ratio(kindTemplate, kindRunc))
+	}
+	fmt.Println()
 }
 
-func printDensity(points []densityPoint) {
-	fmt.Printf("\nidle kata containers (busybox sleep 1d): host PSS of QEMU + shim + virtiofsd\n")
+func printDensity(kind string, points []densityPoint) {
+	fmt.Printf("\nidle %s containers (busybox sleep 1d): host PSS of QEMU + shim + virtiofsd\n", kind)
 	fmt.Printf("  %4s %12s %14s %12s %12s %12s %12s\n", "N", "total", "per container", "QEMU", "shim", "virtiofsd", "start of Nth")
 	for _, p := range points {
 		fmt.Printf("  %4d %12s %14s %12s %12s %12s %12s\n", p.N, mib(p.Total()), mib(p.Total()/int64(p.N)),

@@ -56,18 +56,17 @@ func reportData(r *results) map[string]any {
 		}
 		rows = append(rows, kindRow{k, ms(median(d)), ms(slices.Min(d)), ms(slices.Max(d))})
 	}
-	var dens []map[string]string
-	for _, p := range r.Density {
-		dens = append(dens, map[string]string{
-			"N": fmt.Sprint(p.N), "Total": mib(p.Total()), "Per": mib(p.Total() / int64(p.N)),
-			"QEMU": mib(p.QEMU), "Shim": mib(p.Shim), "Virtiofsd": mib(p.Virtiofsd), "Start": ms(p.StartNth),
-		})
+	tmplRatios := ""
+	if len(r.Times[kindTemplate]) > 0 {
+		tmplRatios = fmt.Sprintf("kata+template/floor = **%.2fx**, kata+template/runc = **%.2fx**.",
+			r.ratio(kindTemplate, kindFloor), r.ratio(kindTemplate, kindRunc))
 	}
 	return map[string]any{
+		"TemplateRatios": tmplRatios, "TemplateDensity": densityRows(r.TemplateDensity),
 		"M": r.Machine, "Date": r.Machine.Date.Format(time.RFC3339), "Runs": r.Runs, "Rows": rows,
 		"KataFloor": fmt.Sprintf("%.2fx", r.ratio(kindKata, kindFloor)),
 		"KataRunc":  fmt.Sprintf("%.2fx", r.ratio(kindKata, kindRunc)),
-		"Memory":    mib(r.Machine.MemoryKiB), "Density": dens,
+		"Memory":    mib(r.Machine.MemoryKiB), "Density": densityRows(r.Density),
 		"Trace":       traceRows(r.Trace),
 		"StartupPlot": "bench/" + startupPlot, "DensityPlot": "bench/" + densityPlot,
 	}
@@ -97,7 +96,8 @@ like on a shared machine.
 
 - **runc**: Docker's default runtime, no VM.
 - **kata**: this tree's runtime.
-- **kata+template**: kata with VM templating (not built yet).
+- **kata+template**: kata with VM templating (` + "`[factory] template = true`" + `, measured with ` + "`-template`" + `):
+  the warm-up round builds the template, the counted runs start clones of it. "n/a" when not measured.
 - **floor**: no Docker and no runtime code: a plain ` + "`qemu-system-x86_64`" + ` command line (the same kernel,
   initrd modules, qboot, machine, vCPUs and memory; a serial console, virtio-serial and one 9p share,
   no PCIe root ports) booting a minimal Go ` + "`/init`" + ` that loads 11 modules, mounts the share, runs
@@ -108,7 +108,8 @@ like on a shared machine.
 {{range .Rows}}| {{.Name}} | {{.Median}} | {{.Min}} | {{.Max}} |
 {{end}}
 kata/floor = **{{.KataFloor}}**, kata/runc = **{{.KataRunc}}**.
-
+{{with .TemplateRatios}}{{.}}
+{{end}}
 ![start-up medians]({{.StartupPlot}})
 {{if .Trace}}
 ### Where a kata container's time goes
@@ -132,9 +133,26 @@ QEMU, shim and virtiofsd (none with 9p), read {{"3 s"}} after the Nth started. "
 | N | total | per container | QEMU | shim | virtiofsd | start of Nth |
 |---:|---:|---:|---:|---:|---:|---:|
 {{range .Density}}| {{.N}} | {{.Total}} | {{.Per}} | {{.QEMU}} | {{.Shim}} | {{.Virtiofsd}} | {{.Start}} |
-{{end}}
+{{end}}{{if .TemplateDensity}}
+The same with VM templating (kata+template):
+
+| N | total | per container | QEMU | shim | virtiofsd | start of Nth |
+|---:|---:|---:|---:|---:|---:|---:|
+{{range .TemplateDensity}}| {{.N}} | {{.Total}} | {{.Per}} | {{.QEMU}} | {{.Shim}} | {{.Virtiofsd}} | {{.Start}} |
+{{end}}{{end}}
 ![host PSS vs idle containers]({{.DensityPlot}})
 {{end}}`))
+
+func densityRows(points []densityPoint) []map[string]string {
+	var rows []map[string]string
+	for _, p := range points {
+		rows = append(rows, map[string]string{
+			"N": fmt.Sprint(p.N), "Total": mib(p.Total()), "Per": mib(p.Total() / int64(p.N)),
+			"QEMU": mib(p.QEMU), "Shim": mib(p.Shim), "Virtiofsd": mib(p.Virtiofsd), "Start": ms(p.StartNth),
+		})
+	}
+	return rows
+}
 
 func traceRows(steps []traceStep) []kindRow {
 	var rows []kindRow

@@ -33,9 +33,22 @@ func TestWriteReport(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if md := string(md); strings.Contains(md, "kata+template/runc") {
+		t.Errorf("a report without kata+template gives its ratio:\n%s", md)
+	}
+	r.Times[kindTemplate] = []time.Duration{500 * time.Millisecond, 520 * time.Millisecond, 540 * time.Millisecond}
+	r.TemplateDensity = []densityPoint{{N: 1, QEMU: 40 << 10, Shim: 17 << 10, StartNth: time.Second}}
+	if err := writeReport(path, r); err != nil {
+		t.Fatal(err)
+	}
+	if md, err = os.ReadFile(path); err != nil {
+		t.Fatal(err)
+	}
 	for _, want := range []string{
-		"| kata | 2700 ms | 2600 ms | 2800 ms |", "| kata+template | n/a (not built) |",
+		"| kata | 2700 ms | 2600 ms | 2800 ms |",
 		"kata/floor = **1.50x**", "kata/runc = **10.38x**", "| 5 | 1380.0 MiB | 276.0 MiB |",
+		"| kata+template | 520 ms | 500 ms | 540 ms |", "kata+template/runc = **2.00x**", "kata+template/floor = **0.29x**",
+		"The same with VM templating", "| 1 | 57.0 MiB | 57.0 MiB |",
 		"Test CPU, 2 cores", "tcg", "bench/startup.png", "bench/density.png",
 		"| until request start | 450 ms |",
 	} {

@@ -12,6 +12,7 @@ import (
 	"github.com/kata-deploy/kata-deploy/internal/accel"
 	"github.com/kata-deploy/kata-deploy/internal/testenv"
 	"github.com/kata-deploy/kata-deploy/packaging/guestimage"
+	"github.com/kata-deploy/kata-deploy/runtime/config"
 )
 
 // The kinds of start-up measured, in the order printed.
@@ -28,7 +29,9 @@ type results struct {
 	Runs    int
 	Times   map[string][]time.Duration // per kind; a kind not built has none
 	Density []densityPoint
-	Trace   []traceStep
+	// TemplateDensity is Density for kata+template (-template).
+	TemplateDensity []densityPoint
+	Trace           []traceStep
 }
 
 func run(ctx context.Context, o options) error {
@@ -57,12 +60,21 @@ func run(ctx context.Context, o options) error {
 	if err != nil {
 		return err
 	}
-	res := &results{Runs: o.n, Machine: describeMachine(ctx, h.Path, k.GuestKernel, acc, why, h.VCPUs, h.MemoryMiB)}
-	if res.Times, err = startup(ctx, o.n, []kind{
+	kinds := []kind{
 		{kindRunc, func() error { return dockerRun(ctx, "runc") }},
 		{kindKata, func() error { return dockerRun(ctx, runtimeName) }},
 		{kindFloor, func() error { return fl.run(ctx) }},
-	}); err != nil {
+	}
+	if o.template {
+		unregister, err := setUpTemplate(k)
+		if err != nil {
+			return err
+		}
+		defer unregister()
+		kinds = append(kinds, kind{kindTemplate, func() error { return dockerRun(ctx, templateRuntimeName) }})
+	}
+	res := &results{Runs: o.n, Machine: describeMachine(ctx, h.Path, k.GuestKernel, acc, why, h.VCPUs, h.MemoryMiB)}
+	if res.Times, err = startup(ctx, o.n, kinds); err != nil {
 		return err
 	}
 	printStartup(res)
@@ -73,10 +85,16 @@ func run(ctx context.Context, o options) error {
 		printTrace(res.Trace)
 	}
 	if len(o.density) > 0 {
-		if res.Density, err = density(ctx, o.density); err != nil {
+		if res.Density, err = density(ctx, o.density, runtimeName); err != nil {
 			return err
 		}
-		printDensity(res.Density)
+		printDensity(kindKata, res.Density)
+		if o.template {
+			if res.TemplateDensity, err = density(ctx, o.density, templateRuntimeName); err != nil {
+				return err
+			}
+			printDensity(kindTemplate, res.TemplateDensity)
+		}
 	}
 	if o.report != "" {
 		if err := writeReport(o.report, res); err != nil {
@@ -132,6 +150,9 @@ func checkTargets(res *results, o options) error {
 	}
 	check("kata/floor", res.ratio(kindKata, kindFloor), o.maxKataFloor)
 	check("kata/runc", res.ratio(kindKata, kindRunc), o.maxKataRunc)
+	if len(res.Times[kindTemplate]) > 0 {
+		check("kata+template/runc", res.ratio(kindTemplate, kindRunc), o.maxTmplRunc)
+	}
 	if len(missed) > 0 {
 		return fmt.Errorf("%w: %s", errTarget, strings.Join(missed, "; "))
 	}
@@ -141,4 +162,21 @@ func checkTargets(res *results, o options) error {
 // ratio of the medians of two kinds.
 func (r *results) ratio(a, b string) float64 {
 	return ratio(median(r.Times[a]), median(r.Times[b]))
+}
+
+// setUpTemplate registers the runtime with VM templating on, without a template yet: the
+// warm-up round builds it. The returned function unregisters it and removes the template.
+func setUpTemplate(k *testenv.Kata) (func(), error) {
+	templates := filepath.Join(testenv.StateDir+".cache", "template")
+	if err := os.RemoveAll(templates); err != nil {
+		return nil, err
+	}
+	unregister, err := k.RegisterVariant(templateRuntimeName, func(c *config.Config) { c.Factory.Template = true })
+	if err != nil {
+		return nil, fmt.Errorf("registering %s: %w", templateRuntimeName, err)
+	}
+	return func() {
+		unregister()
+		os.RemoveAll(templates)
+	}, nil
 }

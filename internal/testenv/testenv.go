@@ -79,10 +79,16 @@ func SetUpKata(ctx context.Context, binDir, name string) (*Kata, error) {
 // KernelDeb returns Debian's kernel package from the test cache, downloading it the first time.
 func KernelDeb(ctx context.Context) (string, error) { return testguest.KernelDeb(ctx) }
 
+// TemplateEnv, set to 1, turns VM templating on ([factory] template = true) in the runtime
+// configuration the tests register, so that the same tests run in clones of a template VM.
+const TemplateEnv = "KATA_E2E_TEMPLATE"
+
 func (k *Kata) writeConfig() error {
 	var err error
 	k.ConfigPath = filepath.Join(k.BinDir, "configuration-qemu.toml")
-	k.Config, err = k.writeConfigFile(k.ConfigPath, nil)
+	k.Config, err = k.writeConfigFile(k.ConfigPath, func(c *config.Config) {
+		c.Factory.Template = os.Getenv(TemplateEnv) == "1"
+	})
 	return err
 }
 

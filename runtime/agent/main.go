@@ -51,6 +51,7 @@ func Main(version string) {
 		Log:           log,
 		IdlePowerOff:  IdlePowerOff,
 		PowerOff:      func() { powerOff(log) },
+		Restored:      func(r agentproto.Restored) error { return applyRestored(r, log) },
 	})
 	port := &SerialPort{Name: agentproto.AgentPortName, SysDir: agentproto.VirtioPortsDir, DevDir: "/dev", Log: log}
 	log.Debugf("agent %s ready, serving on %s", version, agentproto.AgentPortName)

@@ -28,6 +28,9 @@ type ServerConfig struct {
 	// PowerOff is called after a Shutdown request has been answered and on
 	// idle. Nil does nothing (tests).
 	PowerOff func()
+	// Restored makes a VM restored from a template a machine of its own (restore.go).
+	// Nil refuses the request (tests).
+	Restored func(agentproto.Restored) error
 }
 
 // Server answers the host's requests. One Server outlives any number of
@@ -226,6 +229,8 @@ func (s *Server) dispatch(ctx context.Context, req agentproto.Request) (resp age
 		err = s.configureNetwork(ctx, req)
 	case agentproto.OpRemoveContainer:
 		err = s.remove(req)
+	case agentproto.OpRestored:
+		err = s.restored(req)
 	case agentproto.OpShutdown:
 		err = s.shutdownAll(ctx)
 		if err == nil && s.cfg.PowerOff != nil {

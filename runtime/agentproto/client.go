@@ -88,6 +88,7 @@ var opTimeouts = map[string]time.Duration{
 	OpNetwork:         time.Minute,
 	OpDNS:             30 * time.Second,
 	OpPing:            30 * time.Second,
+	OpRestored:        10 * time.Second,
 }
 
 // OpTimeout is the default deadline of op (0: none).

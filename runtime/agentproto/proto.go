@@ -162,6 +162,8 @@ type Request struct {
 	Network   *Network       `json:"network,omitempty"` // OpNetwork
 	// Resources are the container's new limits (OpUpdateContainer).
 	Resources *specs.LinuxResources `json:"resources,omitempty"`
+	// Restored reseeds a VM restored from a template (OpRestored).
+	Restored *Restored `json:"restored,omitempty"`
 }
 
 // Response is the agent's one JSON line answer.

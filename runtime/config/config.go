@@ -38,6 +38,7 @@ type Config struct {
 	Hypervisor Hypervisor `toml:"hypervisor"`
 	Agent      Agent      `toml:"agent"`
 	Runtime    Runtime    `toml:"runtime"`
+	Factory    Factory    `toml:"factory"`
 }
 
 // Hypervisor configures QEMU and the guest it boots.
@@ -66,6 +67,12 @@ type Agent struct {
 type Runtime struct {
 	StateDir string `toml:"state_dir"`
 	Debug    bool   `toml:"debug"`
+}
+
+// Factory configures how VMs are made other than by a cold boot.
+type Factory struct {
+	// Template starts each VM as a clone of a template VM booted once (runtime/sandbox/factory.go).
+	Template bool `toml:"template"`
 }
 
 // Duration is a time.Duration written in TOML as a Go duration string

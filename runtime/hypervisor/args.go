@@ -85,9 +85,14 @@ func qemuConfig(ctx context.Context, c *Config, l layout) (qemu.Config, error) {
 			NoDefaults:   true,
 			NoGraphic:    true,
 			NoReboot:     true,
-			// -S: the guest waits until the process is placed (Config.Placed).
-			Stopped: c.Placed != nil,
+			// -S: the guest waits until the process is placed (Config.Placed), and a
+			// clone until its state is loaded.
+			Stopped: c.Placed != nil || c.incoming != nil,
 		},
+	}
+	if c.incoming != nil {
+		// The state is loaded over QMP once the migration capabilities are set (template.go).
+		q.Incoming = qemu.Incoming{MigrationType: qemu.MigrationDefer}
 	}
 	noRealtimeArg(&q.Knobs)
 	// Under emulation the default CPU model (qemu64) boots faster than
@@ -97,10 +102,13 @@ func qemuConfig(ctx context.Context, c *Config, l layout) (qemu.Config, error) {
 	}
 	q.Devices = append(devices(c, l), blockDevices(c.Blocks)...)
 	mem := memoryLayout(c)
-	if hasVirtiofs(c.Shares) {
+	switch {
+	case c.memory != nil:
+		q.Devices = append(q.Devices, fileMemoryArgs(mem, c.memory))
+	case hasVirtiofs(c.Shares):
 		// virtio-fs needs guest RAM that virtiofsd can map.
 		setSharedMemory(&q, mem)
-	} else {
+	default:
 		q.Memory = mem
 	}
 	return q, nil

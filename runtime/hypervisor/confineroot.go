@@ -46,6 +46,11 @@ func qemuRoot(c *Config, l layout) *rootSpec {
 		}
 	}
 	r.readWrite = append(r.readWrite, l.dir)
+	if c.memory != nil {
+		// Read-write even for a clone's private mapping: QEMU 7.2 opens a memory-backend-file
+		// O_RDWR unless it also maps it read-only, which the guest's RAM cannot be.
+		r.readWrite = append(r.readWrite, c.memory.path)
+	}
 	for _, b := range c.Blocks {
 		if b.ReadOnly {
 			r.readOnly = append(r.readOnly, b.Path)

@@ -7,6 +7,7 @@ package hypervisor
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
 	"strconv"
 )
@@ -69,6 +70,11 @@ type Config struct {
 	// Logf, if set, receives diagnostic messages (with Debug, QEMU's
 	// command line and govmm's own log).
 	Logf func(format string, args ...any)
+
+	// Set by StartTemplate and Restore (template.go): the RAM in a file, and for a clone the
+	// device state to load before the guest runs.
+	memory   *memoryFile
+	incoming *os.File
 }
 
 // Names of the files in a VM's state directory. Sockets have short names:

@@ -46,6 +46,9 @@ func (c *Config) validate() error {
 	if c.MachineType == "" || strings.ContainsAny(c.MachineType, ", ") {
 		errs = append(errs, fmt.Errorf("machine type %q is invalid: use \"q35\"", c.MachineType))
 	}
+	if c.memory != nil {
+		errs = append(errs, optionString("template memory file", c.memory.path))
+	}
 	errs = append(errs, validateShares(c.Shares, c.VirtiofsDaemon)...)
 	errs = append(errs, validateBlocks(c.Blocks)...)
 	return errors.Join(errs...)

@@ -117,14 +117,21 @@ func (vm *VM) start(ctx context.Context) error {
 }
 
 // place hands QEMU, still stopped (-S), to Config.Placed (e.g. the
-// container's cgroup), then starts the guest's vCPUs: no guest code runs
-// before the process is where it belongs.
+// container's cgroup), loads a clone's state (template.go), then starts the
+// guest's vCPUs: no guest code runs before the process is where it belongs.
 func (vm *VM) place(ctx context.Context) error {
-	if vm.cfg.Placed == nil {
+	if vm.cfg.Placed == nil && vm.cfg.incoming == nil {
 		return nil
 	}
-	if err := vm.cfg.Placed(vm.PID); err != nil {
-		return fmt.Errorf("placing QEMU (pid %d): %w", vm.PID, err)
+	if vm.cfg.Placed != nil {
+		if err := vm.cfg.Placed(vm.PID); err != nil {
+			return fmt.Errorf("placing QEMU (pid %d): %w", vm.PID, err)
+		}
+	}
+	if vm.cfg.incoming != nil {
+		if err := vm.restore(ctx); err != nil {
+			return err
+		}
 	}
 	if err := vm.Resume(ctx); err != nil {
 		return vm.bootError(fmt.Errorf("starting the guest's vCPUs: %w", err))

@@ -136,10 +136,7 @@ func Create(ctx context.Context, opts Options) (_ *Sandbox, err error) {
 	vc.Blocks = append(s.direct.blocks(), devs.blocks...)
 	s.limits = newLimits(opts.Spec, opts.Config.Hypervisor.MemoryOverheadMiB)
 	started := time.Now()
-	if s.VM, err = hypervisor.Start(ctx, vc); err != nil {
-		return nil, fmt.Errorf("starting the VM: %w", err)
-	}
-	if s.Agent, err = connectAgent(ctx, s.VM, opts.Config.Agent.BootTimeout.Duration(), logf); err != nil {
+	if s.VM, s.Agent, err = startVM(ctx, opts, vc, logf); err != nil {
 		return nil, err
 	}
 	s.BootTime = time.Since(started)

@@ -1,0 +1,407 @@
+package sandbox
+
+// VM templating ([factory] template = true): the first container boots a template VM to a ready
+// agent with no container, saves it (hypervisor.StartTemplate, SaveTemplate) and stops it; each
+// container then starts as a clone of it (hypervisor.Restore) with its own rootfs share behind
+// the template's 9p device, reseeded and with the host's clock (agentproto.Client.Restored).
+// Anything wrong with the template boots the container cold, with the reason in the log: a
+// template is an optimisation, never a reason for a container to fail.
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/kata-deploy/kata-deploy/runtime/agentproto"
+	"github.com/kata-deploy/kata-deploy/runtime/hypervisor"
+)
+
+// Files of a template directory (<cache>/template/<key>/).
+const (
+	templateRootName = "template"
+	templateMemory   = "memory"
+	templateState    = "state"
+	templateReady    = "ready"  // written last: a directory without it is not a template
+	templateFailed   = "failed" // why the last build failed
+	templateLock     = ".lock"
+	buildPrefix      = ".build-"
+)
+
+// templateMeta is the content of the ready file.
+type templateMeta struct {
+	Key       string    `json:"key"`
+	MemoryMiB int       `json:"memoryMiB"`
+	VCPUs     int       `json:"vcpus"`
+	Created   time.Time `json:"created"`
+}
+
+// templateStore is the template directory of one runtime configuration.
+type templateStore struct {
+	root string // <cache>/template
+	key  string
+	logf func(string, ...any)
+}
+
+func (t templateStore) dir() string             { return filepath.Join(t.root, t.key) }
+func (t templateStore) path(name string) string { return filepath.Join(t.dir(), name) }
+
+// startVM starts the container's VM and connects to its agent: a clone of the template when
+// templating is on and the container fits it, else a cold boot. The VM is returned with an
+// error when it started but its agent did not answer (the caller's Destroy stops it).
+func startVM(ctx context.Context, opts Options, vc hypervisor.Config, logf func(string, ...any)) (*hypervisor.VM, *agentproto.Client, error) {
+	timeout := opts.Config.Agent.BootTimeout.Duration()
+	if opts.Config.Factory.Template {
+		vm, agent, err := startClone(ctx, opts, vc, logf)
+		if err == nil {
+			return vm, agent, nil
+		}
+		logf("VM template not used, booting the VM cold: %v", err)
+	}
+	vm, err := hypervisor.Start(ctx, vc)
+	if err != nil {
+		return nil, nil, fmt.Errorf("starting the VM: %w", err)
+	}
+	agent, err := connectAgent(ctx, vm, timeout, logf)
+	return vm, agent, err
+}
+
+// startClone restores a clone of the template, building the template first if there is none.
+// On error nothing of the clone is left.
+func startClone(ctx context.Context, opts Options, vc hypervisor.Config, logf func(string, ...any)) (*hypervisor.VM, *agentproto.Client, error) {
+	if err := fitsTemplate(opts, vc); err != nil {
+		return nil, nil, err
+	}
+	key, err := templateKey(templateConfig(vc, ""))
+	if err != nil {
+		return nil, nil, err
+	}
+	t := templateStore{root: filepath.Join(vc.CacheDir, templateRootName), key: key, logf: logf}
+	if err := t.ensure(ctx, vc, opts.Config.Agent.BootTimeout.Duration()); err != nil {
+		return nil, nil, err
+	}
+	vm, agent, err := t.clone(ctx, vc, opts.Config.Agent.BootTimeout.Duration(), logf)
+	if err != nil {
+		// Whatever broke it would break the next clone too: the next container rebuilds it.
+		t.discard(ctx, err)
+		return nil, nil, err
+	}
+	return vm, agent, nil
+}
+
+// fitsTemplate reports why a container cannot be a clone: the template has the configured
+// size, a 9p share and no disk.
+func fitsTemplate(opts Options, vc hypervisor.Config) error {
+	h := opts.Config.Hypervisor
+	switch {
+	case vc.CacheDir == "":
+		return errors.New("no cache directory for the template")
+	case guestFSType(h.SharedFS) != hypervisor.Share9P:
+		return fmt.Errorf("shared_fs = %q: templates need \"virtio-9p\"", h.SharedFS)
+	case len(vc.Blocks) > 0:
+		return errors.New("the container has direct-assigned volumes (disks)")
+	case vc.MemoryMiB != h.MemoryMiB || vc.VCPUs != min(h.VCPUs, max(hostCPUs(), 1)):
+		return fmt.Errorf("the container's limits size its VM at %d MiB and %d vCPUs, the template has %d MiB and %d",
+			vc.MemoryMiB, vc.VCPUs, h.MemoryMiB, h.VCPUs)
+	}
+	return nil
+}
+
+// templateConfig is the template VM's configuration: the container's, without what belongs to
+// the container. stateDir "" leaves the state directory empty (for the key).
+func templateConfig(vc hypervisor.Config, stateDir string) hypervisor.Config {
+	tc := vc
+	tc.ID = "template"
+	tc.StateDir = stateDir
+	tc.NetNSPath = "" // a network namespace of its own, gone with it
+	tc.Placed = nil
+	tc.Blocks = nil
+	tc.Shares = nil
+	for _, s := range vc.Shares {
+		// Same tag and type; the path is the template's empty directory, re-pointed per clone.
+		s.HostPath = ""
+		if stateDir != "" {
+			s.HostPath = filepath.Join(filepath.Dir(stateDir), "share")
+		}
+		tc.Shares = append(tc.Shares, s)
+	}
+	return tc
+}
+
+// templateKey hashes everything a clone must have in common with its template: the QEMU
+// binary, kernel, initrd and firmware (by identity: an upgrade or rollback replaces them), the
+// VM's configuration, and the host's boot (a template does not outlive a reboot).
+func templateKey(tc hypervisor.Config) (string, error) {
+	h := sha256.New()
+	for _, p := range []string{tc.QEMUPath, tc.Kernel, tc.Initrd, tc.Firmware} {
+		id, err := fileIdentity(p)
+		if err != nil {
+			return "", fmt.Errorf("template key: %w", err)
+		}
+		fmt.Fprintf(h, "%s\n", id)
+	}
+	boot, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
+	if err != nil {
+		return "", fmt.Errorf("template key: the host's boot id: %w", err)
+	}
+	vmDesc := struct {
+		Machine, Accel string
+		Params         []string
+		VCPUs, Mem     int
+		MaxMem         int
+		Shares         []hypervisor.Share
+		Debug          bool
+	}{tc.MachineType, tc.Accelerator, tc.KernelParams, tc.VCPUs, tc.MemoryMiB, tc.MaxMemoryMiB, tc.Shares, tc.Debug}
+	b, err := json.Marshal(vmDesc)
+	if err != nil {
+		return "", err
+	}
+	fmt.Fprintf(h, "%s\n%s\n", strings.TrimSpace(string(boot)), b)
+	return hex.EncodeToString(h.Sum(nil)[:8]), nil
+}
+
+// fileIdentity names a file's content as long as nothing rewrites it in place.
+func fileIdentity(p string) (string, error) {
+	if p == "" {
+		return "-", nil
+	}
+	fi, err := os.Stat(p)
+	if err != nil {
+		return "", err
+	}
+	st := fi.Sys().(*syscall.Stat_t)
+	return fmt.Sprintf("%s %d %d %d %d.%d", p, st.Dev, st.Ino, fi.Size(), st.Mtim.Sec, st.Mtim.Nsec), nil
+}
+
+// retryFailedBuild is how long a failed build keeps containers from trying again: each try
+// costs a container a cold boot more.
+const retryFailedBuild = 10 * time.Minute
+
+// ensure builds the template unless there is one, even a broken one (clone says what is wrong
+// with it). Concurrent first containers build it once: the others wait on the lock, then find
+// it.
+func (t templateStore) ensure(ctx context.Context, vc hypervisor.Config, timeout time.Duration) error {
+	if t.present() {
+		return nil
+	}
+	unlock, err := t.lock(ctx)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	if t.present() {
+		return nil
+	}
+	failed := t.path(templateFailed)
+	if fi, err := os.Stat(failed); err == nil && time.Since(fi.ModTime()) < retryFailedBuild {
+		return fmt.Errorf("building the VM template failed at %s (see %s); the next try is after %s",
+			fi.ModTime().Format(time.RFC3339), failed, fi.ModTime().Add(retryFailedBuild).Format(time.RFC3339))
+	}
+	start := time.Now()
+	if err := t.build(ctx, vc, timeout); err != nil {
+		err = fmt.Errorf("building the VM template: %w", err)
+		if os.MkdirAll(t.dir(), 0o700) == nil {
+			os.Remove(failed)
+			_ = writeFileSync(failed, []byte(err.Error()+"\n"))
+		}
+		return err
+	}
+	t.logf("built the VM template %s in %s", t.dir(), time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+// present reports whether a template was built (its ready file exists).
+func (t templateStore) present() bool {
+	_, err := os.Lstat(t.path(templateReady))
+	return err == nil
+}
+
+// ready checks that the template's files are all there.
+func (t templateStore) ready() error {
+	b, err := os.ReadFile(t.path(templateReady))
+	if err != nil {
+		return err
+	}
+	var m templateMeta
+	if err := json.Unmarshal(b, &m); err != nil || m.Key != t.key {
+		return fmt.Errorf("%s is not this template's", t.path(templateReady))
+	}
+	for _, name := range []string{templateMemory, templateState} {
+		if fi, err := os.Lstat(t.path(name)); err != nil || !fi.Mode().IsRegular() {
+			return fmt.Errorf("the template's %s file is missing or not a regular file", name)
+		}
+	}
+	return nil
+}
+
+// lock takes the template root's lock, waiting for it as long as ctx allows.
+func (t templateStore) lock(ctx context.Context) (func(), error) {
+	if err := os.MkdirAll(t.root, 0o700); err != nil {
+		return nil, fmt.Errorf("create %s: %w", t.root, err)
+	}
+	f, err := os.OpenFile(filepath.Join(t.root, templateLock), os.O_RDWR|os.O_CREATE|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("the template lock: %w", err)
+	}
+	for {
+		err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+		if err == nil {
+			return func() { f.Close() }, nil
+		}
+		if !errors.Is(err, unix.EWOULDBLOCK) {
+			f.Close()
+			return nil, fmt.Errorf("the template lock: %w", err)
+		}
+		select {
+		case <-ctx.Done():
+			f.Close()
+			return nil, fmt.Errorf("waiting for another container to build the template: %w", ctx.Err())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// unusedAfter is how long a template of another key is kept without a clone: another runtime
+// configuration sharing the state directory may still use it; an upgraded kernel, QEMU or
+// configuration will not.
+const unusedAfter = 10 * time.Minute
+
+// build boots the template VM in a fresh directory, waits for its agent, saves it and renames
+// the directory into place. Holds the lock.
+func (t templateStore) build(ctx context.Context, vc hypervisor.Config, timeout time.Duration) error {
+	t.removeUnused()
+	tmp := filepath.Join(t.root, buildPrefix+t.key)
+	if err := os.MkdirAll(filepath.Join(tmp, "share"), 0o700); err != nil {
+		return err
+	}
+	done := false
+	defer func() {
+		if !done {
+			os.RemoveAll(tmp)
+		}
+	}()
+	tc := templateConfig(vc, filepath.Join(tmp, "vm"))
+	vm, err := hypervisor.StartTemplate(ctx, tc, filepath.Join(tmp, templateMemory))
+	if err != nil {
+		return err
+	}
+	defer vm.Stop(context.WithoutCancel(ctx))
+	agent, err := connectAgent(ctx, vm, timeout, t.logf)
+	if err != nil {
+		return err
+	}
+	// The session ends before the snapshot: each clone's host starts its own.
+	agent.Close()
+	if err := vm.SaveTemplate(ctx, filepath.Join(tmp, templateState)); err != nil {
+		return err
+	}
+	if err := vm.Stop(ctx); err != nil {
+		return err
+	}
+	meta, err := json.Marshal(templateMeta{Key: t.key, MemoryMiB: vc.MemoryMiB, VCPUs: vc.VCPUs, Created: time.Now().UTC()})
+	if err != nil {
+		return err
+	}
+	if err := writeFileSync(filepath.Join(tmp, templateReady), meta); err != nil {
+		return err
+	}
+	os.RemoveAll(t.dir()) // the record of a failed build
+	if err := os.Rename(tmp, t.dir()); err != nil {
+		return fmt.Errorf("put the template in place: %w", err)
+	}
+	done = true
+	return nil
+}
+
+// removeUnused removes what other templates left: builds a dead shim left (with their QEMU),
+// records of failed builds, and templates no clone was made of lately. Running clones keep their
+// memory file open. Holds the lock.
+func (t templateStore) removeUnused() {
+	entries, _ := os.ReadDir(t.root)
+	for _, e := range entries {
+		old := filepath.Join(t.root, e.Name())
+		if e.Name() == templateLock {
+			continue
+		}
+		if fi, err := os.Stat(filepath.Join(old, templateReady)); err == nil && time.Since(fi.ModTime()) < unusedAfter {
+			continue
+		}
+		if err := hypervisor.Cleanup(filepath.Join(old, "vm")); err != nil {
+			t.logf("cleaning up %s: %v", old, err)
+		}
+		os.RemoveAll(old)
+	}
+}
+
+func writeFileSync(path string, b []byte) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(b)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// clone restores a clone with the container's configuration and hands its agent entropy and
+// the time.
+func (t templateStore) clone(ctx context.Context, vc hypervisor.Config, timeout time.Duration, logf func(string, ...any)) (*hypervisor.VM, *agentproto.Client, error) {
+	if err := t.ready(); err != nil {
+		return nil, nil, err
+	}
+	vm, err := hypervisor.Restore(ctx, vc, t.path(templateMemory), t.path(templateState))
+	if err != nil {
+		return nil, nil, err
+	}
+	agent, err := connectAgent(ctx, vm, timeout, logf)
+	if err == nil {
+		entropy := make([]byte, agentproto.RestoreEntropyLen)
+		rand.Read(entropy)
+		if err = agent.Restored(ctx, entropy); err != nil {
+			agent.Close()
+			err = fmt.Errorf("reseeding the clone: %w", err)
+		}
+	}
+	if err != nil {
+		vm.Stop(context.WithoutCancel(ctx))
+		return nil, nil, err
+	}
+	// Marks the template as in use (removeUnused).
+	now := time.Now()
+	_ = os.Chtimes(t.path(templateReady), now, now)
+	return vm, agent, nil
+}
+
+// discard removes a template that failed to give a clone, unless it was rebuilt meanwhile.
+func (t templateStore) discard(ctx context.Context, why error) {
+	unlock, err := t.lock(ctx)
+	if err != nil {
+		return
+	}
+	defer unlock()
+	if _, err := os.Stat(t.dir()); errors.Is(err, fs.ErrNotExist) {
+		return
+	}
+	trash := filepath.Join(t.root, buildPrefix+"discarded-"+strconv.FormatInt(time.Now().UnixNano(), 36))
+	if err := os.Rename(t.dir(), trash); err == nil {
+		os.RemoveAll(trash)
+		t.logf("removed the VM template %s (%v): the next container rebuilds it", t.dir(), why)
+	}
+}

@@ -1,0 +1,89 @@
+package e2e
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/kata-deploy/kata-deploy/internal/testenv"
+	"github.com/kata-deploy/kata-deploy/runtime/config"
+)
+
+// TestKataTemplate runs containers with [factory] template = true: the first builds the VM
+// template, the next ones are clones of it (their QEMU maps the template's RAM file privately).
+// Output, exit codes, networking and randomness are as without a template.
+func TestKataTemplate(t *testing.T) {
+	requireKata(t)
+	templates := filepath.Join(testenv.StateDir+".cache", "template")
+	os.RemoveAll(templates)
+	t.Cleanup(func() { os.RemoveAll(templates) })
+	unregister, err := requireKataVariant(t, "kata-template", func(c *config.Config) { c.Factory.Template = true })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unregister()
+
+	res := docker(t, "", "run", "--rm", "--runtime=kata-template", "busybox", "sh", "-c", "echo hello from a template; exit 3")
+	if res.code != 3 || res.stdout != "hello from a template\n" {
+		t.Fatalf("first container: exit %d, stdout %q, stderr %q", res.code, res.stdout, res.stderr)
+	}
+	if ready, _ := filepath.Glob(filepath.Join(templates, "*", "ready")); len(ready) != 1 {
+		t.Fatalf("the first container left no template in %s: %v", templates, ready)
+	}
+
+	t.Run("a container runs in a clone", func(t *testing.T) {
+		name := netName(t, "clone")
+		detached(t, name, "kata-template", "busybox", "sh", "-c", "echo up; sleep 600")
+		waitForLog(t, name, "up")
+		pid := strings.TrimSpace(docker(t, "", "inspect", "-f", "{{.State.Pid}}", name).stdout)
+		cmdline, err := os.ReadFile("/proc/" + pid + "/cmdline")
+		if err != nil {
+			t.Fatalf("QEMU's command line (pid %q): %v", pid, err)
+		}
+		args := strings.ReplaceAll(string(cmdline), "\x00", " ")
+		if !strings.Contains(args, "memory-backend-file") || !strings.Contains(args, "share=off") || !strings.Contains(args, "-incoming defer") {
+			t.Errorf("the container's QEMU is not a clone: %s", args)
+		}
+	})
+
+	t.Run("two clones read different random bytes", func(t *testing.T) {
+		read := func() string {
+			res := docker(t, "", "run", "--rm", "--runtime=kata-template", "busybox", "sh", "-c", "head -c 16 /dev/urandom | od -An -tx1")
+			if res.code != 0 || len(strings.Fields(res.stdout)) != 16 {
+				t.Fatalf("exit %d, stdout %q, stderr %q", res.code, res.stdout, res.stderr)
+			}
+			return res.stdout
+		}
+		if a, b := read(), read(); a == b {
+			t.Errorf("two clones read the same bytes: %s", a)
+		}
+	})
+
+	t.Run("a clone reaches the network", func(t *testing.T) {
+		network := userNetwork(t)
+		server := netName(t, "web")
+		content := httpServer(t, server, "runc", "--network", network)
+		if res := fetchFrom(t, "kata-template", server, "--network", network); res.code != 0 || res.stdout != content {
+			t.Errorf("fetch from a clone: exit %d, got %q (want %q), stderr %q", res.code, res.stdout, content, res.stderr)
+		}
+	})
+
+	t.Run("a broken template boots the container cold", func(t *testing.T) {
+		mems, _ := filepath.Glob(filepath.Join(templates, "*", "memory"))
+		for _, m := range mems {
+			os.Remove(m)
+		}
+		res := docker(t, "", "run", "--rm", "--runtime=kata-template", "busybox", "echo", "cold")
+		if res.code != 0 || res.stdout != "cold\n" {
+			t.Errorf("exit %d, stdout %q, stderr %q", res.code, res.stdout, res.stderr)
+		}
+	})
+	assertNoLeftovers(t)
+}
+
+// requireKataVariant registers the kata runtime under name with a changed configuration.
+func requireKataVariant(t *testing.T, name string, mutate func(*config.Config)) (func(), error) {
+	t.Helper()
+	return requireKata(t).RegisterVariant(name, mutate)
+}
