@@ -56,14 +56,14 @@ release-image:
 demo:
 	hack/demo.sh
 
-# Start-up and memory figures: kata vs runc vs a bare-VM floor, interleaved, and the host memory
+# Start-up and memory figures: runc, kata, kata from a VM template and a bare-VM floor, interleaved, and the host memory
 # of 1 to 20 idle VM containers; rewrites docs/benchmarks.md and docs/bench/*.png (test engine,
 # root; about 5 minutes on 2 cores under TCG). Holds the VM lock, so no other VM test skews it.
 # BENCH_FLAGS='-max-kata-floor-ratio 1.3 -max-kata-runc-ratio 2' fails the run on a missed target.
 BENCH_RUNS  ?= 10
 BENCH_FLAGS ?=
 bench:
-	. "$$(hack/engine.sh up)" && flock /run/kata-e2e.lock $(GO) run ./bench/startup -n $(BENCH_RUNS) \
+	. "$$(hack/engine.sh up)" && flock /run/kata-e2e.lock $(GO) run ./bench/startup -n $(BENCH_RUNS) -template \
 		-density 1,5,10,20 -trace -report docs/benchmarks.md $(BENCH_FLAGS)
 
 # Reliability: 200 kata containers in a row and 10 at once, then faults, then nothing may be left

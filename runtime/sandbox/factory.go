@@ -111,7 +111,7 @@ func fitsTemplate(opts Options, vc hypervisor.Config) error {
 	case guestFSType(h.SharedFS) != hypervisor.Share9P:
 		return fmt.Errorf("shared_fs = %q: templates need \"virtio-9p\"", h.SharedFS)
 	case len(vc.Blocks) > 0:
-		return errors.New("the container has direct-assigned volumes (disks)")
+		return errors.New("the container has disks (direct-assigned volumes or --device)")
 	case vc.MemoryMiB != h.MemoryMiB || vc.VCPUs != min(h.VCPUs, max(hostCPUs(), 1)):
 		return fmt.Errorf("the container's limits size its VM at %d MiB and %d vCPUs, the template has %d MiB and %d",
 			vc.MemoryMiB, vc.VCPUs, h.MemoryMiB, h.VCPUs)
