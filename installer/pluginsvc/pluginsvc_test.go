@@ -47,7 +47,7 @@ func TestRenderUnit(t *testing.T) {
 		name, template, want, err string
 	}{
 		{"replaces ExecStart", "[Unit]\nBefore=docker.service\n[Service]\nExecStart=/old\nRestart=on-failure\n",
-			"[Unit]\nBefore=docker.service\n[Service]\nExecStart=/p/plugins/kata-plugins --volume-name kata-block --state-dir /var/lib/b --socket-dir /run/docker/plugins\nRestart=on-failure\n", ""},
+			"[Unit]\nBefore=docker.service\n[Service]\nExecStart=/p/plugins/kata-plugins --volume-name kata-block --state-dir /var/lib/b --socket-dir /run/docker/plugins --network-name=\nRestart=on-failure\n", ""},
 		{"no ExecStart", "[Service]\n", "", "0 ExecStart"},
 		{"two ExecStart", "ExecStart=/a\nExecStart=/b\n", "", "2 ExecStart"},
 	} {

@@ -55,9 +55,11 @@ func (s Spec) Validate() error {
 // Socket is where Docker finds the driver.
 func (s Spec) Socket() string { return filepath.Join(s.SocketDir, s.Name+".sock") }
 
-// Args is the command line of the service.
+// Args is the command line of the service. Only the volume driver is served: the network driver
+// (kata-net) is not installed this way yet, and "--network-name=" (one word, for a unit's
+// ExecStart) turns it off.
 func (s Spec) Args() []string {
-	return []string{s.Binary, "--volume-name", s.Name, "--state-dir", s.StateDir, "--socket-dir", s.SocketDir}
+	return []string{s.Binary, "--volume-name", s.Name, "--state-dir", s.StateDir, "--socket-dir", s.SocketDir, "--network-name="}
 }
 
 // SystemdRuns reports whether systemd is the init system (sd_booted(3): /run/systemd/system is
