@@ -55,8 +55,9 @@ Where systemd runs, as the unit /etc/systemd/system/kata-plugins.service, ordere
 docker.service and restarted on failure; otherwise as a process of its own session (pid and start
 time recorded; its output in <prefix>/plugins/kata-block.log): nothing restarts it then, and
 running "install --with-plugins" again starts it if it stopped. The plugin is not versioned:
-upgrade and rollback leave it as it is; uninstall removes it. The alternative without
-install: a managed plugin (README, "docker plugin create").
+upgrade and rollback leave it as it is; uninstall removes it. The kata-net network driver is not
+installed this way yet. The alternative without install: a managed plugin ("make plugin-bundle",
+then "docker plugin create"; README).
 
 Exit status: 0 installed (or nothing to do), 1 failed (the message says what was left and how to
 finish), 2 usage error.`
