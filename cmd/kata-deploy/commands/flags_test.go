@@ -110,3 +110,23 @@ func TestHelpShowsNewFlagNames(t *testing.T) {
 		}
 	}
 }
+
+func TestDescribePlugin(t *testing.T) {
+	two := 2
+	for _, tc := range []struct {
+		name string
+		p    install.PluginStatus
+		want string
+	}{
+		{"process serving", install.PluginStatus{Name: "kata-block", Mode: "process", Socket: "/s.sock", PID: 7, Running: true, SocketReachable: true, Volumes: &two},
+			"volume driver kata-block (process): running (pid 7); socket /s.sock reachable: yes; 2 volume(s)"},
+		{"unit stopped, docker unreachable", install.PluginStatus{Name: "kata-block", Mode: "systemd", Unit: "/etc/systemd/system/kata-plugins.service", Socket: "/s.sock"},
+			"volume driver kata-block (systemd unit /etc/systemd/system/kata-plugins.service): not running; socket /s.sock reachable: no; volumes: Docker not reachable"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := describePlugin(&tc.p); got != tc.want {
+				t.Errorf("got  %q\nwant %q", got, tc.want)
+			}
+		})
+	}
+}
