@@ -179,8 +179,10 @@ func (x *installer) planPluginRunner(ctx context.Context, pp *pluginPlan, m *man
 	}
 	path := filepath.Join(x.o.Plugin.UnitDir, pluginsvc.UnitName(pp.spec.Name))
 	unit := fileAction{Path: path, Mode: 0o644, Data: data, SHA256: bytesSum(data), Size: int64(len(data))}
-	if pp.unit, err = planFile(m, unit, Replace{}); err != nil {
-		return fmt.Errorf("%w (another kata-plugins unit: remove or rename it first)", err)
+	// A unit of the same name there before (copied by hand) is refused, or kept aside with
+	// --replace-foreign and put back by uninstall, like any file install replaces.
+	if pp.unit, err = planFile(m, unit, x.o.Replace); err != nil {
+		return err
 	}
 	if rec != nil {
 		pid, err := x.systemctl().MainPID(ctx, pluginsvc.UnitName(pp.spec.Name))

@@ -262,3 +262,28 @@ func TestPluginFromContainerWithoutSystemd(t *testing.T) {
 		t.Error("the refused install changed the host")
 	}
 }
+
+// A unit of the same name made by hand is refused, or kept aside with --replace-foreign and put
+// back by uninstall.
+func TestPluginForeignUnit(t *testing.T) {
+	pf := newPluginFixture(t)
+	mine := []byte("[Service]\nExecStart=/usr/local/bin/kata-plugins\n")
+	must(t, os.WriteFile(pf.unit(), mine, 0o644))
+	if _, err := pf.install(t); err == nil || !strings.Contains(err.Error(), "--replace-foreign") {
+		t.Fatalf("install over a foreign unit: %v", err)
+	}
+	o := pf.options()
+	o.SkipSmoke, o.WithPlugins, o.Plugin, o.Replace = true, true, pf.opts, Replace{Foreign: true}
+	if _, err := Install(context.Background(), o, pf.deps()); err != nil {
+		t.Fatal(err)
+	}
+	if got := pf.file(pf.unit()); strings.Contains(string(got), "/usr/local/bin") {
+		t.Fatalf("unit not replaced:\n%s", got)
+	}
+	if _, err := pf.uninstall(false); err != nil {
+		t.Fatal(err)
+	}
+	if got := pf.file(pf.unit()); string(got) != string(mine) {
+		t.Errorf("uninstall did not put the unit back: %q", got)
+	}
+}
