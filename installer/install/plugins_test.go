@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kata-deploy/kata-deploy/installer/dockerd"
 	"github.com/kata-deploy/kata-deploy/installer/manifest"
 	"github.com/kata-deploy/kata-deploy/installer/pluginsvc"
 )
@@ -285,5 +286,27 @@ func TestPluginForeignUnit(t *testing.T) {
 	}
 	if got := pf.file(pf.unit()); string(got) != string(mine) {
 		t.Errorf("uninstall did not put the unit back: %q", got)
+	}
+}
+
+// Without Docker the volumes cannot be counted: the plugin is removed, its state kept.
+func TestUninstallPluginWithoutDocker(t *testing.T) {
+	pf := newPluginFixture(t)
+	if _, err := pf.install(t); err != nil {
+		t.Fatal(err)
+	}
+	d := pf.deps()
+	d.Docker = func(context.Context) (Docker, dockerd.ConfigLocation, error) {
+		return nil, dockerd.ConfigLocation{}, errors.New("connection refused")
+	}
+	res, err := Uninstall(context.Background(), UninstallOptions{Common: pf.options().Common}, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.PluginStateKept != pf.opts.StateDir || !dirExists(pf.opts.StateDir) || pluginsvc.Reachable(pf.sd.socket) || pf.file(pf.unit()) != nil {
+		t.Errorf("state kept %q (exists %v), serving %v", res.PluginStateKept, dirExists(pf.opts.StateDir), pluginsvc.Reachable(pf.sd.socket))
+	}
+	if !strings.Contains(strings.Join(res.Warnings, "\n"), "cannot be counted") {
+		t.Errorf("warnings: %v", res.Warnings)
 	}
 }
