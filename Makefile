@@ -7,7 +7,7 @@ COMMIT      ?= $(shell git rev-parse HEAD 2>/dev/null)
 LDFLAGS     := -s -w -X github.com/kata-deploy/kata-deploy/internal/version.Version=$(VERSION) \
                -X github.com/kata-deploy/kata-deploy/internal/version.Commit=$(COMMIT)
 
-.PHONY: all build demo bench soak test unit conformance lint engine-up engine-down clean packages release release-image image
+.PHONY: all build demo bench soak test unit conformance lint engine-up engine-down clean packages release release-image image plugin-bundle
 
 all: build
 
@@ -51,6 +51,13 @@ release-image:
 	CGO_ENABLED=0 $(GO) build -trimpath -buildvcs=false -ldflags '-s -w -X main.version=$(VERSION)' -o '$(RELEASE_DIR).image/' ./cmd/kata-agent
 	kernel=$$(hack/image.sh --kernel) && $(KATA_PACKAGES) -revision '$(COMMIT)' -bin '$(RELEASE_DIR).image' -image-kernel "$$kernel" -out '$(RELEASE_DIR)'
 	rm -rf '$(RELEASE_DIR).image'
+
+# The kata-block volume driver as a Docker managed plugin: $(DIST)/plugin-bundle/{config.json,rootfs}
+# (packaging/pluginbundle: a static kata-plugins and this machine's mkfs/fsck/mount with their
+# libraries), for `docker plugin create kata-deploy/kata-block $(DIST)/plugin-bundle`, offline.
+plugin-bundle:
+	CGO_ENABLED=0 $(GO) build -trimpath -buildvcs=false -ldflags '$(LDFLAGS)' -o '$(BIN)/static/' ./cmd/kata-plugins
+	$(GO) run ./packaging/cmd/kata-plugin-bundle -plugins '$(BIN)/static/kata-plugins' -out '$(DIST)/plugin-bundle'
 
 # A newcomer's first run: test engine up, kata-deploy install into it, a container in a VM.
 demo:

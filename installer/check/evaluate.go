@@ -29,6 +29,7 @@ type Facts struct {
 
 	Docker   Docker
 	Existing []hostinfo.Install
+	Plugin   Plugin
 }
 
 // Evaluate turns facts into the report. It is pure: the same facts give the same report.
@@ -48,6 +49,7 @@ func Evaluate(f Facts) Report {
 			{Name: "Hypervisor", Lines: hypervisorLines(f)},
 			{Name: "Docker", Lines: dockerLines(f.Docker)},
 			{Name: "Existing installs", Lines: existingLines(f.Existing)},
+			{Name: "Plugins", Lines: pluginLines(f.Plugin, f.Docker)},
 		},
 	}
 	r.CanRunVMContainers = r.Worst() != Fail
@@ -296,6 +298,29 @@ func existingLines(installs []hostinfo.Install) []Line {
 		}
 	}
 	return []Line{upstream, ours}
+}
+
+// pluginLines report the kata-block volume plugin. It is optional: never a failure, a warning
+// only when its socket is there but nothing serves it (Docker then fails every use of its volumes).
+func pluginLines(p Plugin, d Docker) []Line {
+	l := Line{ID: "plugins.volume", Name: p.Name + " volume plugin", Status: OK}
+	volumes := ""
+	if d.Reachable && d.BlockVolumes >= 0 {
+		volumes = fmt.Sprintf("; Docker has %d volume(s) of it", d.BlockVolumes)
+	}
+	switch {
+	case p.Reachable:
+		l.Value = "serving " + p.Socket + volumes
+	case p.Present:
+		l.Status, l.Value = Warn, "socket "+p.Socket+" is there but nothing serves it"+volumes
+		l.Remedy = "start the plugin: systemctl start kata-plugins, or kata-deploy install --with-plugins"
+	default:
+		l.Value = "not installed (kata-deploy install --with-plugins adds it)" + volumes
+		if d.Reachable && d.BlockVolumes > 0 {
+			l.Status, l.Remedy = Warn, "Docker has volumes of a driver that is not running: kata-deploy install --with-plugins"
+		}
+	}
+	return []Line{l}
 }
 
 func orDash(s string) string {

@@ -127,3 +127,27 @@ func TestEveryLineHasStableID(t *testing.T) {
 		}
 	}
 }
+
+func TestPluginLines(t *testing.T) {
+	sock := "/run/docker/plugins/kata-block.sock"
+	for _, tc := range []struct {
+		name   string
+		p      Plugin
+		d      Docker
+		status Status
+		value  string
+	}{
+		{"not installed", Plugin{Name: "kata-block", Socket: sock}, Docker{Reachable: true}, OK, "not installed"},
+		{"serving", Plugin{Name: "kata-block", Socket: sock, Present: true, Reachable: true}, Docker{Reachable: true, BlockVolumes: 2}, OK, "serving " + sock + "; Docker has 2 volume(s)"},
+		{"stale socket", Plugin{Name: "kata-block", Socket: sock, Present: true}, Docker{Reachable: true}, Warn, "nothing serves it"},
+		{"volumes without a driver", Plugin{Name: "kata-block", Socket: sock}, Docker{Reachable: true, BlockVolumes: 1}, Warn, "not installed"},
+		{"docker unreachable", Plugin{Name: "kata-block", Socket: sock, Present: true, Reachable: true}, Docker{BlockVolumes: -1}, OK, "serving " + sock},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			l := pluginLines(tc.p, tc.d)[0]
+			if l.Status != tc.status || !strings.Contains(l.Value, tc.value) || (l.Status == Warn) != (l.Remedy != "") {
+				t.Errorf("got %+v, want %s %q", l, tc.status, tc.value)
+			}
+		})
+	}
+}

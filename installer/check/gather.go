@@ -9,10 +9,13 @@ import (
 	"strings"
 	"time"
 
+	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/volume"
 	"github.com/docker/docker/client"
 
 	"github.com/kata-deploy/kata-deploy/installer/dockerd"
 	"github.com/kata-deploy/kata-deploy/installer/hostinfo"
+	"github.com/kata-deploy/kata-deploy/installer/pluginsvc"
 	"github.com/kata-deploy/kata-deploy/internal/accel"
 )
 
@@ -50,7 +53,18 @@ func Gather(ctx context.Context, opts Options) Facts {
 	}
 	f.Docker = GatherDocker(ctx, opts)
 	f.Existing = hostinfo.FindExistingInstalls("/")
+	f.Plugin = GatherPlugin(pluginsvc.DefaultSocketDir, pluginsvc.DefaultName)
 	return f
+}
+
+// GatherPlugin looks at the socket of kata-deploy's volume plugin called name in dir.
+func GatherPlugin(dir, name string) Plugin {
+	s := pluginsvc.Spec{Name: name, SocketDir: dir}
+	p := Plugin{Name: name, Socket: s.Socket()}
+	if _, err := os.Lstat(p.Socket); err == nil {
+		p.Present, p.Reachable = true, pluginsvc.Reachable(p.Socket)
+	}
+	return p
 }
 
 // GatherDocker asks the daemon behind opts.DockerHost about itself, and finds the dockerd process
@@ -67,7 +81,7 @@ func GatherDocker(ctx context.Context, opts Options) Docker {
 	if timeout == 0 {
 		timeout = 5 * time.Second
 	}
-	d := Docker{Host: host}
+	d := Docker{Host: host, BlockVolumes: -1}
 	cli, err := client.NewClientWithOpts(client.WithHost(host), client.WithAPIVersionNegotiation())
 	if err != nil {
 		d.Error = err.Error()
@@ -90,6 +104,9 @@ func GatherDocker(ctx context.Context, opts Options) Docker {
 		}
 		sort.Strings(d.Runtimes)
 		d.DefaultRuntime, d.CgroupDriver, d.CgroupVersion = info.DefaultRuntime, info.CgroupDriver, info.CgroupVersion
+	}
+	if vols, err := cli.VolumeList(ctx, volume.ListOptions{Filters: filters.NewArgs(filters.Arg("driver", pluginsvc.DefaultName))}); err == nil {
+		d.BlockVolumes = len(vols.Volumes)
 	}
 	locateDaemonConfig(host, &d)
 	return d

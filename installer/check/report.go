@@ -78,6 +78,17 @@ type Docker struct {
 	DefaultRuntime   string   `json:"defaultRuntime,omitempty"`
 	CgroupDriver     string   `json:"cgroupDriver,omitempty"`
 	CgroupVersion    string   `json:"cgroupVersion,omitempty"`
+	// BlockVolumes is how many volumes Docker has of the kata-block driver (-1: not asked).
+	BlockVolumes int `json:"blockVolumes"`
+}
+
+// Plugin is what the host shows of kata-deploy's volume plugin (install --with-plugins).
+type Plugin struct {
+	Name   string `json:"name"`
+	Socket string `json:"socket"`
+	// Present: the socket file exists; Reachable: something accepts connections on it.
+	Present   bool `json:"present"`
+	Reachable bool `json:"reachable"`
 }
 
 // Worst returns the worst status among the report's lines.

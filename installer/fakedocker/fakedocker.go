@@ -35,6 +35,8 @@ type Daemon struct {
 	Images      []string
 	// RunOutput is what a container prints (its stdout).
 	RunOutput string
+	// Volumes are the volumes of each volume driver.
+	Volumes map[string][]string
 }
 
 // Loaded is the daemon's in-memory configuration, persisted in StateDir.
@@ -156,3 +158,8 @@ func parse(data []byte) (map[string]json.RawMessage, error) {
 
 // Close does nothing; it completes the installer's Docker interface.
 func (d *Daemon) Close() error { return nil }
+
+// VolumesOfDriver lists Volumes[driver].
+func (d *Daemon) VolumesOfDriver(_ context.Context, driver string) ([]string, error) {
+	return slices.Clone(d.Volumes[driver]), nil
+}

@@ -63,6 +63,8 @@ type Result struct {
 	ContainerdDropIn string                 `json:"containerdDropIn,omitempty"`
 	ContainerdDiff   string                 `json:"containerdDiff,omitempty"`
 	Containerd       *containerdsvc.Restart `json:"containerdRestart,omitempty"`
+	// Plugin is the plugin service (install --with-plugins).
+	Plugin *PluginResult `json:"plugin,omitempty"`
 }
 
 // installer carries one Install or Uninstall run.
@@ -147,11 +149,23 @@ func install(ctx context.Context, o options, d Deps) (*Result, error) {
 	if err != nil {
 		return res, err
 	}
+	var pp *pluginPlan
+	if o.WithPlugins {
+		if pp, err = x.planPlugin(ctx, m); err != nil {
+			return res, err
+		}
+	}
 	x.report(p, m)
+	if pp != nil {
+		res.Actions = append(res.Actions, pp.actions()...)
+	}
 	if o.DryRun {
 		return res, nil
 	}
-	return res, x.execute(ctx, p, m)
+	if err := x.execute(ctx, p, m); err != nil || pp == nil {
+		return res, err
+	}
+	return res, x.applyPlugin(ctx, pp)
 }
 
 // preflight runs the checks of `kata-deploy check` that matter to this install. An upgrade

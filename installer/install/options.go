@@ -25,6 +25,7 @@ import (
 	"github.com/kata-deploy/kata-deploy/installer/dockerd"
 	"github.com/kata-deploy/kata-deploy/installer/hostinfo"
 	"github.com/kata-deploy/kata-deploy/installer/manifest"
+	"github.com/kata-deploy/kata-deploy/installer/pluginsvc"
 	"github.com/kata-deploy/kata-deploy/installer/registration"
 	"github.com/kata-deploy/kata-deploy/installer/upstream"
 	"github.com/kata-deploy/kata-deploy/internal/layout"
@@ -104,6 +105,10 @@ type InstallOptions struct {
 	// ContainerdConfig is containerd's main configuration when it cannot be read from the
 	// running daemon.
 	ContainerdConfig string
+	// WithPlugins also installs and starts kata-deploy's Docker plugins (kata-plugins: the
+	// kata-block volume driver) as Plugin says.
+	WithPlugins bool
+	Plugin      PluginOptions
 }
 
 // UpgradeOptions say which artifacts to upgrade to; the runtime name, default and engine are
@@ -126,6 +131,9 @@ type UninstallOptions struct {
 	// IgnoreInUse: uninstall proceeds while containers use the runtime (they keep running,
 	// without their runtime's files).
 	IgnoreInUse bool
+	// RemovePluginWithVolumes: the plugin is removed although Docker still has volumes of it
+	// (they are listed; their images stay).
+	RemovePluginWithVolumes bool
 }
 
 // StatusOptions are the options of GetStatus, which changes nothing.
@@ -138,7 +146,8 @@ type StatusOptions struct {
 // sets.
 type options struct {
 	InstallOptions
-	IgnoreInUse bool
+	IgnoreInUse             bool
+	RemovePluginWithVolumes bool
 	// upgrade: Upgrade, which requires an existing install.
 	upgrade bool
 }
@@ -154,7 +163,7 @@ func (o RollbackOptions) options() options {
 }
 
 func (o UninstallOptions) options() options {
-	return options{InstallOptions: InstallOptions{Common: o.Common}, IgnoreInUse: o.IgnoreInUse}
+	return options{InstallOptions: InstallOptions{Common: o.Common}, IgnoreInUse: o.IgnoreInUse, RemovePluginWithVolumes: o.RemovePluginWithVolumes}
 }
 
 func (o StatusOptions) options() options {
@@ -227,6 +236,8 @@ var UninstallSteps = []string{StepUninstalling, registration.CheckpointUnloadWri
 type Docker interface {
 	registration.Daemon
 	ContainersUsing(ctx context.Context, runtime string) ([]dockerapi.Container, error)
+	// VolumesOfDriver lists the names of the volumes of a volume driver.
+	VolumesOfDriver(ctx context.Context, driver string) ([]string, error)
 	HasImage(ctx context.Context, ref string) (bool, error)
 	Run(ctx context.Context, o dockerapi.RunOptions) (dockerapi.RunResult, error)
 	Close() error
@@ -272,6 +283,10 @@ type Deps struct {
 	// by default.
 	Executable func() (string, error)
 	Now        func() time.Time
+	// SystemdRuns says whether systemd runs the host (pluginsvc.SystemdRuns when nil);
+	// Systemctl drives it (pluginsvc.RunSystemctl when nil).
+	SystemdRuns func() bool
+	Systemctl   pluginsvc.Systemctl
 }
 
 // ErrPreflight is returned when the host cannot run VM containers.
@@ -331,7 +346,8 @@ func (o options) withDefaults() (options, error) {
 	if o.DaemonJSON != "" && !filepath.IsAbs(o.DaemonJSON) {
 		return o, fmt.Errorf("--daemon-json %q must be an absolute path", o.DaemonJSON)
 	}
-	return o, nil
+	o.Plugin = o.Plugin.withDefaults()
+	return o, o.validatePlugin()
 }
 
 func (o options) progress(msg string) {

@@ -69,6 +69,8 @@ type Status struct {
 	// Engine is "docker" or "containerd"; Containerd the state of a containerd registration.
 	Engine     string            `json:"engine,omitempty"`
 	Containerd *ContainerdStatus `json:"containerd,omitempty"`
+	// Plugin is the Docker plugin service installed with --with-plugins.
+	Plugin *PluginStatus `json:"plugin,omitempty"`
 }
 
 // ContainerdStatus is the registration of the runtime with containerd.
@@ -138,6 +140,7 @@ func getStatus(ctx context.Context, o options, d Deps) (*Status, error) {
 	s.checkFiles(m)
 	s.Engine = optionsEngine(m)
 	registeredWith(m).status(ctx, s, m, d, o, shim, config)
+	s.checkPlugin(ctx, m, d)
 	if m.Source != manifest.SourceUpstream {
 		s.readConfig(l) // an upstream release's configuration is upstream's format, not ours
 	}

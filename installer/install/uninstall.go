@@ -45,6 +45,12 @@ type UninstallResult struct {
 	ContainerdConfig  string                 `json:"containerdConfig,omitempty"`
 	ContainerdDiff    string                 `json:"containerdDiff,omitempty"`
 	ContainerdRestart *containerdsvc.Restart `json:"containerdRestart,omitempty"`
+	// Plugin is the plugin service removed (install --with-plugins); PluginVolumes the volumes
+	// Docker still had of it (uninstall refuses them without --force); PluginStateKept the
+	// state directory left with their images.
+	Plugin          string   `json:"plugin,omitempty"`
+	PluginVolumes   []string `json:"pluginVolumes,omitempty"`
+	PluginStateKept string   `json:"pluginStateKept,omitempty"`
 }
 
 // Uninstall removes what the manifest under o.Prefix records and reverts its daemon.json changes.
@@ -82,11 +88,22 @@ func uninstall(ctx context.Context, o options, d Deps) (*UninstallResult, error)
 	if err != nil {
 		return res, err
 	}
+	if m.Plugin != nil {
+		res.Plugin = m.Plugin.Name
+	}
+	if err := x.checkPluginVolumes(ctx, res); err != nil {
+		return res, err
+	}
 	if o.DryRun {
 		return res, x.planUninstall(res)
 	}
 	m.State = manifest.StateUninstalling
 	if err := x.done(StepUninstalling); err != nil {
+		return res, err
+	}
+	removed, err := x.removePlugin(ctx, res.PluginStateKept != "")
+	res.Removed = append(res.Removed, removed...)
+	if err != nil {
 		return res, err
 	}
 	if err := x.unregister(ctx); err != nil {

@@ -184,7 +184,7 @@ func pruneCandidates(m *manifest.Manifest, keep ...string) (versions []string, f
 			versions = append(versions, v.ID)
 		}
 	}
-	roots := keptRoots(m.Prefix, keep...)
+	roots := append(keptRoots(m.Prefix, keep...), pluginRoot(m.Prefix)) // the plugin is no version's
 	versionsDir := layout.Layout{Prefix: m.Prefix}.VersionsDir()
 	for _, f := range m.Files {
 		// Files outside the prefix (a containerd drop-in, an upstream release) are no version's.
@@ -203,7 +203,7 @@ func (x *installer) prune() error {
 	if len(versions) == 0 && len(flat) == 0 {
 		return nil
 	}
-	roots := keptRoots(x.m.Prefix, x.m.Current, x.m.Previous)
+	roots := append(keptRoots(x.m.Prefix, x.m.Current, x.m.Previous), pluginRoot(x.m.Prefix))
 	var scratch UninstallResult
 	var files []manifest.File
 	for i := len(x.m.Files) - 1; i >= 0; i-- {

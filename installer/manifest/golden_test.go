@@ -55,6 +55,9 @@ func fullManifest() *Manifest {
 		Engine: EngineContainerd,
 		Containerd: &containerdcfg.State{Config: "/etc/containerd/config.toml", ConfigVersion: 3, ConfigCreated: true,
 			Import: edit, PendingImport: edit, DropIn: "/etc/containerd/conf.d/kata-deploy-kata.toml", RestartNeeded: true},
+		Plugin: &Plugin{Name: "kata-block", Binary: goldenPrefix + "/plugins/kata-plugins", StateDir: "/var/lib/kata-deploy/plugins/block",
+			SocketDir: "/run/docker/plugins", Mode: PluginProcess, Unit: "/etc/systemd/system/kata-plugins.service", UnitSHA256: "us",
+			PID: 42, StartTime: 4242, Log: goldenPrefix + "/plugins/kata-block.log", CreatedDirs: []string{"/var/lib/kata-deploy"}},
 		Journal: []Entry{{Time: t0, Step: "shim", Status: "started"}, {Time: t0, Step: "shim", Status: "failed", Error: "boom"}},
 	}
 }

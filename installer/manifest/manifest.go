@@ -111,7 +111,37 @@ type Manifest struct {
 	Engine     string
 	Containerd *containerdcfg.State
 
+	// Plugin is the Docker plugin service started by install --with-plugins (nil: none).
+	Plugin *Plugin
+
 	Journal []Entry
+}
+
+// Modes of a plugin service.
+const (
+	PluginSystemd = "systemd" // a unit ordered before docker.service
+	PluginProcess = "process" // a process of its own session, where systemd does not run
+)
+
+// Plugin records kata-deploy's Docker plugin service (kata-plugins): enough to stop exactly it
+// and remove exactly what install made for it. Its binary is in Files, its directory in Dirs.
+type Plugin struct {
+	Name      string `json:"name"`
+	Binary    string `json:"binary"`
+	StateDir  string `json:"stateDir"`
+	SocketDir string `json:"socketDir"`
+	// Mode is PluginSystemd or PluginProcess.
+	Mode string `json:"mode"`
+	// Unit is the unit file install wrote (systemd), UnitSHA256 its content.
+	Unit       string `json:"unit,omitempty"`
+	UnitSHA256 string `json:"unitSHA256,omitempty"`
+	// PID and StartTime identify the process started outside systemd; Log holds its output.
+	PID       int    `json:"pid,omitempty"`
+	StartTime uint64 `json:"startTime,omitempty"`
+	Log       string `json:"log,omitempty"`
+	// CreatedDirs are the state directory and those of its parents that install created,
+	// parents first; uninstall removes them when they are empty of volumes.
+	CreatedDirs []string `json:"createdDirs,omitempty"`
 }
 
 // Version is one set of artifacts of the versioned layout, in <prefix>/versions/<ID>/.

@@ -36,6 +36,7 @@ type record struct {
 	Upstream      *Upstream         `json:"upstream,omitempty"`
 	Engine        string            `json:"engine,omitempty"`
 	Containerd    *containerdRecord `json:"containerd,omitempty"`
+	Plugin        *Plugin           `json:"plugin,omitempty"`
 	Journal       []Entry           `json:"journal,omitempty"`
 }
 
@@ -88,7 +89,7 @@ func toRecord(m *Manifest) record {
 		Dirs: m.Dirs, Files: m.Files, Scratch: m.Scratch, Image: m.Image, DaemonJSON: daemonJSONToRecord(m.DaemonJSON),
 		Layout: m.Layout, Current: m.Current, Previous: m.Previous, Versions: m.Versions, Switch: m.Switch,
 		Links: m.Links, Source: m.Source, Upstream: m.Upstream, Engine: m.Engine,
-		Containerd: containerdToRecord(m.Containerd), Journal: m.Journal}
+		Containerd: containerdToRecord(m.Containerd), Plugin: m.Plugin, Journal: m.Journal}
 }
 
 func fromRecord(r record) *Manifest {
@@ -97,7 +98,7 @@ func fromRecord(r record) *Manifest {
 		Dirs: r.Dirs, Files: r.Files, Scratch: r.Scratch, Image: r.Image, DaemonJSON: r.DaemonJSON.state(),
 		Layout: r.Layout, Current: r.Current, Previous: r.Previous, Versions: r.Versions, Switch: r.Switch,
 		Links: r.Links, Source: r.Source, Upstream: r.Upstream, Engine: r.Engine,
-		Containerd: r.Containerd.state(), Journal: r.Journal}
+		Containerd: r.Containerd.state(), Plugin: r.Plugin, Journal: r.Journal}
 }
 
 func daemonJSONToRecord(s *registration.State) *daemonJSONRecord {

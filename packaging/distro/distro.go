@@ -21,8 +21,10 @@ import (
 	_ "github.com/goreleaser/nfpm/v2/rpm" // registers the rpm packager
 	"github.com/spf13/cobra"
 
+	"github.com/kata-deploy/kata-deploy/configs"
 	"github.com/kata-deploy/kata-deploy/installer/install"
 	"github.com/kata-deploy/kata-deploy/installer/manifest"
+	"github.com/kata-deploy/kata-deploy/installer/pluginsvc"
 	"github.com/kata-deploy/kata-deploy/internal/layout"
 	"github.com/kata-deploy/kata-deploy/runtime/config"
 )
@@ -51,7 +53,12 @@ const (
 )
 
 // Binaries are the files `make build` puts in its bin directory, all packaged in LibDir.
-var Binaries = []string{"kata-deploy", layout.ShimName, layout.AgentName, "kata-guest-image"}
+var Binaries = []string{"kata-deploy", layout.ShimName, layout.AgentName, "kata-guest-image", pluginsvc.BinaryName}
+
+// PluginsUnit is where the packages put kata-plugins' systemd unit. It is shipped disabled and no
+// script starts it: `kata-deploy install --with-plugins` installs the plugin and starts it (with a
+// unit of its own in /etc/systemd/system, which takes precedence).
+const PluginsUnit = "/usr/lib/systemd/system/kata-plugins.service"
 
 // Options say what to package.
 type Options struct {
@@ -257,7 +264,7 @@ func (o Options) contents(family, stage string) (files.Contents, error) {
 	if err != nil {
 		return nil, err
 	}
-	gen = append(gen, generated{dst: DocDir + "/" + notes, data: readme})
+	gen = append(gen, generated{dst: DocDir + "/" + notes, data: readme}, generated{dst: PluginsUnit, data: configs.PluginsUnit})
 	if family == "deb" {
 		copyright, err := embedded.ReadFile("files/copyright")
 		if err != nil {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/kata-deploy/kata-deploy/configs"
 	"github.com/kata-deploy/kata-deploy/internal/testreq"
 )
 
@@ -84,6 +85,8 @@ var wantFiles = []string{
 	"/usr/lib/kata-deploy/kata-agent",
 	"/usr/lib/kata-deploy/kata-deploy",
 	"/usr/lib/kata-deploy/kata-guest-image",
+	"/usr/lib/kata-deploy/kata-plugins",
+	"/usr/lib/systemd/system/kata-plugins.service",
 	"/usr/share/bash-completion/completions/kata-deploy",
 	"/usr/share/fish/vendor_completions.d/kata-deploy.fish",
 	"/usr/share/kata-deploy/defaults/configuration-qemu.toml",
@@ -150,6 +153,18 @@ func TestBuildContents(t *testing.T) {
 		if out, err := exec.Command("sh", "-n", filepath.Join(dir, s)).CombinedOutput(); err != nil {
 			t.Errorf("deb %s is not valid sh: %v\n%s", s, err, out)
 		}
+		// The plugin is started by install --with-plugins, never by the package.
+		if data := readFile(t, filepath.Join(dir, s)); bytes.Contains(data, []byte("systemctl")) || bytes.Contains(data, []byte("kata-plugins")) {
+			t.Errorf("deb %s starts or names the plugin:\n%s", s, data)
+		}
+	}
+	if strings.Contains(scripts, "systemctl") || strings.Contains(scripts, "kata-plugins") {
+		t.Errorf("rpm scripts start or name the plugin:\n%s", scripts)
+	}
+	data := t.TempDir()
+	output(t, dpkgDeb, "-x", paths[0], data)
+	if got := readFile(t, filepath.Join(data, PluginsUnit)); !bytes.Equal(got, configs.PluginsUnit) {
+		t.Errorf("deb %s:\n%s\nwant configs/kata-plugins.service", PluginsUnit, got)
 	}
 }
 

@@ -21,7 +21,6 @@ func TestFlagAliases(t *testing.T) {
 		{newInstallCommand, []string{"--default"}, "set-default-runtime", "true"},
 		{newInstallCommand, []string{"--config-file", "/etc/d.json"}, "daemon-json", "/etc/d.json"},
 		{newUpgradeCommand, []string{"--config-file", "/etc/d.json"}, "daemon-json", "/etc/d.json"},
-		{newUninstallCommand, []string{"--force"}, "ignore-in-use", "true"},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
@@ -31,6 +30,30 @@ func TestFlagAliases(t *testing.T) {
 			}
 			if got := c.Flags().Lookup(tt.flag).Value.String(); got != tt.want {
 				t.Errorf("--%s = %q, want %q", tt.flag, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestUninstallForce(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want install.UninstallOptions
+	}{
+		{nil, install.UninstallOptions{}},
+		{[]string{"--ignore-in-use"}, install.UninstallOptions{IgnoreInUse: true}},
+		{[]string{"--force"}, install.UninstallOptions{IgnoreInUse: true, RemovePluginWithVolumes: true}},
+	} {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			c := newUninstallCommand()
+			if err := c.ParseFlags(tc.args); err != nil {
+				t.Fatal(err)
+			}
+			var o install.UninstallOptions
+			o.IgnoreInUse = c.Flags().Lookup("ignore-in-use").Value.String() == "true"
+			applyForce(&o, c.Flags().Lookup("force").Value.String() == "true")
+			if o.IgnoreInUse != tc.want.IgnoreInUse || o.RemovePluginWithVolumes != tc.want.RemovePluginWithVolumes {
+				t.Errorf("got %+v, want %+v", o, tc.want)
 			}
 		})
 	}
@@ -85,5 +108,25 @@ func TestHelpShowsNewFlagNames(t *testing.T) {
 				t.Errorf("%s --help shows %s", tt.cmd, h)
 			}
 		}
+	}
+}
+
+func TestDescribePlugin(t *testing.T) {
+	two := 2
+	for _, tc := range []struct {
+		name string
+		p    install.PluginStatus
+		want string
+	}{
+		{"process serving", install.PluginStatus{Name: "kata-block", Mode: "process", Socket: "/s.sock", PID: 7, Running: true, SocketReachable: true, Volumes: &two},
+			"volume driver kata-block (process): running (pid 7); socket /s.sock reachable: yes; 2 volume(s)"},
+		{"unit stopped, docker unreachable", install.PluginStatus{Name: "kata-block", Mode: "systemd", Unit: "/etc/systemd/system/kata-plugins.service", Socket: "/s.sock"},
+			"volume driver kata-block (systemd unit /etc/systemd/system/kata-plugins.service): not running; socket /s.sock reachable: no; volumes: Docker not reachable"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := describePlugin(&tc.p); got != tc.want {
+				t.Errorf("got  %q\nwant %q", got, tc.want)
+			}
+		})
 	}
 }

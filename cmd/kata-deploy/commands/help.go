@@ -47,6 +47,18 @@ daemon.json diff without changing anything.
 The shim (containerd-shim-kata-v2) and the agent (kata-agent, static) are taken from the
 directory of this kata-deploy executable ("make build" puts all three in bin/) or --artifacts-dir.
 
+--with-plugins also installs kata-deploy's Docker plugins (kata-plugins, from the same directory)
+as <prefix>/plugins/kata-plugins and starts them, serving the kata-block volume driver
+("docker volume create -d kata-block -o size=10G NAME": block devices a VM mounts directly) on
+/run/docker/plugins/kata-block.sock (mode 0660), volumes in /var/lib/kata-deploy/plugins/block.
+Where systemd runs, as the unit /etc/systemd/system/kata-plugins.service, ordered before
+docker.service and restarted on failure; otherwise as a process of its own session (pid and start
+time recorded; its output in <prefix>/plugins/kata-block.log): nothing restarts it then, and
+running "install --with-plugins" again starts it if it stopped. The plugin is not versioned:
+upgrade and rollback leave it as it is; uninstall removes it. The kata-net network driver is not
+installed this way yet. The alternative without install: a managed plugin ("make plugin-bundle",
+then "docker plugin create"; README).
+
 Exit status: 0 installed (or nothing to do), 1 failed (the message says what was left and how to
 finish), 2 usage error.`
 
@@ -86,6 +98,11 @@ const uninstallLong = `uninstall undoes "kata-deploy install" using its manifest
   - files: only those install created and that are unchanged since; changed ones are kept and
     reported, and files install replaced (--replace-foreign, --replace-modified) are put back
   - directories install created, when empty
+  - the plugin service of --with-plugins: stopped (systemctl disable --now, or SIGTERM to the
+    recorded process), its unit, binary, log, socket and empty state removed. While Docker has
+    volumes of its driver (docker volume ls --filter driver=kata-block) uninstall refuses, lists
+    them and changes nothing: remove them (docker volume rm), or pass --force, which removes the
+    plugin anyway and lists the volumes whose images it leaves in the state directory
 
 After install and uninstall with nothing else changed, daemon.json is byte for byte what it was
 and nothing is left under the prefix. While containers use the runtime, uninstall refuses and
@@ -99,7 +116,9 @@ state, the current and previous versions (what rollback returns to), every insta
 recorded sha256 and whether it is still intact, whether daemon.json holds the entry install
 wrote and whether Docker lists the runtime (with containerd: whether the drop-in is imported,
 seen in containerd's configuration, and loaded by a restart), the containers running with it,
-and the accelerator (configured, and what works on this host now).
+the accelerator (configured, and what works on this host now), and the plugin service of
+--with-plugins (running, socket reachable, how many volumes Docker has of it; not serving is a
+problem).
 
 Exit status: 0 installed and healthy, 1 not installed or a problem (listed), 2 usage error.
 The JSON output (--output json, schemaVersion 1) only ever gains fields.`

@@ -10,6 +10,7 @@ import (
 
 	"github.com/kata-deploy/kata-deploy/installer/hostroot"
 	"github.com/kata-deploy/kata-deploy/installer/install"
+	"github.com/kata-deploy/kata-deploy/installer/pluginsvc"
 	"github.com/kata-deploy/kata-deploy/internal/layout"
 )
 
@@ -27,6 +28,8 @@ type hostInputs struct {
 	// dryRun: the kernel package too goes into the staging directory, so that nothing of the
 	// host changes.
 	dryRun bool
+	// plugins: kata-plugins is staged too (install --with-plugins).
+	plugins bool
 }
 
 // enterHost does nothing without a host root. With one, it copies the inputs into the host
@@ -57,7 +60,7 @@ func enterHost(dir string, in hostInputs) (cleanup func(), err error) {
 			return nil, err
 		}
 	} else if in.artifacts != nil {
-		if err := stageArtifacts(root, st, in.artifacts, in.dryRun); err != nil {
+		if err := stageArtifacts(root, st, in.artifacts, in.dryRun, in.plugins); err != nil {
 			return nil, err
 		}
 	}
@@ -70,7 +73,7 @@ func enterHost(dir string, in hostInputs) (cleanup func(), err error) {
 // stageArtifacts copies the shim and the agent (from --artifacts-dir, else this executable's
 // directory) and the kernel package (--kernel, else the one the image carries beside them; into
 // the host's kernel cache, or with the others for a dry run).
-func stageArtifacts(root hostroot.Root, st *hostroot.Staging, a *install.ArtifactOptions, dryRun bool) error {
+func stageArtifacts(root hostroot.Root, st *hostroot.Staging, a *install.ArtifactOptions, dryRun, plugins bool) error {
 	src := a.ArtifactsDir
 	if src == "" {
 		exe, err := os.Executable()
@@ -79,7 +82,11 @@ func stageArtifacts(root hostroot.Root, st *hostroot.Staging, a *install.Artifac
 		}
 		src = filepath.Dir(exe)
 	}
-	for _, name := range []string{layout.ShimName, layout.AgentName} {
+	names := []string{layout.ShimName, layout.AgentName}
+	if plugins {
+		names = append(names, pluginsvc.BinaryName)
+	}
+	for _, name := range names {
 		if _, err := st.Copy(filepath.Join(src, name)); err != nil {
 			return fmt.Errorf("%s: %w; pass --artifacts-dir", name, err)
 		}

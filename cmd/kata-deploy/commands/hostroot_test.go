@@ -50,7 +50,7 @@ func TestStageArtifacts(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer st.Remove()
-			if err := stageArtifacts(r, st, &a, tc.dryRun); err != nil {
+			if err := stageArtifacts(r, st, &a, tc.dryRun, false); err != nil {
 				t.Fatal(err)
 			}
 			if a.ArtifactsDir != st.HostDir() || !strings.HasPrefix(a.ArtifactsDir, "/run/") {

@@ -35,6 +35,7 @@ func newInstallCommand() *cobra.Command {
   sudo kata-deploy install --dry-run
   sudo kata-deploy install --kernel linux-image-6.1.0-57-amd64_6.1.192-3_amd64.deb --set-default-runtime
   docker run --rm --runtime=kata busybox uname -r
+  sudo kata-deploy install --with-plugins           # also the kata-block volume plugin
   sudo kata-deploy install --engine containerd      # Kubernetes node: RuntimeClass handler "kata"
   sudo kata-deploy install --from kata-static-3.18.0-amd64.tar.zst`,
 		Args: noArgs,
@@ -42,7 +43,8 @@ func newInstallCommand() *cobra.Command {
 			o.Replace, o.Version = replace.value(), version.Get().Version
 			return runChange(cmd, output, &o.Common, o.Validate,
 				func(ctx context.Context) (*install.Result, error) {
-					cleanup, err := enterHost(hostRoot, hostInputs{artifacts: &o.ArtifactOptions, from: &o.From, dryRun: o.DryRun})
+					o.Plugin.FromContainer = hostRoot != ""
+					cleanup, err := enterHost(hostRoot, hostInputs{artifacts: &o.ArtifactOptions, from: &o.From, dryRun: o.DryRun, plugins: o.WithPlugins})
 					if err != nil {
 						return nil, err
 					}
@@ -63,6 +65,7 @@ func newInstallCommand() *cobra.Command {
 	_ = f.MarkHidden("kata-dir")
 	bindContainerd(f, &o.ContainerdAddress, &o.Engine, &o.ContainerdConfig)
 	bindSmoke(f, &o.SmokeOptions)
+	bindPlugins(f, &o)
 	bindHostRoot(f, &hostRoot)
 	return cmd
 }
@@ -174,6 +177,7 @@ func printInstalled(w io.Writer, r *install.Result) {
 		printContainerd(w, r)
 	}
 	printSmoke(w, r.RuntimeName, r.Smoke)
+	printPlugin(w, r.Plugin)
 	if r.PreviousVersion != "" {
 		fmt.Fprintf(w, "  replaces version %s, which is kept: `kata-deploy rollback` switches back to it\n", r.PreviousVersion)
 	}
@@ -185,6 +189,17 @@ func printInstalled(w io.Writer, r *install.Result) {
 		return
 	}
 	fmt.Fprintf(w, "Try: docker run --rm --runtime=%s busybox uname -r\n", r.RuntimeName)
+}
+
+func printPlugin(w io.Writer, p *install.PluginResult) {
+	if p == nil {
+		return
+	}
+	how := "a process of its own session, pid " + fmt.Sprint(p.PID)
+	if p.Unit != "" {
+		how = "systemd unit " + p.Unit
+	}
+	fmt.Fprintf(w, "  volume plugin %s serves %s (%s): docker volume create -d %s -o size=1G NAME\n", p.Name, p.Socket, how, p.Name)
 }
 
 func printContainerd(w io.Writer, r *install.Result) {

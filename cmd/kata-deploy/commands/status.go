@@ -112,6 +112,9 @@ func printStatus(w io.Writer, s *install.Status) {
 	}
 	row("VM containers", containers)
 	row("Accelerator", fmt.Sprintf("%s configured; this host: %s (%s)", orDash(s.Accelerator), s.HostAccelerator, s.AcceleratorReason))
+	if p := s.Plugin; p != nil {
+		row("Plugin", describePlugin(p))
+	}
 	fmt.Fprintln(w, "  Artifacts")
 	for _, a := range s.Artifacts {
 		fmt.Fprintf(w, "    %-8s %.12s  %s\n", a.State, a.SHA256, a.Path)
@@ -141,6 +144,23 @@ func describeVersion(v *install.VersionStatus) string {
 		d += ", DAMAGED (a file is missing or changed)"
 	}
 	return d
+}
+
+// describePlugin is the status line of the plugin service of --with-plugins.
+func describePlugin(p *install.PluginStatus) string {
+	how := p.Mode
+	if p.Unit != "" {
+		how = "systemd unit " + p.Unit
+	}
+	running := "not running"
+	if p.Running {
+		running = fmt.Sprintf("running (pid %d)", p.PID)
+	}
+	volumes := "volumes: Docker not reachable"
+	if p.Volumes != nil {
+		volumes = fmt.Sprintf("%d volume(s)", *p.Volumes)
+	}
+	return fmt.Sprintf("volume driver %s (%s): %s; socket %s reachable: %s; %s", p.Name, how, running, p.Socket, yesNo(p.SocketReachable), volumes)
 }
 
 func yesNo(b bool) string {

@@ -14,6 +14,7 @@ import (
 func newUninstallCommand() *cobra.Command {
 	var (
 		o          install.UninstallOptions
+		force      bool
 		output     string
 		dockerHost string
 		hostRoot   string
@@ -23,9 +24,11 @@ func newUninstallCommand() *cobra.Command {
 		Short: "Remove the VM runtime and its registration: the host back as it was",
 		Long:  uninstallLong,
 		Example: `  sudo kata-deploy uninstall
-  sudo kata-deploy uninstall --dry-run`,
+  sudo kata-deploy uninstall --dry-run
+  docker volume ls --filter driver=kata-block    # volumes that keep uninstall from removing the plugin`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			applyForce(&o, force)
 			return runChange(cmd, output, &o.Common, o.Validate,
 				func(ctx context.Context) (*install.UninstallResult, error) {
 					cleanup, err := enterHost(hostRoot, hostInputs{})
@@ -40,12 +43,18 @@ func newUninstallCommand() *cobra.Command {
 	f := cmd.Flags()
 	bindPrefix(f, &o.Prefix)
 	f.BoolVar(&o.IgnoreInUse, "ignore-in-use", false, "uninstall even while containers use the runtime (they keep running, without their runtime's files)")
-	f.BoolVar(&o.IgnoreInUse, "force", false, "the same as --ignore-in-use")
+	f.BoolVar(&force, "force", false, "--ignore-in-use, and remove the plugin of --with-plugins even while Docker has volumes of it (listed; their images stay)")
 	bindChange(f, &o.Common, &output, "print what would be removed and the daemon.json diff")
 	bindDocker(f, &dockerHost, nil)
 	bindContainerd(f, &o.ContainerdAddress, nil, nil)
 	bindHostRoot(f, &hostRoot)
 	return cmd
+}
+
+// applyForce: --force is --ignore-in-use, and removes the plugin even while volumes of it remain.
+func applyForce(o *install.UninstallOptions, force bool) {
+	o.IgnoreInUse = o.IgnoreInUse || force
+	o.RemovePluginWithVolumes = force
 }
 
 func printUninstall(w io.Writer, r *install.UninstallResult) {
@@ -67,6 +76,12 @@ func printUninstall(w io.Writer, r *install.UninstallResult) {
 			fmt.Fprintf(w, "; %s restarted", c.Unit)
 		}
 		fmt.Fprintln(w)
+	}
+	if r.Plugin != "" {
+		fmt.Fprintf(w, "  volume plugin %s: stopped and removed\n", r.Plugin)
+	}
+	if len(r.PluginVolumes) > 0 {
+		fmt.Fprintf(w, "  left behind (--force): Docker's volumes %s of driver %s, their images in %s\n", strings.Join(r.PluginVolumes, ", "), r.Plugin, r.PluginStateKept)
 	}
 	if len(r.Removed) > 0 {
 		fmt.Fprintf(w, "  removed: %s\n", strings.Join(r.Removed, ", "))

@@ -1,0 +1,111 @@
+// Package pluginsvc runs kata-deploy's Docker plugins (the kata-plugins binary, which serves the
+// kata-block volume driver on /run/docker/plugins/<name>.sock) as a service of the host: a
+// systemd unit ordered before docker.service where systemd runs, otherwise a process of its own
+// session, recorded by pid and start time so that only that process is ever stopped.
+package pluginsvc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"regexp"
+	"time"
+)
+
+// Defaults of a Spec; they are kata-plugins' own defaults.
+const (
+	DefaultName      = "kata-block"
+	DefaultStateDir  = "/var/lib/kata-deploy/plugins/block"
+	DefaultSocketDir = "/run/docker/plugins"
+	// BinaryName is the plugins' executable, built next to kata-deploy.
+	BinaryName = "kata-plugins"
+)
+
+// Spec is one kata-plugins service.
+type Spec struct {
+	Name      string // the volume driver's name: docker volume create -d NAME
+	Binary    string
+	StateDir  string
+	SocketDir string
+}
+
+// nameRe is what kata-plugins accepts as a driver name, and what is safe in a unit's name.
+var nameRe = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]{0,63}$`)
+
+// pathRe keeps paths that go into a unit's ExecStart free of what systemd would interpret
+// (spaces, quotes, %, $, backslashes).
+var pathRe = regexp.MustCompile(`^/[A-Za-z0-9/._+-]*$`)
+
+// Validate checks the name and that every path is absolute, clean and plain.
+func (s Spec) Validate() error {
+	if !nameRe.MatchString(s.Name) {
+		return fmt.Errorf("plugin name %q is invalid: use lower-case letters, digits, '_', '.', '-' (at most 64)", s.Name)
+	}
+	for what, p := range map[string]string{"binary": s.Binary, "state directory": s.StateDir, "socket directory": s.SocketDir} {
+		if !pathRe.MatchString(p) || filepath.Clean(p) != p || p == "/" {
+			return fmt.Errorf("the plugin's %s %q must be a clean absolute path other than / of letters, digits and /._+-", what, p)
+		}
+	}
+	return nil
+}
+
+// Socket is where Docker finds the driver.
+func (s Spec) Socket() string { return filepath.Join(s.SocketDir, s.Name+".sock") }
+
+// Args is the command line of the service. Only the volume driver is served: the network driver
+// (kata-net) is not installed this way yet, and "--network-name=" (one word, for a unit's
+// ExecStart) turns it off.
+func (s Spec) Args() []string {
+	return []string{s.Binary, "--volume-name", s.Name, "--state-dir", s.StateDir, "--socket-dir", s.SocketDir, "--network-name="}
+}
+
+// SystemdRuns reports whether systemd is the init system (sd_booted(3): /run/systemd/system is
+// a directory) and systemctl is there to drive it.
+func SystemdRuns() bool {
+	fi, err := os.Stat("/run/systemd/system")
+	if err != nil || !fi.IsDir() {
+		return false
+	}
+	_, err = lookSystemctl()
+	return err == nil
+}
+
+// Reachable reports whether something accepts connections on the unix socket at path.
+func Reachable(path string) bool {
+	c, err := net.DialTimeout("unix", path, time.Second)
+	if err != nil {
+		return false
+	}
+	c.Close()
+	return true
+}
+
+// ErrNotServing is returned by WaitServing when the socket is not served in time.
+var ErrNotServing = errors.New("the plugin does not serve its socket")
+
+// WaitServing waits until the socket at path accepts connections. alive, when not nil, says
+// early that the service is gone (its error is returned).
+func WaitServing(ctx context.Context, path string, timeout time.Duration, alive func() error) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		if Reachable(path) {
+			return nil
+		}
+		if alive != nil {
+			if err := alive(); err != nil {
+				return err
+			}
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%w %s within %s", ErrNotServing, path, timeout)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
