@@ -37,6 +37,8 @@ type Daemon struct {
 	RunOutput string
 	// Volumes are the volumes of each volume driver.
 	Volumes map[string][]string
+	// Networks are the networks of each network driver.
+	Networks map[string][]string
 }
 
 // Loaded is the daemon's in-memory configuration, persisted in StateDir.
@@ -158,6 +160,11 @@ func parse(data []byte) (map[string]json.RawMessage, error) {
 
 // Close does nothing; it completes the installer's Docker interface.
 func (d *Daemon) Close() error { return nil }
+
+// NetworksOfDriver lists Networks[driver].
+func (d *Daemon) NetworksOfDriver(_ context.Context, driver string) ([]string, error) {
+	return slices.Clone(d.Networks[driver]), nil
+}
 
 // VolumesOfDriver lists Volumes[driver].
 func (d *Daemon) VolumesOfDriver(_ context.Context, driver string) ([]string, error) {

@@ -238,6 +238,8 @@ type Docker interface {
 	ContainersUsing(ctx context.Context, runtime string) ([]dockerapi.Container, error)
 	// VolumesOfDriver lists the names of the volumes of a volume driver.
 	VolumesOfDriver(ctx context.Context, driver string) ([]string, error)
+	// NetworksOfDriver lists the names of the networks of a network driver.
+	NetworksOfDriver(ctx context.Context, driver string) ([]string, error)
 	HasImage(ctx context.Context, ref string) (bool, error)
 	Run(ctx context.Context, o dockerapi.RunOptions) (dockerapi.RunResult, error)
 	Close() error

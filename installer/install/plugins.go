@@ -38,7 +38,11 @@ type PluginOptions struct {
 	Name      string // the volume driver's name (pluginsvc.DefaultName when empty)
 	StateDir  string // its volumes (pluginsvc.DefaultStateDir when empty)
 	SocketDir string // where Docker finds it (pluginsvc.DefaultSocketDir when empty)
-	UnitDir   string // where the systemd unit is written (pluginsvc.DefaultUnitDir when empty)
+	// NetworkName and NetworkStateDir are the network driver's (pluginsvc.DefaultNetworkName and
+	// DefaultNetworkStateDir when empty).
+	NetworkName     string
+	NetworkStateDir string
+	UnitDir         string // where the systemd unit is written (pluginsvc.DefaultUnitDir when empty)
 	// ServeTimeout bounds the wait for a started plugin's socket (15 s when zero).
 	ServeTimeout time.Duration
 	// FromContainer: kata-deploy runs in the installer image (--host-root), where a process it
@@ -48,7 +52,7 @@ type PluginOptions struct {
 
 // ErrPluginInUse is returned by Uninstall while Docker has volumes of the plugin (without
 // Force).
-var ErrPluginInUse = errors.New("volumes of kata-deploy's plugin remain")
+var ErrPluginInUse = errors.New("volumes or networks of kata-deploy's plugins remain")
 
 // PluginResult is the plugin service as install left it.
 type PluginResult struct {
@@ -74,6 +78,12 @@ func (p PluginOptions) withDefaults() PluginOptions {
 	if p.UnitDir == "" {
 		p.UnitDir = pluginsvc.DefaultUnitDir
 	}
+	if p.NetworkName == "" {
+		p.NetworkName = pluginsvc.DefaultNetworkName
+	}
+	if p.NetworkStateDir == "" {
+		p.NetworkStateDir = pluginsvc.DefaultNetworkStateDir
+	}
 	if p.ServeTimeout == 0 {
 		p.ServeTimeout = pluginServeTimeout
 	}
@@ -87,7 +97,8 @@ func pluginRoot(prefix string) string { return filepath.Join(prefix, PluginDirNa
 // pluginSpec is the service the options describe, its binary under the prefix.
 func (o options) pluginSpec() pluginsvc.Spec {
 	return pluginsvc.Spec{Name: o.Plugin.Name, Binary: filepath.Join(pluginRoot(o.Prefix), pluginsvc.BinaryName),
-		StateDir: o.Plugin.StateDir, SocketDir: o.Plugin.SocketDir}
+		StateDir: o.Plugin.StateDir, SocketDir: o.Plugin.SocketDir,
+		NetworkName: o.Plugin.NetworkName, NetworkStateDir: o.Plugin.NetworkStateDir}
 }
 
 func (o options) validatePlugin() error {
@@ -137,7 +148,8 @@ func (x *installer) planPlugin(ctx context.Context, m *manifest.Manifest) (*plug
 	if m != nil {
 		rec = m.Plugin
 	}
-	if rec != nil && (rec.Name != spec.Name || rec.StateDir != spec.StateDir || rec.SocketDir != spec.SocketDir || rec.Mode != pp.mode) {
+	if rec != nil && (rec.Name != spec.Name || rec.StateDir != spec.StateDir || rec.SocketDir != spec.SocketDir || rec.Mode != pp.mode ||
+		rec.NetworkName != spec.NetworkName || rec.NetworkStateDir != spec.NetworkStateDir) {
 		return nil, fmt.Errorf("the install under %s runs plugin %q (%s, state in %s): uninstall it first to change the plugin's name, state directory or how it runs",
 			x.o.Prefix, rec.Name, rec.Mode, rec.StateDir)
 	}
@@ -250,7 +262,8 @@ func (x *installer) startPlugin(ctx context.Context, pp *pluginPlan) error {
 	x.res.Plugin = &PluginResult{Name: pp.spec.Name, Mode: pp.mode, Socket: pp.spec.Socket(), Unit: pp.unit.Path}
 	if x.m.Plugin == nil {
 		x.m.Plugin = &manifest.Plugin{Name: pp.spec.Name, Binary: pp.spec.Binary, StateDir: pp.spec.StateDir,
-			SocketDir: pp.spec.SocketDir, Mode: pp.mode, Log: pp.log}
+			SocketDir: pp.spec.SocketDir, NetworkName: pp.spec.NetworkName, NetworkStateDir: pp.spec.NetworkStateDir,
+			Mode: pp.mode, Log: pp.log}
 		x.res.Changed = true
 	}
 	if !pp.changes() {
@@ -278,10 +291,17 @@ func (x *installer) startPlugin(ctx context.Context, pp *pluginPlan) error {
 	return x.done(StepPluginStarted)
 }
 
-// makePluginDirs creates <prefix>/plugins and the state directory with those of its parents that
-// are missing, each journaled before it exists.
+// makePluginDirs creates <prefix>/plugins and the state directories with those of their parents
+// that are missing, each journaled before it exists.
 func (x *installer) makePluginDirs(pp *pluginPlan) error {
 	todo := absentDirs(pp.spec.StateDir)
+	if pp.spec.NetworkName != "" {
+		for _, d := range absentDirs(pp.spec.NetworkStateDir) {
+			if !slices.Contains(todo, d) {
+				todo = append(todo, d)
+			}
+		}
+	}
 	if pp.newDir {
 		x.m.AddDir(pp.dir)
 	}
@@ -298,8 +318,8 @@ func (x *installer) makePluginDirs(pp *pluginPlan) error {
 	}
 	for _, d := range todo {
 		mode := fs.FileMode(0o755)
-		if d == pp.spec.StateDir {
-			mode = 0o700 // volume images: root's only, as kata-plugins makes it
+		if d == pp.spec.StateDir || d == pp.spec.NetworkStateDir {
+			mode = 0o700 // volume images, network state: root's only, as kata-plugins makes them
 		}
 		if err := os.Mkdir(d, mode); err != nil && !errors.Is(err, fs.ErrExist) {
 			return fmt.Errorf("creating %s: %w", d, err)
@@ -368,42 +388,81 @@ func logTail(path string) string {
 	return strings.Join(lines[max(0, len(lines)-5):], "; ")
 }
 
-// pluginVolumes asks Docker which volumes of the recorded plugin remain; nil without Docker.
-func (x *installer) pluginVolumes(ctx context.Context) ([]string, error) {
+// pluginObjects asks Docker which volumes and networks of the recorded plugin's drivers remain.
+func (x *installer) pluginObjects(ctx context.Context) (vols, nets []string, err error) {
 	if x.m.Plugin == nil || x.docker == nil {
-		return nil, nil
+		return nil, nil, nil
 	}
-	return x.docker.VolumesOfDriver(ctx, x.m.Plugin.Name)
+	if vols, err = x.docker.VolumesOfDriver(ctx, x.m.Plugin.Name); err != nil {
+		return nil, nil, err
+	}
+	if x.m.Plugin.NetworkName != "" {
+		if nets, err = x.docker.NetworksOfDriver(ctx, x.m.Plugin.NetworkName); err != nil {
+			return nil, nil, err
+		}
+	}
+	return vols, nets, nil
 }
 
-// checkPluginVolumes refuses to remove the plugin while Docker has volumes of it, unless forced,
-// which lists them as left behind.
+// checkPluginVolumes refuses to remove the plugin while Docker has volumes or networks of its
+// drivers, unless forced, which lists them as left behind.
 func (x *installer) checkPluginVolumes(ctx context.Context, res *UninstallResult) error {
 	if x.m.Plugin == nil {
 		return nil
 	}
 	if x.docker == nil {
-		x.warn(fmt.Sprintf("Docker is not reachable: volumes of plugin %s cannot be counted; their images stay in %s", x.m.Plugin.Name, x.m.Plugin.StateDir))
+		x.warn(fmt.Sprintf("Docker is not reachable: volumes and networks of plugin %s cannot be counted; their state stays in %s", x.m.Plugin.Name, x.pluginStateDirs()))
 		res.PluginStateKept = x.m.Plugin.StateDir
 		return nil
 	}
-	vols, err := x.pluginVolumes(ctx)
+	vols, nets, err := x.pluginObjects(ctx)
 	if err != nil {
 		return err
 	}
-	res.PluginVolumes = vols
-	if len(vols) == 0 {
+	res.PluginVolumes, res.PluginNetworks = vols, nets
+	if len(vols)+len(nets) == 0 {
 		return nil
 	}
+	left := pluginObjectList(vols, nets)
 	if !x.o.RemovePluginWithVolumes {
-		return fmt.Errorf("%w: Docker has %d volume(s) of driver %s: %s; nothing was changed. Remove them first (docker volume rm %s), "+
-			"or pass --force to remove the plugin anyway (the volumes' images stay in %s, unusable until the plugin runs again)",
-			ErrPluginInUse, len(vols), x.m.Plugin.Name, strings.Join(vols, ", "), strings.Join(vols, " "), x.m.Plugin.StateDir)
+		return fmt.Errorf("%w: Docker has %s; nothing was changed. Remove them first (%s), "+
+			"or pass --force to remove the plugin anyway (their state stays in %s, unusable until the plugin runs again)",
+			ErrPluginInUse, left, pluginRemoveCommands(vols, nets), x.pluginStateDirs())
 	}
 	res.PluginStateKept = x.m.Plugin.StateDir
-	x.warn(fmt.Sprintf("--force: the plugin %s is removed although Docker still has its volumes %s; their images stay in %s (docker volume rm fails until the plugin runs again: reinstall with --with-plugins, then remove them)",
-		x.m.Plugin.Name, strings.Join(vols, ", "), x.m.Plugin.StateDir))
+	x.warn(fmt.Sprintf("--force: the plugin %s is removed although Docker still has %s; their state stays in %s (removing them fails until the plugin runs again: reinstall with --with-plugins, then remove them)",
+		x.m.Plugin.Name, left, x.pluginStateDirs()))
 	return nil
+}
+
+// pluginObjectList names what Docker has of the plugin's drivers, for a message.
+func pluginObjectList(vols, nets []string) string {
+	var parts []string
+	if len(vols) > 0 {
+		parts = append(parts, fmt.Sprintf("%d volume(s) %s", len(vols), strings.Join(vols, ", ")))
+	}
+	if len(nets) > 0 {
+		parts = append(parts, fmt.Sprintf("%d network(s) %s", len(nets), strings.Join(nets, ", ")))
+	}
+	return strings.Join(parts, " and ")
+}
+
+func pluginRemoveCommands(vols, nets []string) string {
+	var cmds []string
+	if len(vols) > 0 {
+		cmds = append(cmds, "docker volume rm "+strings.Join(vols, " "))
+	}
+	if len(nets) > 0 {
+		cmds = append(cmds, "docker network rm "+strings.Join(nets, " "))
+	}
+	return strings.Join(cmds, "; ")
+}
+
+func (x *installer) pluginStateDirs() string {
+	if x.m.Plugin.NetworkStateDir == "" {
+		return x.m.Plugin.StateDir
+	}
+	return x.m.Plugin.StateDir + " and " + x.m.Plugin.NetworkStateDir
 }
 
 // removePlugin stops the plugin service and removes what install made for it: the unit, the
@@ -485,13 +544,17 @@ func removeStaleSocket(path string) bool {
 	return os.Remove(path) == nil
 }
 
-// removePluginState removes the plugin's empty state (volumes.json without volumes) and the
-// directories install created for it, deepest first; anything else in them stays.
+// removePluginState removes the plugin's empty state (volumes.json without volumes,
+// networks.json without networks) and the directories install created for it, deepest first;
+// anything else in them stays.
 func (x *installer) removePluginState(rec *manifest.Plugin) []string {
 	var removed []string
-	if slices.Contains(rec.CreatedDirs, rec.StateDir) {
-		if entries, err := os.ReadDir(rec.StateDir); err == nil && len(entries) == 1 && entries[0].Name() == "volumes.json" {
-			state := filepath.Join(rec.StateDir, "volumes.json")
+	for dir, file := range map[string]string{rec.StateDir: "volumes.json", rec.NetworkStateDir: "networks.json"} {
+		if dir == "" || !slices.Contains(rec.CreatedDirs, dir) {
+			continue
+		}
+		if entries, err := os.ReadDir(dir); err == nil && len(entries) == 1 && entries[0].Name() == file {
+			state := filepath.Join(dir, file)
 			if os.Remove(state) == nil {
 				removed = append(removed, state)
 			}
@@ -527,6 +590,11 @@ type PluginStatus struct {
 	SocketReachable bool `json:"socketReachable"`
 	// Volumes is how many volumes of the driver Docker has (absent when Docker is unreachable).
 	Volumes *int `json:"volumes,omitempty"`
+	// NetworkName is the network driver served ("" for none); Networks how many networks of it
+	// Docker has, and NetworkSocketReachable whether its socket accepts connections.
+	NetworkName            string `json:"networkName,omitempty"`
+	Networks               *int   `json:"networks,omitempty"`
+	NetworkSocketReachable bool   `json:"networkSocketReachable,omitempty"`
 }
 
 // checkPlugin reports the plugin service; one that does not serve its socket is a problem.
@@ -546,10 +614,20 @@ func (s *Status) checkPlugin(ctx context.Context, m *manifest.Manifest, d Deps) 
 		ps.PID, ps.Running = rec.PID, true
 	}
 	ps.SocketReachable = pluginsvc.Reachable(ps.Socket)
+	ps.NetworkName = rec.NetworkName
+	if rec.NetworkName != "" {
+		ps.NetworkSocketReachable = pluginsvc.Reachable(pluginsvc.Spec{Name: rec.NetworkName, SocketDir: rec.SocketDir}.Socket())
+	}
 	if docker, _, err := d.Docker(ctx); err == nil {
 		if vols, err := docker.VolumesOfDriver(ctx, rec.Name); err == nil {
 			n := len(vols)
 			ps.Volumes = &n
+		}
+		if rec.NetworkName != "" {
+			if nets, err := docker.NetworksOfDriver(ctx, rec.NetworkName); err == nil {
+				n := len(nets)
+				ps.Networks = &n
+			}
 		}
 		_ = docker.Close()
 	}
@@ -561,5 +639,7 @@ func (s *Status) checkPlugin(ctx context.Context, m *manifest.Manifest, d Deps) 
 		s.problem(fmt.Sprintf("the %s volume plugin is not running (nothing restarts it without systemd; its log: %s): `kata-deploy install --with-plugins` starts it again", rec.Name, rec.Log))
 	case !ps.SocketReachable:
 		s.problem(fmt.Sprintf("the %s volume plugin runs but does not serve %s: Docker cannot reach it", rec.Name, ps.Socket))
+	case rec.NetworkName != "" && !ps.NetworkSocketReachable:
+		s.problem(fmt.Sprintf("the plugins run but the %s network driver does not serve its socket in %s: Docker cannot reach it", rec.NetworkName, rec.SocketDir))
 	}
 }

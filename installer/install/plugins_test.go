@@ -17,14 +17,15 @@ import (
 	"github.com/kata-deploy/kata-deploy/installer/pluginsvc"
 )
 
-// fakeSystemd stands in for systemd: "start" serves the plugin's socket (unless broken),
+// fakeSystemd stands in for systemd: "start" serves the plugin's sockets (unless broken),
 // "disable --now" stops serving it; every call is recorded.
 type fakeSystemd struct {
-	mu     sync.Mutex
-	socket string
-	broken bool // the unit starts but never serves
-	l      net.Listener
-	calls  []string
+	mu        sync.Mutex
+	socket    string // the volume driver's
+	netSocket string // the network driver's
+	broken    bool   // the unit starts but never serves
+	l, nl     net.Listener
+	calls     []string
 }
 
 func (s *fakeSystemd) run(_ context.Context, args ...string) ([]byte, error) {
@@ -38,12 +39,18 @@ func (s *fakeSystemd) run(_ context.Context, args ...string) ([]byte, error) {
 			if err != nil {
 				return nil, err
 			}
-			s.l = l
+			nl, err := net.Listen("unix", s.netSocket)
+			if err != nil {
+				l.Close()
+				return nil, err
+			}
+			s.l, s.nl = l, nl
 		}
 	case "disable":
 		if s.l != nil {
-			s.l.Close() // removes the socket, as kata-plugins does
-			s.l = nil
+			s.l.Close() // removes the sockets, as kata-plugins does
+			s.nl.Close()
+			s.l, s.nl = nil, nil
 		}
 	case "show":
 		if s.l != nil {
@@ -81,8 +88,9 @@ func newPluginFixture(t *testing.T) *pluginFixture {
 	must(t, err)
 	t.Cleanup(func() { os.RemoveAll(sockDir) })
 	pf := &pluginFixture{fixture: f, opts: PluginOptions{Name: "kata-block-t", StateDir: filepath.Join(f.dir, "var", "lib", "kd", "block"),
-		SocketDir: sockDir, UnitDir: filepath.Join(f.dir, "etc", "systemd"), ServeTimeout: 500 * time.Millisecond}}
-	pf.sd = &fakeSystemd{socket: filepath.Join(sockDir, "kata-block-t.sock")}
+		SocketDir: sockDir, UnitDir: filepath.Join(f.dir, "etc", "systemd"), ServeTimeout: 500 * time.Millisecond,
+		NetworkName: "kata-net-t", NetworkStateDir: filepath.Join(f.dir, "var", "lib", "kd", "net")}}
+	pf.sd = &fakeSystemd{socket: filepath.Join(sockDir, "kata-block-t.sock"), netSocket: filepath.Join(sockDir, "kata-net-t.sock")}
 	must(t, os.MkdirAll(pf.opts.UnitDir, 0o755))
 	t.Cleanup(func() { _, _ = pf.sd.run(context.Background(), "disable", "--now") })
 	return pf
@@ -121,14 +129,17 @@ func TestInstallWithPluginsSystemd(t *testing.T) {
 	}
 	unit := string(pf.file(pf.unit()))
 	bin := filepath.Join(pf.prefix(), PluginDirName, pluginsvc.BinaryName)
-	if !strings.Contains(unit, "ExecStart="+bin+" --volume-name kata-block-t --state-dir "+pf.opts.StateDir) || !strings.Contains(unit, "Before=docker.service") {
+	if !strings.Contains(unit, "ExecStart="+bin+" --volume-name kata-block-t --state-dir "+pf.opts.StateDir) || !strings.Contains(unit, "Before=docker.service") ||
+		!strings.Contains(unit, " --network-name kata-net-t --network-state-dir "+pf.opts.NetworkStateDir+"\n") {
 		t.Errorf("unit:\n%s", unit)
 	}
 	if string(pf.file(bin)) != "#!/bin/sh\n# plugins v1\n" {
 		t.Errorf("binary not installed")
 	}
-	if fi, err := os.Stat(pf.opts.StateDir); err != nil || fi.Mode().Perm() != 0o700 {
-		t.Errorf("state dir: %v %v", fi, err)
+	for _, d := range []string{pf.opts.StateDir, pf.opts.NetworkStateDir} {
+		if fi, err := os.Stat(d); err != nil || fi.Mode().Perm() != 0o700 {
+			t.Errorf("state dir %s: %v %v", d, fi, err)
+		}
 	}
 	// A second install with the plugin serving changes nothing and restarts nothing.
 	res, err = pf.install(t)
@@ -153,14 +164,18 @@ func TestInstallWithPluginsSystemd(t *testing.T) {
 // plugin and lists the volumes; without volumes nothing of the plugin is left.
 func TestUninstallPluginVolumes(t *testing.T) {
 	for _, tc := range []struct {
-		name    string
-		volumes []string
-		force   bool
-		wantErr error
+		name     string
+		volumes  []string
+		networks []string
+		force    bool
+		wantErr  error
+		want     string // in the refusal
 	}{
-		{"no volumes", nil, false, nil},
-		{"volumes refused", []string{"v2", "v1"}, false, ErrPluginInUse},
-		{"volumes forced", []string{"v1"}, true, nil},
+		{"no volumes", nil, nil, false, nil, ""},
+		{"volumes refused", []string{"v2", "v1"}, nil, false, ErrPluginInUse, "docker volume rm v2 v1"},
+		{"networks refused", nil, []string{"n1"}, false, ErrPluginInUse, "docker network rm n1"},
+		{"volumes forced", []string{"v1"}, nil, true, nil, ""},
+		{"networks forced", nil, []string{"n1"}, true, nil, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			pf := newPluginFixture(t)
@@ -169,6 +184,7 @@ func TestUninstallPluginVolumes(t *testing.T) {
 				t.Fatal(err)
 			}
 			pf.daemon.Volumes = map[string][]string{pf.opts.Name: tc.volumes}
+			pf.daemon.Networks = map[string][]string{pf.opts.NetworkName: tc.networks}
 			for _, v := range tc.volumes { // what the plugin keeps of a volume
 				must(t, os.MkdirAll(filepath.Join(pf.opts.StateDir, v), 0o700))
 			}
@@ -177,7 +193,7 @@ func TestUninstallPluginVolumes(t *testing.T) {
 				t.Fatalf("uninstall: %v, want %v", err, tc.wantErr)
 			}
 			if tc.wantErr != nil {
-				if !strings.Contains(err.Error(), "docker volume rm v2 v1") || !pluginsvc.Reachable(pf.sd.socket) || pf.sd.called("disable") != 0 {
+				if !strings.Contains(err.Error(), tc.want) || !pluginsvc.Reachable(pf.sd.socket) || pf.sd.called("disable") != 0 {
 					t.Errorf("refusal: %v; serving %v; calls %v", err, pluginsvc.Reachable(pf.sd.socket), pf.sd.calls)
 				}
 				if _, err := os.Stat(manifest.Path(pf.prefix())); err != nil {
@@ -191,14 +207,14 @@ func TestUninstallPluginVolumes(t *testing.T) {
 			if got := pf.file(pf.daemonJSON()); string(got) != string(before) {
 				t.Errorf("daemon.json %q, want %q", got, before)
 			}
-			if tc.force != (len(res.PluginVolumes) > 0) || (tc.force && res.PluginStateKept != pf.opts.StateDir) {
-				t.Errorf("forced: volumes %v, state kept %q", res.PluginVolumes, res.PluginStateKept)
+			if tc.force != (len(res.PluginVolumes)+len(res.PluginNetworks) > 0) || (tc.force && res.PluginStateKept != pf.opts.StateDir) {
+				t.Errorf("forced: volumes %v, networks %v, state kept %q", res.PluginVolumes, res.PluginNetworks, res.PluginStateKept)
 			}
 			_, stateErr := os.Stat(pf.opts.StateDir)
-			if left := pf.tree(); len(tc.volumes) == 0 && (len(left) != 0 || !os.IsNotExist(stateErr) || dirExists(filepath.Join(pf.dir, "var"))) {
+			if left := pf.tree(); len(tc.volumes)+len(tc.networks) == 0 && (len(left) != 0 || !os.IsNotExist(stateErr) || dirExists(filepath.Join(pf.dir, "var"))) {
 				t.Errorf("left: %v, state dir: %v", left, stateErr)
 			}
-			if len(tc.volumes) > 0 && stateErr != nil {
+			if len(tc.volumes)+len(tc.networks) > 0 && stateErr != nil {
 				t.Errorf("the volumes' images were removed: %v", stateErr)
 			}
 		})

@@ -50,6 +50,7 @@ type UninstallResult struct {
 	// state directory left with their images.
 	Plugin          string   `json:"plugin,omitempty"`
 	PluginVolumes   []string `json:"pluginVolumes,omitempty"`
+	PluginNetworks  []string `json:"pluginNetworks,omitempty"`
 	PluginStateKept string   `json:"pluginStateKept,omitempty"`
 }
 

@@ -130,6 +130,9 @@ type Plugin struct {
 	Binary    string `json:"binary"`
 	StateDir  string `json:"stateDir"`
 	SocketDir string `json:"socketDir"`
+	// NetworkName is the network driver it serves ("" in installs made before it had one).
+	NetworkName     string `json:"networkName,omitempty"`
+	NetworkStateDir string `json:"networkStateDir,omitempty"`
 	// Mode is PluginSystemd or PluginProcess.
 	Mode string `json:"mode"`
 	// Unit is the unit file install wrote (systemd), UnitSHA256 its content.

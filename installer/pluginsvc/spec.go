@@ -1,5 +1,6 @@
 // Package pluginsvc runs kata-deploy's Docker plugins (the kata-plugins binary, which serves the
-// kata-block volume driver on /run/docker/plugins/<name>.sock) as a service of the host: a
+// kata-block volume driver and the kata-net network driver on /run/docker/plugins/<name>.sock) as
+// a service of the host: a
 // systemd unit ordered before docker.service where systemd runs, otherwise a process of its own
 // session, recorded by pid and start time so that only that process is ever stopped.
 package pluginsvc
@@ -17,9 +18,12 @@ import (
 
 // Defaults of a Spec; they are kata-plugins' own defaults.
 const (
-	DefaultName      = "kata-block"
-	DefaultStateDir  = "/var/lib/kata-deploy/plugins/block"
-	DefaultSocketDir = "/run/docker/plugins"
+	DefaultName     = "kata-block"
+	DefaultStateDir = "/var/lib/kata-deploy/plugins/block"
+	// The network driver's defaults.
+	DefaultNetworkName     = "kata-net"
+	DefaultNetworkStateDir = "/var/lib/kata-deploy/plugins/net"
+	DefaultSocketDir       = "/run/docker/plugins"
 	// BinaryName is the plugins' executable, built next to kata-deploy.
 	BinaryName = "kata-plugins"
 )
@@ -30,6 +34,9 @@ type Spec struct {
 	Binary    string
 	StateDir  string
 	SocketDir string
+	// NetworkName is the network driver's name (docker network create -d NAME); "" serves none.
+	NetworkName     string
+	NetworkStateDir string
 }
 
 // nameRe is what kata-plugins accepts as a driver name, and what is safe in a unit's name.
@@ -44,7 +51,14 @@ func (s Spec) Validate() error {
 	if !nameRe.MatchString(s.Name) {
 		return fmt.Errorf("plugin name %q is invalid: use lower-case letters, digits, '_', '.', '-' (at most 64)", s.Name)
 	}
-	for what, p := range map[string]string{"binary": s.Binary, "state directory": s.StateDir, "socket directory": s.SocketDir} {
+	paths := map[string]string{"binary": s.Binary, "state directory": s.StateDir, "socket directory": s.SocketDir}
+	if s.NetworkName != "" {
+		if !nameRe.MatchString(s.NetworkName) || s.NetworkName == s.Name {
+			return fmt.Errorf("network driver name %q is invalid: use lower-case letters, digits, '_', '.', '-' (at most 64), not the volume driver's name", s.NetworkName)
+		}
+		paths["network state directory"] = s.NetworkStateDir
+	}
+	for what, p := range paths {
 		if !pathRe.MatchString(p) || filepath.Clean(p) != p || p == "/" {
 			return fmt.Errorf("the plugin's %s %q must be a clean absolute path other than / of letters, digits and /._+-", what, p)
 		}
@@ -55,11 +69,14 @@ func (s Spec) Validate() error {
 // Socket is where Docker finds the driver.
 func (s Spec) Socket() string { return filepath.Join(s.SocketDir, s.Name+".sock") }
 
-// Args is the command line of the service. Only the volume driver is served: the network driver
-// (kata-net) is not installed this way yet, and "--network-name=" (one word, for a unit's
-// ExecStart) turns it off.
+// Args is the command line of the service. Without a network driver name, "--network-name=" (one
+// word, for a unit's ExecStart) turns the network driver off.
 func (s Spec) Args() []string {
-	return []string{s.Binary, "--volume-name", s.Name, "--state-dir", s.StateDir, "--socket-dir", s.SocketDir, "--network-name="}
+	args := []string{s.Binary, "--volume-name", s.Name, "--state-dir", s.StateDir, "--socket-dir", s.SocketDir}
+	if s.NetworkName == "" {
+		return append(args, "--network-name=")
+	}
+	return append(args, "--network-name", s.NetworkName, "--network-state-dir", s.NetworkStateDir)
 }
 
 // SystemdRuns reports whether systemd is the init system (sd_booted(3): /run/systemd/system is

@@ -17,22 +17,33 @@ import (
 
 // installPluginName is the driver the test installs: its own name beside the host's kata-block
 // (and volume_test.go's driver), so that nothing of the host's is touched.
-const installPluginName = "kata-block-inst-e2e"
+const (
+	installPluginName  = "kata-block-inst-e2e"
+	installNetworkName = "kata-net-inst-e2e"
+)
 
-// install --with-plugins on the test engine: the driver serves (socket 0660), a volume of it
-// works from a kata container; uninstall is refused while the volume exists and changes nothing,
-// then, after docker volume rm, leaves no socket, process or file.
+// install --with-plugins on the test engine: the drivers serve (sockets 0660), a volume of it
+// works from a kata container, a network of it connects a kata and a runc container; uninstall is
+// refused while the volume or the network exists and changes nothing, then, after docker volume rm
+// and docker network rm, leaves no socket, process, link or file.
 func TestInstallWithPlugins(t *testing.T) {
 	e := requireInstall(t)
 	testreq.Commands(t, "mkfs.ext4", "e2fsck", "mount")
 	buildArtifact(t, e.artifacts, pluginsvc.BinaryName, "github.com/kata-deploy/kata-deploy/cmd/kata-plugins")
 	dir := t.TempDir()
-	prefix, state := filepath.Join(dir, "kata-deploy"), filepath.Join(dir, "state")
+	prefix, state, netState := filepath.Join(dir, "kata-deploy"), filepath.Join(dir, "state"), filepath.Join(dir, "net")
 	socket := filepath.Join(pluginsvc.DefaultSocketDir, installPluginName+".sock")
-	volume := "kp-e2e-vol"
-	args := e.args(prefix, "--with-plugins", "--plugin-name", installPluginName, "--plugin-state-dir", state)
+	netSocket := filepath.Join(pluginsvc.DefaultSocketDir, installNetworkName+".sock")
+	volume, network := "kp-e2e-vol", "kp-e2e-net"
+	args := e.args(prefix, "--with-plugins", "--plugin-name", installPluginName, "--plugin-state-dir", state,
+		"--plugin-network-name", installNetworkName, "--plugin-network-state-dir", netState)
 	original := e.daemonJSONBytes(t)
-	t.Cleanup(func() { cleanUpPluginInstall(t, prefix, volume, state) })
+	t.Cleanup(func() {
+		if t.Failed() {
+			_ = exec.Command("docker", "network", "rm", network).Run()
+		}
+		cleanUpPluginInstall(t, prefix, volume, state)
+	})
 
 	res := kataDeploy(t, append([]string{"install", "-o", "json"}, args...)...)
 	if res.code != 0 {
@@ -42,11 +53,13 @@ func TestInstallWithPlugins(t *testing.T) {
 	if err := json.Unmarshal([]byte(res.stdout), &r); err != nil || r.Plugin == nil || !r.Plugin.Started || r.Plugin.Socket != socket {
 		t.Fatalf("install result: %v %+v\n%s", err, r.Plugin, res.stdout)
 	}
-	if fi, err := os.Stat(socket); err != nil || fi.Mode().Type() != os.ModeSocket || fi.Mode().Perm() != 0o660 {
-		t.Fatalf("socket %s: %v %v", socket, fi, err)
+	for _, sock := range []string{socket, netSocket} {
+		if fi, err := os.Stat(sock); err != nil || fi.Mode().Type() != os.ModeSocket || fi.Mode().Perm() != 0o660 {
+			t.Fatalf("socket %s: %v %v", sock, fi, err)
+		}
 	}
 	s := pluginStatus(t, prefix)
-	if !s.Running || !s.SocketReachable || s.Volumes == nil || *s.Volumes != 0 {
+	if !s.Running || !s.SocketReachable || s.Volumes == nil || *s.Volumes != 0 || !s.NetworkSocketReachable || s.Networks == nil || *s.Networks != 0 {
 		t.Fatalf("status: %+v", s)
 	}
 	pid := s.PID
@@ -62,6 +75,16 @@ func TestInstallWithPlugins(t *testing.T) {
 	if s := pluginStatus(t, prefix); s.Volumes == nil || *s.Volumes != 1 {
 		t.Errorf("status counts %v volumes, want 1", s.Volumes)
 	}
+
+	if out := docker(t, "", "network", "create", "-d", installNetworkName, network); out.code != 0 {
+		t.Fatalf("docker network create: %s", out.stderr)
+	}
+	srv := network + "-srv"
+	detached(t, srv, installRuntime, "--network", network, "busybox", "sleep", "600")
+	if out := docker(t, "", "run", "--rm", "--runtime=runc", "--network", network, "busybox", "ping", "-c", "1", "-W", "5", srv); out.code != 0 {
+		t.Errorf("a runc container pinging the kata one on the plugin's network: %s %s", out.stdout, out.stderr)
+	}
+	docker(t, "", "rm", "-f", srv)
 
 	// Refused while the volume exists: nothing changes.
 	before, manifestBefore := e.daemonJSONBytes(t), readFile(t, filepath.Join(prefix, "manifest.json"))
@@ -79,18 +102,29 @@ func TestInstallWithPlugins(t *testing.T) {
 	if out := docker(t, "", "volume", "rm", volume); out.code != 0 {
 		t.Fatalf("docker volume rm: %s", out.stderr)
 	}
+	// Still refused while the network exists.
+	un = kataDeploy(t, "uninstall", "--prefix", prefix)
+	if un.code != 1 || !strings.Contains(un.stderr, network) || !strings.Contains(un.stderr, "docker network rm") {
+		t.Fatalf("uninstall with a network left: exit %d\n%s\n%s", un.code, un.stdout, un.stderr)
+	}
+	if out := docker(t, "", "network", "rm", network); out.code != 0 {
+		t.Fatalf("docker network rm: %s", out.stderr)
+	}
 	un = kataDeploy(t, "uninstall", "--prefix", prefix)
 	if un.code != 0 {
 		t.Fatalf("uninstall: exit %d\n%s\n%s", un.code, un.stdout, un.stderr)
 	}
 	e.checkRestored(t, original)
-	for _, p := range []string{socket, prefix, state} {
+	for _, p := range []string{socket, netSocket, prefix, state, netState} {
 		if _, err := os.Lstat(p); !os.IsNotExist(err) {
 			t.Errorf("%s is left: %v", p, err)
 		}
 	}
 	if pluginRuns(pid) {
 		t.Errorf("the plugin process %d still runs", pid)
+	}
+	if left := driverLinks(t); left != "" {
+		t.Errorf("network links left: %s", left)
 	}
 }
 

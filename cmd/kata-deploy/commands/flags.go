@@ -102,11 +102,13 @@ func (r *replaceFlags) value() install.Replace {
 // bindPlugins binds --with-plugins; the plugin's name and directories are hidden (the tests run
 // a plugin of their own beside the host's).
 func bindPlugins(f *pflag.FlagSet, o *install.InstallOptions) {
-	f.BoolVar(&o.WithPlugins, "with-plugins", false, "also install and start kata-deploy's Docker plugins (the kata-block volume driver); uninstall removes them")
+	f.BoolVar(&o.WithPlugins, "with-plugins", false, "also install and start kata-deploy's Docker plugins (the kata-block volume driver, the kata-net network driver); uninstall removes them")
 	f.StringVar(&o.Plugin.Name, "plugin-name", "", "name of the volume driver (default kata-block)")
 	f.StringVar(&o.Plugin.StateDir, "plugin-state-dir", "", "directory of the volumes (default /var/lib/kata-deploy/plugins/block)")
 	f.StringVar(&o.Plugin.SocketDir, "plugin-socket-dir", "", "directory Docker finds plugin sockets in (default /run/docker/plugins)")
-	for _, name := range []string{"plugin-name", "plugin-state-dir", "plugin-socket-dir"} {
+	f.StringVar(&o.Plugin.NetworkName, "plugin-network-name", "", "name of the network driver (default kata-net)")
+	f.StringVar(&o.Plugin.NetworkStateDir, "plugin-network-state-dir", "", "directory of the networks' state (default /var/lib/kata-deploy/plugins/net)")
+	for _, name := range []string{"plugin-name", "plugin-state-dir", "plugin-socket-dir", "plugin-network-name", "plugin-network-state-dir"} {
 		_ = f.MarkHidden(name)
 	}
 }

@@ -50,13 +50,16 @@ directory of this kata-deploy executable ("make build" puts all three in bin/) o
 --with-plugins also installs kata-deploy's Docker plugins (kata-plugins, from the same directory)
 as <prefix>/plugins/kata-plugins and starts them, serving the kata-block volume driver
 ("docker volume create -d kata-block -o size=10G NAME": block devices a VM mounts directly) on
-/run/docker/plugins/kata-block.sock (mode 0660), volumes in /var/lib/kata-deploy/plugins/block.
+/run/docker/plugins/kata-block.sock (mode 0660), volumes in /var/lib/kata-deploy/plugins/block,
+and the kata-net network driver ("docker network create -d kata-net NAME": a bridge per network,
+where a VM's tap is a port of the bridge) on /run/docker/plugins/kata-net.sock, state in
+/var/lib/kata-deploy/plugins/net.
 Where systemd runs, as the unit /etc/systemd/system/kata-plugins.service, ordered before
 docker.service and restarted on failure; otherwise as a process of its own session (pid and start
 time recorded; its output in <prefix>/plugins/kata-block.log): nothing restarts it then, and
 running "install --with-plugins" again starts it if it stopped. The plugin is not versioned:
-upgrade and rollback leave it as it is; uninstall removes it. The kata-net network driver is not
-installed this way yet. The alternative without install: a managed plugin ("make plugin-bundle",
+upgrade and rollback leave it as it is; uninstall removes it, and refuses while Docker has
+volumes or networks of its drivers (--force removes it anyway). The alternative without install: a managed plugin ("make plugin-bundle",
 then "docker plugin create"; README).
 
 Exit status: 0 installed (or nothing to do), 1 failed (the message says what was left and how to

@@ -160,7 +160,15 @@ func describePlugin(p *install.PluginStatus) string {
 	if p.Volumes != nil {
 		volumes = fmt.Sprintf("%d volume(s)", *p.Volumes)
 	}
-	return fmt.Sprintf("volume driver %s (%s): %s; socket %s reachable: %s; %s", p.Name, how, running, p.Socket, yesNo(p.SocketReachable), volumes)
+	line := fmt.Sprintf("volume driver %s (%s): %s; socket %s reachable: %s; %s", p.Name, how, running, p.Socket, yesNo(p.SocketReachable), volumes)
+	if p.NetworkName == "" {
+		return line
+	}
+	networks := "networks: Docker not reachable"
+	if p.Networks != nil {
+		networks = fmt.Sprintf("%d network(s)", *p.Networks)
+	}
+	return line + fmt.Sprintf("; network driver %s reachable: %s; %s", p.NetworkName, yesNo(p.NetworkSocketReachable), networks)
 }
 
 func yesNo(b bool) string {

@@ -83,6 +83,9 @@ func printUninstall(w io.Writer, r *install.UninstallResult) {
 	if len(r.PluginVolumes) > 0 {
 		fmt.Fprintf(w, "  left behind (--force): Docker's volumes %s of driver %s, their images in %s\n", strings.Join(r.PluginVolumes, ", "), r.Plugin, r.PluginStateKept)
 	}
+	if len(r.PluginNetworks) > 0 {
+		fmt.Fprintf(w, "  left behind (--force): Docker's networks %s of the plugins' network driver\n", strings.Join(r.PluginNetworks, ", "))
+	}
 	if len(r.Removed) > 0 {
 		fmt.Fprintf(w, "  removed: %s\n", strings.Join(r.Removed, ", "))
 	}
