@@ -69,7 +69,7 @@ func Serve(ctx context.Context, o Options) error {
 	}
 	servers := []server{{o.VolumeName, "volume", dvolume.NewHandler(vd).Serve}}
 	if o.NetworkName != "" {
-		nd, err := network.New(network.Config{StateDir: o.NetworkStateDir, Links: network.HostLinks{}, Firewall: network.IPTables{}, Logf: o.Logf})
+		nd, err := network.New(network.Config{StateDir: o.NetworkStateDir, Links: network.HostLinks{Owner: network.OwnerAlias(o.NetworkName)}, Firewall: network.IPTables{}, Logf: o.Logf})
 		if err != nil {
 			return fmt.Errorf("network driver %s: %w", o.NetworkName, err)
 		}

@@ -20,7 +20,7 @@ type Links interface {
 	// EnsureVeth makes the pair host<->peer unless host exists; host becomes a port of bridge.
 	EnsureVeth(host, peer, bridge, mac string, mtu int) error
 	DeleteVeth(host string) error
-	// Names lists the links whose names start with prefix.
+	// Names lists the links of this driver whose names start with prefix.
 	Names(prefix string) ([]string, error)
 }
 

@@ -9,10 +9,17 @@ import (
 	"github.com/vishvananda/netlink"
 )
 
-// HostLinks is Links on the calling process's network namespace, with netlink.
-type HostLinks struct{}
+// HostLinks is Links on the calling process's network namespace, with netlink. Owner tags (as
+// the alias) the bridges and host veths it makes, and Names lists only those: another driver
+// instance in the same namespace (another name, its own state) keeps its links at our start.
+type HostLinks struct {
+	Owner string
+}
 
-func (HostLinks) EnsureBridge(name, gatewayCIDR string, mtu int) error {
+// OwnerAlias is the Owner of the driver called name.
+func OwnerAlias(name string) string { return "kata-net-driver:" + name }
+
+func (hl HostLinks) EnsureBridge(name, gatewayCIDR string, mtu int) error {
 	l, err := netlink.LinkByName(name)
 	if errors.As(err, &netlink.LinkNotFoundError{}) {
 		attrs := netlink.NewLinkAttrs()
@@ -28,6 +35,9 @@ func (HostLinks) EnsureBridge(name, gatewayCIDR string, mtu int) error {
 	if _, ok := l.(*netlink.Bridge); !ok {
 		return fmt.Errorf("%s exists and is a %s, not a bridge: remove it or use another network", name, l.Type())
 	}
+	if err := netlink.LinkSetAlias(l, hl.Owner); err != nil {
+		return fmt.Errorf("bridge %s: %w", name, err)
+	}
 	addr, err := netlink.ParseAddr(gatewayCIDR)
 	if err != nil {
 		return err
@@ -40,7 +50,7 @@ func (HostLinks) EnsureBridge(name, gatewayCIDR string, mtu int) error {
 
 func (HostLinks) DeleteBridge(name string) error { return deleteLink(name) }
 
-func (HostLinks) EnsureVeth(host, peer, bridge, mac string, mtu int) error {
+func (hl HostLinks) EnsureVeth(host, peer, bridge, mac string, mtu int) error {
 	if _, err := netlink.LinkByName(host); err == nil {
 		return nil
 	}
@@ -59,6 +69,9 @@ func (HostLinks) EnsureVeth(host, peer, bridge, mac string, mtu int) error {
 	}
 	l, err := netlink.LinkByName(host)
 	if err == nil {
+		err = netlink.LinkSetAlias(l, hl.Owner)
+	}
+	if err == nil {
 		err = netlink.LinkSetUp(l)
 	}
 	if err == nil {
@@ -73,14 +86,14 @@ func (HostLinks) EnsureVeth(host, peer, bridge, mac string, mtu int) error {
 
 func (HostLinks) DeleteVeth(host string) error { return deleteLink(host) }
 
-func (HostLinks) Names(prefix string) ([]string, error) {
+func (hl HostLinks) Names(prefix string) ([]string, error) {
 	links, err := netlink.LinkList()
 	if err != nil {
 		return nil, err
 	}
 	var names []string
 	for _, l := range links {
-		if strings.HasPrefix(l.Attrs().Name, prefix) {
+		if strings.HasPrefix(l.Attrs().Name, prefix) && l.Attrs().Alias == hl.Owner {
 			names = append(names, l.Attrs().Name)
 		}
 	}

@@ -105,7 +105,17 @@ func bridgePorts(t *testing.T, bridge string) string {
 func TestNetPlugin(t *testing.T) {
 	requireKata(t)
 	dir := t.TempDir()
+	// A bridge of the same prefix that this driver did not make (another instance's) survives its
+	// start, which removes only its own orphans.
+	foreign := "kn-0e2e0e2e0e2e"
+	inEngineNS(t, "ip", "link", "add", foreign, "type", "bridge")
 	p := startNetPlugin(t, dir)
+	kept := strings.Contains(inEngineNS(t, "ip", "-o", "link", "show"), foreign)
+	if kept {
+		inEngineNS(t, "ip", "link", "del", foreign)
+	} else {
+		t.Errorf("the plugin's start removed %s, a bridge it did not make", foreign)
+	}
 	defer func() { p.stop() }()
 	netName := fmt.Sprintf("knet-%d", time.Now().UnixNano()%1e9)
 	if res := docker(t, "", "network", "create", "-d", testNetDriver, netName); res.code != 0 {
