@@ -62,7 +62,10 @@ func keyDocs() map[string]string {
 		"factory.template": "Start each VM as a clone of a template VM booted once (kept under\n" +
 			"<state_dir>.cache/template, rebuilt when the kernel, initrd, QEMU or this file\n" +
 			"change): faster starts, and clones share their unchanged guest memory. Off by\n" +
-			"default: clones share read-only guest memory. Needs shared_fs = \"virtio-9p\";\n" +
+			"default, because it weakens isolation between containers: clones share guest\n" +
+			"memory, and with QEMU before 8.2 every clone's QEMU can write the template's\n" +
+			"memory file, so a guest that escaped into its QEMU could alter the VMs of later\n" +
+			"containers (docs/security.md). Needs shared_fs = \"virtio-9p\";\n" +
 			"a container that does not fit the template (a memory or CPU limit, a disk)\n" +
 			"boots cold.",
 	}

@@ -68,6 +68,9 @@ func startVM(ctx context.Context, opts Options, vc hypervisor.Config, logf func(
 		if err == nil {
 			return vm, agent, nil
 		}
+		if errors.Is(err, errCloneNotStopped) {
+			return nil, nil, err
+		}
 		logf("VM template not used, booting the VM cold: %v", err)
 	}
 	vm, err := hypervisor.Start(ctx, vc)
@@ -77,6 +80,10 @@ func startVM(ctx context.Context, opts Options, vc hypervisor.Config, logf func(
 	agent, err := connectAgent(ctx, vm, timeout, logf)
 	return vm, agent, err
 }
+
+// errCloneNotStopped: a failed clone's QEMU did not stop, so no cold boot may follow in its
+// state directory.
+var errCloneNotStopped = errors.New("a clone that failed could not be stopped")
 
 // startClone restores a clone of the template, building the template first if there is none.
 // On error nothing of the clone is left.
@@ -95,7 +102,11 @@ func startClone(ctx context.Context, opts Options, vc hypervisor.Config, logf fu
 	vm, agent, err := t.clone(ctx, vc, opts.Config.Agent.BootTimeout.Duration(), logf)
 	if err != nil {
 		// Whatever broke it would break the next clone too: the next container rebuilds it.
-		t.discard(ctx, err)
+		// Not when this container was cancelled (docker kill while starting): the template
+		// is not at fault.
+		if ctx.Err() == nil {
+			t.discard(ctx, err)
+		}
 		return nil, nil, err
 	}
 	return vm, agent, nil
@@ -142,10 +153,15 @@ func templateConfig(vc hypervisor.Config, stateDir string) hypervisor.Config {
 
 // templateKey hashes everything a clone must have in common with its template: the QEMU
 // binary, kernel, initrd and firmware (by identity: an upgrade or rollback replaces them), the
-// VM's configuration, and the host's boot (a template does not outlive a reboot).
+// shim itself (which writes QEMU's command line), the VM's configuration, and the host's boot (a
+// template does not outlive a reboot).
 func templateKey(tc hypervisor.Config) (string, error) {
 	h := sha256.New()
-	for _, p := range []string{tc.QEMUPath, tc.Kernel, tc.Initrd, tc.Firmware} {
+	shim, err := os.Executable()
+	if err != nil {
+		return "", fmt.Errorf("template key: the shim's own path: %w", err)
+	}
+	for _, p := range []string{shim, tc.QEMUPath, tc.Kernel, tc.Initrd, tc.Firmware} {
 		id, err := fileIdentity(p)
 		if err != nil {
 			return "", fmt.Errorf("template key: %w", err)
@@ -212,7 +228,8 @@ func (t templateStore) ensure(ctx context.Context, vc hypervisor.Config, timeout
 	start := time.Now()
 	if err := t.build(ctx, vc, timeout); err != nil {
 		err = fmt.Errorf("building the VM template: %w", err)
-		if os.MkdirAll(t.dir(), 0o700) == nil {
+		// A build cancelled with its container is not a failed build: the next one tries.
+		if ctx.Err() == nil && os.MkdirAll(t.dir(), 0o700) == nil {
 			os.Remove(failed)
 			_ = writeFileSync(failed, []byte(err.Error()+"\n"))
 		}
@@ -380,7 +397,11 @@ func (t templateStore) clone(ctx context.Context, vc hypervisor.Config, timeout 
 		}
 	}
 	if err != nil {
-		vm.Stop(context.WithoutCancel(ctx))
+		if stopErr := vm.Stop(context.WithoutCancel(ctx)); stopErr != nil {
+			// A clone that would not stop must not be followed by a cold boot in its state
+			// directory: the container fails instead.
+			return nil, nil, fmt.Errorf("%w: %v (after: %v)", errCloneNotStopped, stopErr, err)
+		}
 		return nil, nil, err
 	}
 	// Marks the template as in use (removeUnused).
