@@ -153,8 +153,13 @@ func (x *installer) planPlugin(ctx context.Context, m *manifest.Manifest) (*plug
 		return nil, fmt.Errorf("the install under %s runs plugin %q (%s, state in %s): uninstall it first to change the plugin's name, state directory or how it runs",
 			x.o.Prefix, rec.Name, rec.Mode, rec.StateDir)
 	}
-	if rec == nil && pluginsvc.Reachable(spec.Socket()) {
-		return nil, fmt.Errorf("%s is already served by a plugin kata-deploy did not start: stop it first, or choose another name with --plugin-name", spec.Socket())
+	if rec == nil {
+		// kata-plugins replaces whatever is at its sockets' paths: never someone else's.
+		for _, sock := range spec.Sockets() {
+			if pluginsvc.Reachable(sock) {
+				return nil, fmt.Errorf("%s is already served by a plugin kata-deploy did not start: stop it first, or choose other names with --plugin-name and --plugin-network-name", sock)
+			}
+		}
 	}
 	if _, err := os.Stat(pp.dir); errors.Is(err, fs.ErrNotExist) {
 		pp.newDir = true
@@ -249,7 +254,7 @@ func (x *installer) applyPlugin(ctx context.Context, pp *pluginPlan) error {
 	if err == nil || !fresh {
 		return err
 	}
-	if x.m.Plugin != nil {
+	if x.m.Plugin != nil && x.m.Plugin.Log != "" { // a unit's output is in the journal
 		err = fmt.Errorf("%w (log: %s)", err, logTail(x.m.Plugin.Log))
 	}
 	if _, rmErr := x.removePlugin(ctx, false); rmErr != nil {
@@ -481,9 +486,11 @@ func (x *installer) removePlugin(ctx context.Context, keepState bool) ([]string,
 	} else if err := pluginProcess(rec).Stop(ctx, "/proc", 10*time.Second); err != nil {
 		return removed, err
 	}
-	spec := pluginsvc.Spec{Name: rec.Name, SocketDir: rec.SocketDir}
-	if removeStaleSocket(spec.Socket()) {
-		removed = append(removed, spec.Socket())
+	spec := pluginsvc.Spec{Name: rec.Name, SocketDir: rec.SocketDir, NetworkName: rec.NetworkName}
+	for _, sock := range spec.Sockets() {
+		if removeStaleSocket(sock) {
+			removed = append(removed, sock)
+		}
 	}
 	removed = append(removed, x.removeRecordedFile(rec.Binary)...)
 	if rec.Log != "" && os.Remove(rec.Log) == nil {

@@ -326,3 +326,19 @@ func TestUninstallPluginWithoutDocker(t *testing.T) {
 		t.Errorf("warnings: %v", res.Warnings)
 	}
 }
+
+// A network driver socket someone else serves is refused before anything changes: kata-plugins
+// would replace it.
+func TestPluginForeignNetworkSocket(t *testing.T) {
+	pf := newPluginFixture(t)
+	l, err := net.Listen("unix", pf.sd.netSocket)
+	must(t, err)
+	defer l.Close()
+	_, err = pf.install(t)
+	if err == nil || !strings.Contains(err.Error(), pf.sd.netSocket) || !strings.Contains(err.Error(), "did not start") {
+		t.Fatalf("install: %v, want a refusal naming %s", err, pf.sd.netSocket)
+	}
+	if pf.sd.called("start") != 0 || pf.file(pf.unit()) != nil {
+		t.Errorf("the refused install started or wrote the plugin: calls %v", pf.sd.calls)
+	}
+}

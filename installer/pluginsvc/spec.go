@@ -69,6 +69,15 @@ func (s Spec) Validate() error {
 // Socket is where Docker finds the driver.
 func (s Spec) Socket() string { return filepath.Join(s.SocketDir, s.Name+".sock") }
 
+// Sockets are the sockets of every driver served: the volume driver's, then the network driver's.
+func (s Spec) Sockets() []string {
+	socks := []string{s.Socket()}
+	if s.NetworkName != "" {
+		socks = append(socks, filepath.Join(s.SocketDir, s.NetworkName+".sock"))
+	}
+	return socks
+}
+
 // Args is the command line of the service. Without a network driver name, "--network-name=" (one
 // word, for a unit's ExecStart) turns the network driver off.
 func (s Spec) Args() []string {

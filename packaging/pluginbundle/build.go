@@ -3,6 +3,7 @@ package pluginbundle
 import (
 	"debug/elf"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -46,6 +47,10 @@ func Build(o Options) error {
 	if err := checkStatic(o.Plugins); err != nil {
 		return err
 	}
+	o.OutDir = filepath.Clean(o.OutDir)
+	if err := replaceable(o.OutDir); err != nil {
+		return err
+	}
 	stage := o.OutDir + ".partial"
 	if err := os.RemoveAll(stage); err != nil {
 		return err
@@ -58,7 +63,29 @@ func Build(o Options) error {
 		os.RemoveAll(stage)
 		return err
 	}
-	return os.Rename(stage, o.OutDir)
+	if err := os.Rename(stage, o.OutDir); err != nil {
+		os.RemoveAll(stage)
+		return err
+	}
+	return nil
+}
+
+// replaceable refuses an output directory that holds anything but an earlier bundle: it is
+// removed and replaced whole.
+func replaceable(dir string) error {
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if e.Name() != "config.json" && e.Name() != "rootfs" {
+			return fmt.Errorf("%s holds %s, not only a plugin bundle (config.json, rootfs): choose an empty or new output directory", dir, e.Name())
+		}
+	}
+	return nil
 }
 
 func build(o Options, dir string) error {

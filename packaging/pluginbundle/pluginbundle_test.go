@@ -128,3 +128,25 @@ func TestBuildRefuses(t *testing.T) {
 		})
 	}
 }
+
+// An output directory holding anything but an earlier bundle is refused and left as it is.
+func TestBuildRefusesForeignOutDir(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "dist")
+	if err := os.MkdirAll(filepath.Join(out, "rootfs"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	keep := filepath.Join(out, "kata-deploy.deb")
+	if err := os.WriteFile(keep, []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	err := Build(Options{Plugins: staticBinary(t), OutDir: out + "/", Tools: []Tool{}})
+	if err == nil || !strings.Contains(err.Error(), "not only a plugin bundle") {
+		t.Fatalf("Build: %v, want a refusal", err)
+	}
+	if _, err := os.Stat(keep); err != nil {
+		t.Errorf("the refused build touched %s: %v", keep, err)
+	}
+	if left, _ := filepath.Glob(out + ".partial*"); len(left) > 0 {
+		t.Errorf("a refused build left %v", left)
+	}
+}
