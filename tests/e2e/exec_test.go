@@ -181,7 +181,11 @@ func TestKataExecInteractive(t *testing.T) {
 	term.send("stty size; echo $((6*7))\r")
 	term.expect("30 100")
 	term.expect("42")
-	term.send("\x04") // Ctrl-D at the prompt ends the shell
+	// Ctrl-D ends the shell only once its line editor reads the terminal again: typed while the
+	// line discipline is still canonical, the EOF is lost when the editor switches to raw mode.
+	// The editor sets raw mode before it prints the prompt, so the prompt is the signal.
+	term.expect("# ")
+	term.send("\x04")
 	if code := term.wait(); code != 0 {
 		t.Errorf("docker exec -it exit code = %d, want 0", code)
 	}
