@@ -110,6 +110,9 @@ func parseConsole(console []byte) ([]traceStep, error) {
 			}
 			add("guest kernel boot, until /init runs", at-took)
 			add("agent: load "+sub[1]+" modules", at)
+		case groupLine.MatchString(msg):
+			sub := groupLine.FindStringSubmatch(msg)
+			add("until module group "+sub[1]+" is loaded (in the background)", at)
 		case strings.Contains(msg, " ready, serving on "):
 			add("agent: until its port is open", at)
 		case strings.Contains(msg, "host session started"):
@@ -126,7 +129,8 @@ func parseConsole(console []byte) ([]traceStep, error) {
 }
 
 var (
-	modulesLine = regexp.MustCompile(`loaded (\d+) of \d+ modules in (\S+)`)
+	modulesLine = regexp.MustCompile(`^kata-agent: loaded (\d+) of \d+ modules in (\S+)`)
+	groupLine   = regexp.MustCompile(`^kata-agent: module group (\w+): loaded \d+ of \d+ modules`)
 	requestLine = regexp.MustCompile(`request (\w+) `)
 )
 

@@ -8,8 +8,9 @@ import (
 func TestParseConsole(t *testing.T) {
 	console := "random line without a timestamp\n" +
 		"[    0.000000] Linux version 6.1.0-57-amd64\n" +
-		"[    1.500000] kata-agent: loaded 20 of 20 modules in 400ms\n" +
+		"[    1.500000] kata-agent: loaded 6 of 6 modules in 400ms\n" +
 		"[    1.510000] kata-agent: agent test ready, serving on agent.0\n" +
+		"[    1.550000] kata-agent: module group 9p: loaded 5 of 5 modules in 40ms\n" +
 		"[    1.600000] kata-agent: host session started\n" +
 		"[    1.610000] kata-agent: request ping container=\"\" exec=\"\"\n" +
 		"[    1.700000] kata-agent: request create container=\"abc\" exec=\"\"\n" +
@@ -23,8 +24,9 @@ func TestParseConsole(t *testing.T) {
 	}{
 		{"boot to start", console, []traceStep{
 			{"guest kernel boot, until /init runs", 1100 * time.Millisecond},
-			{"agent: load 20 modules", 1500 * time.Millisecond},
+			{"agent: load 6 modules", 1500 * time.Millisecond},
 			{"agent: until its port is open", 1510 * time.Millisecond},
+			{"until module group 9p is loaded (in the background)", 1550 * time.Millisecond},
 			{"until the host connects (handshake)", 1600 * time.Millisecond},
 			{"until request ping", 1610 * time.Millisecond},
 			{"until request create", 1700 * time.Millisecond},

@@ -43,7 +43,7 @@ type Options struct {
 	Vmlinuz     string   // a bzImage (or an already extracted vmlinux ELF)
 	ModulesDir  string   // /lib/modules/<version> matching Vmlinuz
 	AgentBinary string   // static x86-64 executable that becomes /init
-	Modules     []string // modules to load at boot; nil means DefaultModules(), with OnDemandModules()
+	Modules     []string // modules to load at boot; nil means DefaultModules(), with ModuleGroups() on demand
 	OutDir      string   // receives vmlinux, initrd.img, manifest.json
 	Compress    bool     // gzip the initrd (smaller, but slower to boot)
 	Progress    func(step string)
@@ -56,7 +56,9 @@ type Manifest struct {
 	KernelSource  string   `json:"kernelSource"`
 	Modules       []string `json:"modules"`
 	// OnDemand are modules in the image that the agent loads only when needed.
-	OnDemand  []string            `json:"onDemand,omitempty"`
+	OnDemand []string `json:"onDemand,omitempty"`
+	// Groups are those modules by module group (agentproto.ModuleGroup*), each in load order.
+	Groups    map[string][]string `json:"groups,omitempty"`
 	Artifacts map[string]Artifact `json:"artifacts"`
 }
 
@@ -72,8 +74,9 @@ type kernelInput struct {
 	source  string // file name recorded in the manifest
 	image   []byte // bzImage or vmlinux
 	modules []Module
-	// onDemand are loaded by the agent when needed, not at boot.
+	// onDemand are loaded by the agent when needed, not at boot, by group.
 	onDemand []Module
+	groups   map[string][]string
 }
 
 // Build extracts the kernel, resolves and packs the modules and the agent
@@ -87,16 +90,16 @@ func Build(ctx context.Context, opts Options) (*Manifest, error) {
 	if err := opts.validate(); err != nil {
 		return nil, err
 	}
-	want, onDemand := opts.Modules, []string(nil)
+	want, groups := opts.Modules, map[string][]string(nil)
 	if want == nil {
-		want, onDemand = DefaultModules(), OnDemandModules()
+		want, groups = DefaultModules(), ModuleGroups()
 	}
 	progress("reading agent " + opts.AgentBinary)
 	agent, err := readAgent(opts.AgentBinary)
 	if err != nil {
 		return nil, err
 	}
-	in, err := loadKernel(ctx, opts, append(slices.Clone(want), onDemand...), progress)
+	in, err := loadKernel(ctx, opts, append(slices.Clone(want), groupRoots(groups)...), progress)
 	if err != nil {
 		return nil, err
 	}
@@ -110,8 +113,8 @@ func Build(ctx context.Context, opts Options) (*Manifest, error) {
 	}
 	progress(fmt.Sprintf("writing %s (kernel %s, %d modules)", opts.OutDir, in.version, len(in.modules)))
 	boot, later := splitOnDemand(in.modules, want)
-	in.modules, in.onDemand = boot, later
-	return writeOutputs(opts.OutDir, in, vmlinux, initrdFiles(agent, boot, later), opts.Compress)
+	in.modules, in.onDemand, in.groups = boot, later, groupLists(later, groups)
+	return writeOutputs(opts.OutDir, in, vmlinux, initrdFiles(agent, boot, later, in.groups), opts.Compress)
 }
 
 func (o Options) validate() error {
@@ -287,6 +290,7 @@ func writeOutputs(dir string, in *kernelInput, vmlinux []byte, files []File, com
 		KernelSource:  in.source,
 		Modules:       moduleNames(in.modules),
 		OnDemand:      moduleNames(in.onDemand),
+		Groups:        in.groups,
 		Artifacts:     map[string]Artifact{VmlinuxName: kernel.artifact(), InitrdName: initrd.artifact()},
 	}
 	manifest, err := open(ManifestName)

@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -112,12 +113,16 @@ func checkOutDir(t *testing.T, dir string, m *Manifest, agent []byte) {
 	if string(got["etc/kata-deploy/modules.load"]) != want {
 		t.Errorf("modules.load = %q, want %q", got["etc/kata-deploy/modules.load"], want)
 	}
-	later := ""
-	for _, name := range m.OnDemand {
-		later += name + "\n"
-	}
-	if string(got["etc/kata-deploy/modules.ondemand"]) != later {
-		t.Errorf("modules.ondemand = %q, want %q", got["etc/kata-deploy/modules.ondemand"], later)
+	for group, names := range m.Groups {
+		list := "etc/kata-deploy/modules.d/" + group + ".load"
+		if want := strings.Join(names, "\n") + "\n"; string(got[list]) != want {
+			t.Errorf("%s = %q, want %q", list, got[list], want)
+		}
+		for _, name := range names {
+			if !slices.Contains(m.OnDemand, name) {
+				t.Errorf("group %s names %s, which is not among the on-demand modules", group, name)
+			}
+		}
 	}
 	for _, name := range append(slices.Clone(m.Modules), m.OnDemand...) {
 		mi, err := parseModinfo(got["lib/modules/"+name+".ko"])
@@ -159,15 +164,22 @@ func TestBuildFromDeb(t *testing.T) {
 					t.Errorf("default modules needed a second pass: %q", s)
 				}
 			}
+			// Boot loads the agent's channel only; the rest waits for a container that needs it.
 			want := []string{"virtio", "virtio_pci_legacy_dev", "virtio_pci_modern_dev", "virtio_ring", "virtio_pci",
-				"virtio_console", "virtio_blk", "failover", "net_failover", "virtio_net",
-				"9pnet", "9pnet_virtio", "netfs", "fscache", "9p", "fuse", "virtiofs",
-				"vsock", "vmw_vsock_virtio_transport_common", "vmw_vsock_virtio_transport"}
+				"virtio_console"}
 			if !slices.Equal(m.Modules, want) {
 				t.Fatalf("modules = %v\nwant      %v", m.Modules, want)
 			}
-			if want := []string{"crc32c_generic", "crc16", "jbd2", "mbcache", "ext4", "libcrc32c", "xfs"}; !slices.Equal(m.OnDemand, want) {
-				t.Fatalf("on-demand modules = %v\nwant      %v", m.OnDemand, want)
+			wantGroups := map[string][]string{
+				"9p":       {"9pnet", "9pnet_virtio", "netfs", "fscache", "9p"},
+				"virtiofs": {"fuse", "virtiofs"},
+				"net":      {"failover", "net_failover", "virtio_net"},
+				"blk":      {"virtio_blk"},
+				"fs":       {"crc32c_generic", "crc16", "jbd2", "mbcache", "ext4", "libcrc32c", "xfs"},
+				"vsock":    {"vsock", "vmw_vsock_virtio_transport_common", "vmw_vsock_virtio_transport"},
+			}
+			if !maps.EqualFunc(m.Groups, wantGroups, slices.Equal) {
+				t.Fatalf("module groups = %v\nwant            %v", m.Groups, wantGroups)
 			}
 			checkOutDir(t, out, m, fakeAgent())
 		})
@@ -370,7 +382,7 @@ func TestWriteOutputsAtomic(t *testing.T) {
 		}
 	}
 	// And a good write replaces all three.
-	m, err := writeOutputs(dir, in, fakeVmlinux(true), initrdFiles(fakeAgent(), nil, nil), false)
+	m, err := writeOutputs(dir, in, fakeVmlinux(true), initrdFiles(fakeAgent(), nil, nil, nil), false)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"path"
 	"slices"
 	"strings"
@@ -161,13 +162,13 @@ func cpioMode(m fs.FileMode) cpio.FileMode {
 }
 
 // initrdFiles lays out the guest's initramfs: the agent as /init, the
-// modules under /lib/modules by name, the load list, and the mount points
+// modules under /lib/modules by name, the load lists, and the mount points
 // the agent uses before anything else is mounted. mods are loaded at boot
-// (ModulesLoadPath); onDemand when the agent needs them
-// (agentproto.ModulesOnDemandPath).
-func initrdFiles(agent []byte, mods, onDemand []Module) []File {
+// (ModulesLoadPath); onDemand when the agent needs them, by the group lists
+// (agentproto.ModuleGroupsDir/<group>.load).
+func initrdFiles(agent []byte, mods, onDemand []Module, groups map[string][]string) []File {
 	dirs := []string{"/dev", "/proc", "/sys", "/run", "/etc", path.Dir(ModulesLoadPath), ModulesDirPath}
-	files := make([]File, 0, len(dirs)+len(mods)+3)
+	files := make([]File, 0, len(dirs)+len(mods)+len(onDemand)+len(groups)+4)
 	for _, d := range dirs {
 		files = append(files, File{Path: d, Mode: fs.ModeDir | 0o755})
 	}
@@ -181,13 +182,15 @@ func initrdFiles(agent []byte, mods, onDemand []Module) []File {
 		load.WriteString(m.Name + "\n")
 	}
 	files = append(files, File{Path: ModulesLoadPath, Mode: 0o644, Data: []byte(load.String())})
-	var later strings.Builder
 	for _, m := range onDemand {
 		files = append(files, File{Path: ModulesDirPath + "/" + m.Name + ".ko", Mode: 0o644, Data: m.Data})
-		later.WriteString(m.Name + "\n")
 	}
-	if later.Len() > 0 {
-		files = append(files, File{Path: agentproto.ModulesOnDemandPath, Mode: 0o644, Data: []byte(later.String())})
+	if len(groups) > 0 {
+		files = append(files, File{Path: agentproto.ModuleGroupsDir, Mode: fs.ModeDir | 0o755})
+	}
+	for _, name := range slices.Sorted(maps.Keys(groups)) {
+		data := strings.Join(groups[name], "\n") + "\n"
+		files = append(files, File{Path: agentproto.ModuleGroupsDir + "/" + name + ".load", Mode: 0o644, Data: []byte(data)})
 	}
 	return files
 }

@@ -153,7 +153,7 @@ func TestWriteInitrdRejects(t *testing.T) {
 func TestWriteInitrdWithGNUCpio(t *testing.T) {
 	testreq.Command(t, "cpio")
 	var buf bytes.Buffer
-	if err := WriteInitrd(&buf, initrdFiles([]byte("agent"), []Module{{Name: "virtio", Data: []byte("ko")}}, nil)); err != nil {
+	if err := WriteInitrd(&buf, initrdFiles([]byte("agent"), []Module{{Name: "virtio", Data: []byte("ko")}}, nil, nil)); err != nil {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()

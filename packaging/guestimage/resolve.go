@@ -7,38 +7,48 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"os"
 	"path"
 	"path/filepath"
 	"slices"
 	"strings"
+
+	"github.com/kata-deploy/kata-deploy/runtime/agentproto"
 )
 
-// DefaultModules returns the modules a guest needs: the virtio PCI
-// transport, console (virtio-serial), block and network devices, 9p and
-// virtio-fs for the shared rootfs, and the virtio vsock transport.
-// Libraries they need (virtio, virtio_ring, netfs, fscache, 9pnet, fuse,
-// vsock, ...) follow from each module's "depends=". Transports that nothing
-// depends on (9pnet_virtio, virtio_pci) must be named: without modprobe in
-// the guest nobody would load them on demand.
+// DefaultModules returns the modules the agent loads at boot: the virtio PCI transport and the
+// virtio-serial console, its channel to the host. Libraries they need (virtio, virtio_ring, ...)
+// follow from each module's "depends=". Everything else a guest may need is in ModuleGroups.
 func DefaultModules() []string {
-	return []string{
-		"virtio_pci",
-		"virtio_console",
-		"virtio_blk",
-		"virtio_net",
-		"9pnet_virtio",
-		"9p",
-		"virtiofs",
-		"vmw_vsock_virtio_transport",
+	return []string{"virtio_pci", "virtio_console"}
+}
+
+// ModuleGroups are the modules put in the image but loaded by the agent only when a container
+// needs them, by group (agentproto.ModuleGroup*): the shared file system's (9p or virtio-fs), the
+// network's, disks and their file systems (ext4 and xfs, 6.5 MB), vsock. The host names the
+// groups a VM will use on the kernel command line and the agent loads them while the host sets
+// the container up; the others cost no boot time. Transports nothing depends on (9pnet_virtio)
+// must be named: without modprobe in the guest nobody would load them. ext4 and xfs find their
+// checksum through the crypto API, which no module dependency names.
+func ModuleGroups() map[string][]string {
+	return map[string][]string{
+		agentproto.ModuleGroup9P:       {"9pnet_virtio", "9p"},
+		agentproto.ModuleGroupVirtioFS: {"virtiofs"},
+		agentproto.ModuleGroupNet:      {"virtio_net"},
+		agentproto.ModuleGroupBlock:    {"virtio_blk"},
+		agentproto.ModuleGroupFS:       {"crc32c_generic", "ext4", "xfs"},
+		agentproto.ModuleGroupVsock:    {"vmw_vsock_virtio_transport"},
 	}
 }
 
-// OnDemandModules are put in the image but loaded by the agent only when a container needs them:
-// the file systems of direct-assigned disks (block volumes), about 6.5 MB that most VMs never
-// use. ext4 and xfs find their checksum through the crypto API, which no module dependency names.
-func OnDemandModules() []string {
-	return []string{"crc32c_generic", "ext4", "xfs"}
+// groupRoots are the modules groups name, by group name order.
+func groupRoots(groups map[string][]string) []string {
+	var roots []string
+	for _, name := range slices.Sorted(maps.Keys(groups)) {
+		roots = append(roots, groups[name]...)
+	}
+	return roots
 }
 
 // likelyHelpers are modules DefaultModules usually pulls in. A package scan
@@ -359,4 +369,15 @@ func splitOnDemand(mods []Module, boot []string) (atBoot, later []Module) {
 		}
 	}
 	return atBoot, later
+}
+
+// groupLists names, for each group, the modules of later it loads: those it names and their
+// dependencies, in load order. A dependency two groups share is in both lists.
+func groupLists(later []Module, groups map[string][]string) map[string][]string {
+	lists := make(map[string][]string, len(groups))
+	for name, roots := range groups {
+		mods, _ := splitOnDemand(later, roots)
+		lists[name] = moduleNames(mods)
+	}
+	return lists
 }

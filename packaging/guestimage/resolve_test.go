@@ -142,7 +142,7 @@ func TestResolveModulesOrder(t *testing.T) {
 
 func TestResolveModulesDefaults(t *testing.T) {
 	dir, _ := writeModulesDir(t, debianLikeModules(), []string{})
-	first, err := ResolveModules(dir, append(DefaultModules(), OnDemandModules()...))
+	first, err := ResolveModules(dir, append(DefaultModules(), groupRoots(ModuleGroups())...))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -161,7 +161,7 @@ func TestResolveModulesDefaults(t *testing.T) {
 			t.Errorf("default modules pulled in %s", unwanted)
 		}
 	}
-	again, err := ResolveModules(dir, append(DefaultModules(), OnDemandModules()...))
+	again, err := ResolveModules(dir, append(DefaultModules(), groupRoots(ModuleGroups())...))
 	if err != nil || !slices.Equal(moduleNames(again), got) {
 		t.Fatalf("second resolve differs: %v, %v", moduleNames(again), err)
 	}

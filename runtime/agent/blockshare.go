@@ -45,8 +45,6 @@ func (e *NSExecutor) mountBlockShare(ctx context.Context, s agentproto.Share) er
 	if err := os.MkdirAll(s.GuestPath, 0o755); err != nil {
 		return fmt.Errorf("create block mount point %s: %w", s.GuestPath, err)
 	}
-	// The file systems' modules are in the image but not loaded at boot: most VMs have no disk.
-	e.fsModules.Do(func() { loadModulesListedIn(agentproto.ModulesOnDemandPath, e.log) })
 	flags := uintptr(unix.MS_NODEV | unix.MS_NOSUID)
 	if s.ReadOnly {
 		flags |= unix.MS_RDONLY

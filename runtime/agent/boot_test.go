@@ -5,8 +5,11 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -55,6 +58,65 @@ func TestParseCmdline(t *testing.T) {
 		if got := ParseCmdline(tt.cmdline).Debug; got != tt.debug {
 			t.Errorf("ParseCmdline(%q).Debug = %v", tt.cmdline, got)
 		}
+	}
+}
+
+func TestParseCmdlineModules(t *testing.T) {
+	tests := []struct {
+		cmdline   string
+		groups    []string
+		badGroups []string
+	}{
+		{"quiet", nil, nil},
+		{"agent.modules=9p,net", []string{"9p", "net"}, nil},
+		{"agent.modules=virtiofs", []string{"virtiofs"}, nil},
+		{"agent.modules=", nil, nil},
+		{"agent.modules=9p,,../../etc/x,net", []string{"9p", "net"}, []string{"../../etc/x"}},
+		{"agent.modules=9P", nil, []string{"9P"}},
+	}
+	for _, tt := range tests {
+		o := ParseCmdline(tt.cmdline)
+		if !slices.Equal(o.Modules, tt.groups) || !slices.Equal(o.BadModules, tt.badGroups) {
+			t.Errorf("ParseCmdline(%q) modules %q bad %q, want %q and %q", tt.cmdline, o.Modules, o.BadModules, tt.groups, tt.badGroups)
+		}
+	}
+}
+
+// A group loads its list once, whoever asks first; Preloaded says when the named groups are in.
+func TestModuleGroups(t *testing.T) {
+	lists := t.TempDir()
+	os.WriteFile(filepath.Join(lists, "9p.load"), []byte("no_such_9p\n../bad\n"), 0o644)
+	var mu sync.Mutex
+	var buf bytes.Buffer
+	g := NewModuleGroups(lists, t.TempDir(), NewLogger(lockedWriter{&mu, &buf}, false))
+	if g.Preloaded() {
+		t.Error("preloaded before Preload")
+	}
+	g.Preload([]string{"9p", "net"}) // no net.load: an image without the group loads nothing
+	deadline := time.Now().Add(5 * time.Second)
+	for !g.Preloaded() && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	if !g.Preloaded() {
+		t.Fatal("never preloaded")
+	}
+	g.Need("9p")
+	g.Need("../9p")
+	mu.Lock()
+	log := buf.String()
+	mu.Unlock()
+	if n := strings.Count(log, "module no_such_9p"); n != 1 {
+		t.Errorf("the 9p group was loaded %d times, want once; log:\n%s", n, log)
+	}
+	for _, want := range []string{`"../bad" is not a module name`, `"../9p" is not a module group`} {
+		if !strings.Contains(log, want) {
+			t.Errorf("log lacks %s:\n%s", want, log)
+		}
+	}
+	var none *ModuleGroups
+	none.Need("9p")
+	if !none.Preloaded() {
+		t.Error("no module groups: not preloaded")
 	}
 }
 
@@ -146,4 +208,16 @@ func TestParseCmdlineCgroup(t *testing.T) {
 			t.Errorf("ParseCmdline(%q).CgroupV1 = %v", cmdline, got)
 		}
 	}
+}
+
+// lockedWriter serialises writes to w: the module groups log from their own goroutine.
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  *bytes.Buffer
+}
+
+func (l lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }

@@ -10,6 +10,9 @@ import (
 type BootOptions struct {
 	Debug    bool // agent.debug=1
 	CgroupV1 bool // agent.cgroup=v1
+	// Modules are the module groups to load ahead of need (agent.modules=9p,net); BadModules
+	// the names in that list that are no group.
+	Modules, BadModules []string
 }
 
 // ParseCmdline reads agent.* parameters from /proc/cmdline's content.
@@ -22,6 +25,8 @@ func ParseCmdline(cmdline string) BootOptions {
 			o.Debug = !hasValue || value == "1" || value == "true" || value == "on"
 		case agentproto.CgroupParam:
 			o.CgroupV1 = value == "v1"
+		case agentproto.ModulesParam:
+			o.Modules, o.BadModules = parseModuleGroups(value)
 		}
 	}
 	return o

@@ -38,6 +38,12 @@ func Main(version string) {
 		log.Errorf("%v", err)
 	}
 	loadModuleList(log)
+	// The groups the host named load while the agent opens its port and the host sets up.
+	modules := NewModuleGroups(agentproto.ModuleGroupsDir, agentproto.ModulesDir, log)
+	for _, b := range opts.BadModules {
+		log.Errorf("%s: %q is not a module group, skipped", agentproto.ModulesParam, b)
+	}
+	modules.Preload(opts.Modules)
 
 	ctx := context.Background()
 	reaper := NewReaper()
@@ -52,6 +58,7 @@ func Main(version string) {
 		IdlePowerOff:  IdlePowerOff,
 		PowerOff:      func() { powerOff(log) },
 		Restored:      func(r agentproto.Restored) error { return applyRestored(r, log) },
+		Modules:       modules,
 	})
 	port := &SerialPort{Name: agentproto.AgentPortName, SysDir: agentproto.VirtioPortsDir, DevDir: "/dev", Log: log}
 	log.Debugf("agent %s ready, serving on %s", version, agentproto.AgentPortName)

@@ -35,6 +35,9 @@ func (s *Server) configureNetwork(ctx context.Context, req agentproto.Request) e
 	if err := req.Network.Validate(); err != nil {
 		return err
 	}
+	if len(req.Network.Interfaces) > 0 {
+		s.cfg.Modules.Need(agentproto.ModuleGroupNet)
+	}
 	s.net.mu.Lock()
 	defer s.net.mu.Unlock()
 	h, err := netlink.NewHandle(unix.NETLINK_ROUTE)

@@ -29,10 +29,8 @@ type NSExecutor struct {
 	mu      sync.Mutex
 	mounted []string // guest paths of mounted shares, in mount order
 	blocks  []string // those of them that are disks (blockshare.go)
-	// fsModules loads the on-demand modules once, at the first disk (blockshare.go).
-	fsModules sync.Once
-	devices   *devicesCgroup
-	res       containerCgroups
+	devices *devicesCgroup
+	res     containerCgroups
 }
 
 // ExecutorOptions tune an NSExecutor; the zero value is for the guest.

@@ -31,6 +31,8 @@ type ServerConfig struct {
 	// Restored makes a VM restored from a template a machine of its own (restore.go).
 	// Nil refuses the request (tests).
 	Restored func(agentproto.Restored) error
+	// Modules loads kernel modules when a request first needs them. Nil: all are loaded at boot.
+	Modules *ModuleGroups
 }
 
 // Server answers the host's requests. One Server outlives any number of
@@ -204,7 +206,8 @@ func (s *Server) dispatch(ctx context.Context, req agentproto.Request) (resp age
 	var err error
 	switch req.Op {
 	case agentproto.OpPing:
-		resp.Info = &agentproto.AgentInfo{Version: s.cfg.Version, KernelRelease: s.cfg.KernelRelease, ProtocolVersion: agentproto.ProtocolVersion}
+		resp.Info = &agentproto.AgentInfo{Version: s.cfg.Version, KernelRelease: s.cfg.KernelRelease, ProtocolVersion: agentproto.ProtocolVersion,
+			Preloaded: s.cfg.Modules.Preloaded()}
 	case agentproto.OpCreateContainer:
 		err = s.create(ctx, req)
 	case agentproto.OpStart:
@@ -266,6 +269,9 @@ func (s *Server) create(ctx context.Context, req agentproto.Request) error {
 			return err
 		}
 	}
+	if len(req.Devices) > 0 {
+		s.cfg.Modules.Need(agentproto.ModuleGroupBlock)
+	}
 	if err := mapGuestDevices(ctx, req.Spec, req.Devices); err != nil {
 		return err
 	}
@@ -325,12 +331,28 @@ func (s *Server) mountShare(ctx context.Context, sh agentproto.Share) error {
 		}
 		return fmt.Errorf("guest path %s already holds share %q (%s), cannot mount %q there", sh.GuestPath, have.Tag, have.Type, sh.Tag)
 	}
+	for _, group := range shareModules(sh.Type) {
+		s.cfg.Modules.Need(group)
+	}
 	if err := s.cfg.Executor.MountShare(ctx, sh); err != nil {
 		return err
 	}
 	s.mu.Lock()
 	s.shares[sh.GuestPath] = sh
 	s.mu.Unlock()
+	return nil
+}
+
+// shareModules are the module groups a share of this type needs.
+func shareModules(shareType string) []string {
+	switch shareType {
+	case agentproto.Share9P:
+		return []string{agentproto.ModuleGroup9P}
+	case agentproto.ShareVirtioFS:
+		return []string{agentproto.ModuleGroupVirtioFS}
+	case agentproto.ShareBlock:
+		return []string{agentproto.ModuleGroupBlock, agentproto.ModuleGroupFS}
+	}
 	return nil
 }
 

@@ -277,7 +277,7 @@ func TestProtocolPingAndShares(t *testing.T) {
 	h := newHarness(t, 0)
 	ctx := testCtx(t)
 	info, err := h.client.Ping(ctx)
-	if err != nil || info != (agentproto.AgentInfo{Version: "test", KernelRelease: "6.1-test", ProtocolVersion: agentproto.ProtocolVersion}) {
+	if err != nil || info != (agentproto.AgentInfo{Version: "test", KernelRelease: "6.1-test", ProtocolVersion: agentproto.ProtocolVersion, Preloaded: true}) {
 		t.Fatalf("ping: %+v, %v", info, err)
 	}
 	for _, id := range []string{"a", "b"} {

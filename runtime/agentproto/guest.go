@@ -16,9 +16,9 @@ const (
 	// ModulesListPath names the kernel modules the agent loads at boot, one per line, in load
 	// order; each is ModulesDir/<name>.ko.
 	ModulesListPath = "/etc/kata-deploy/modules.load"
-	// ModulesOnDemandPath names the modules the agent loads only when a container needs them (the
-	// file systems of block volumes), in load order, same format.
-	ModulesOnDemandPath = "/etc/kata-deploy/modules.ondemand"
+	// ModuleGroupsDir holds one list per module group (ModuleGroup*), <group>.load, same format:
+	// the modules the agent loads only when a container needs them.
+	ModuleGroupsDir = "/etc/kata-deploy/modules.d"
 	// ModulesDir holds the guest's kernel modules as <name>.ko.
 	ModulesDir = "/lib/modules"
 
@@ -33,4 +33,27 @@ const (
 
 	// DebugParam is the kernel parameter that turns on the agent's verbose log ("agent.debug=1").
 	DebugParam = "agent.debug"
+	// ModulesParam names the module groups the VM will need ("agent.modules=9p,net"): the agent
+	// loads them in the background from the start, while the host sets the container up.
+	ModulesParam = "agent.modules"
 )
+
+// Module groups: kernel modules in the guest image that the agent loads when a container first
+// needs them, not at boot.
+const (
+	ModuleGroup9P       = "9p"       // the shared file system over virtio-9p
+	ModuleGroupVirtioFS = "virtiofs" // the shared file system over virtio-fs
+	ModuleGroupNet      = "net"      // virtio-net NICs
+	ModuleGroupBlock    = "blk"      // virtio-blk disks
+	ModuleGroupFS       = "fs"       // the file systems of disks (ext4, xfs)
+	ModuleGroupVsock    = "vsock"    // the virtio vsock transport
+)
+
+// IsModuleGroup tells a module group's name from anything else, which must never become a path.
+func IsModuleGroup(name string) bool {
+	switch name {
+	case ModuleGroup9P, ModuleGroupVirtioFS, ModuleGroupNet, ModuleGroupBlock, ModuleGroupFS, ModuleGroupVsock:
+		return true
+	}
+	return false
+}

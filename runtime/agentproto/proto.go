@@ -60,6 +60,8 @@ type AgentInfo struct {
 	Version         string `json:"version"`
 	KernelRelease   string `json:"kernelRelease"`
 	ProtocolVersion int    `json:"protocolVersion"`
+	// Preloaded: the module groups the kernel command line names (ModulesParam) are loaded.
+	Preloaded bool `json:"preloaded,omitempty"`
 }
 
 // Share is a host directory exported to the guest (virtio-9p or virtio-fs)

@@ -319,8 +319,13 @@ func (t templateStore) build(ctx context.Context, vc hypervisor.Config, timeout 
 	if err != nil {
 		return err
 	}
+	// Saved with the modules every container needs loaded, so no clone loads them again.
+	err = waitPreloaded(ctx, agent, timeout)
 	// The session ends before the snapshot: each clone's host starts its own.
 	agent.Close()
+	if err != nil {
+		return err
+	}
 	if err := vm.SaveTemplate(ctx, filepath.Join(tmp, templateState)); err != nil {
 		return err
 	}
@@ -359,6 +364,27 @@ func (t templateStore) removeUnused() {
 			t.logf("cleaning up %s: %v", old, err)
 		}
 		os.RemoveAll(old)
+	}
+}
+
+// waitPreloaded returns once the agent has loaded the module groups the kernel command line
+// names (agentproto.ModulesParam).
+func waitPreloaded(ctx context.Context, agent *agentproto.Client, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	for {
+		info, err := agent.Ping(ctx)
+		if err != nil {
+			return fmt.Errorf("waiting for the template's agent to load its modules: %w", err)
+		}
+		if info.Preloaded {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("the template's agent did not load its modules within %s: %w", timeout, ctx.Err())
+		case <-time.After(20 * time.Millisecond):
+		}
 	}
 }
 

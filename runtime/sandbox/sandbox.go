@@ -186,7 +186,18 @@ func kernelParams(cfg *config.Config) []string {
 	if cfg.Agent.Debug {
 		params = append(params, agentproto.DebugParam+"=1")
 	}
-	return append(params, guestCgroupParam())
+	return append(params, guestCgroupParam(), preloadParam(cfg))
+}
+
+// preloadParam names the module groups every VM needs soon: its shared file system's, at the
+// container's create, and the network's, at its start (a NIC may also come later, by hot-plug).
+// The agent loads them while the host sets up; disks' modules wait for a disk.
+func preloadParam(cfg *config.Config) string {
+	share := agentproto.ModuleGroup9P
+	if guestFSType(cfg.Hypervisor.SharedFS) == hypervisor.ShareVirtiofs {
+		share = agentproto.ModuleGroupVirtioFS
+	}
+	return agentproto.ModulesParam + "=" + share + "," + agentproto.ModuleGroupNet
 }
 
 func guestFSType(sharedFS string) string {

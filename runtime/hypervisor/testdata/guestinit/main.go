@@ -26,9 +26,10 @@ import (
 )
 
 const (
-	modulesLoad = "/etc/kata-deploy/modules.load"
-	modulesDir  = "/lib/modules"
-	portName    = "agent.0"
+	modulesLoad  = "/etc/kata-deploy/modules.load"
+	moduleGroups = "/etc/kata-deploy/modules.d"
+	modulesDir   = "/lib/modules"
+	portName     = "agent.0"
 )
 
 func main() {
@@ -126,8 +127,23 @@ func paramValues(cmdline, prefix string) []string {
 	return vals
 }
 
+// loadModules loads the boot modules, then the groups the agent loads on demand that these
+// tests use: the shared file systems.
 func loadModules() error {
-	list, err := os.ReadFile(modulesLoad)
+	if err := loadModuleList(modulesLoad); err != nil {
+		return err
+	}
+	for _, group := range []string{"9p", "virtiofs"} {
+		err := loadModuleList(filepath.Join(moduleGroups, group+".load"))
+		if err != nil && !os.IsNotExist(err) {
+			return err
+		}
+	}
+	return nil
+}
+
+func loadModuleList(path string) error {
+	list, err := os.ReadFile(path)
 	if err != nil {
 		return err
 	}
