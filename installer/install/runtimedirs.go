@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/kata-deploy/kata-deploy/installer/manifest"
@@ -109,9 +110,24 @@ func (x *installer) removeRuntimeDirs(res *UninstallResult) {
 		}
 	}
 	for i := len(x.m.RuntimeDirs) - 1; i >= 0; i-- {
-		x.removeDir(x.m.RuntimeDirs[i], res)
+		x.removeRuntimeDir(x.m.RuntimeDirs[i], res)
 	}
 	x.m.RuntimeDirs = nil
+}
+
+// removeRuntimeDir removes one of the runtime's directories when it is empty: another runtime
+// configuration naming the same state directory may still have containers or caches there.
+func (x *installer) removeRuntimeDir(d string, res *UninstallResult) {
+	err := os.Remove(d)
+	switch {
+	case err == nil:
+		res.Removed = append(res.Removed, d+"/")
+	case errors.Is(err, fs.ErrNotExist):
+	case errors.Is(err, syscall.ENOTEMPTY) || errors.Is(err, syscall.EEXIST):
+		x.warn(fmt.Sprintf("%s is not empty (containers or caches of another runtime configuration with the same state directory): left in place", d))
+	default:
+		x.warn(fmt.Sprintf("could not remove %s: %v", d, err))
+	}
 }
 
 // plannedRuntimeDirs lists what removeRuntimeDirs would remove (dry run).
