@@ -193,6 +193,15 @@ func TestInstallTemplateAgainstEngine(t *testing.T) {
 	run("rebuilt")
 	k2b := readyTemplate(t, templates(t, prefix), k1.Key)
 	t.Logf("after the upgrade: template %s, rebuilt at %s", k2.Key, k2b.Created)
+	text := kataDeploy(t, "status", "--prefix", prefix).stdout
+	if !strings.Contains(text, "Templating     on") || !strings.Contains(text, k2b.Key+": ready") {
+		t.Errorf("status does not show templating and the template %s:\n%s", k2b.Key, text)
+	}
+	for _, line := range strings.Split(text, "\n") {
+		if strings.HasPrefix(strings.TrimSpace(line), "Templat") {
+			t.Log(line)
+		}
+	}
 	if k2b.Key != k2.Key || k2b.Created == nil || !k2b.Created.After(*k2.Created) || k2b.MemoryBytes <= 0 {
 		t.Errorf("the template was not rebuilt: before %+v, after %+v", k2, k2b)
 	}
