@@ -3,14 +3,23 @@ package install
 import (
 	"fmt"
 
+	"github.com/kata-deploy/kata-deploy/installer/manifest"
 	"github.com/kata-deploy/kata-deploy/internal/layout"
 	"github.com/kata-deploy/kata-deploy/runtime/config"
 )
 
+// configSettings are what the user chooses of the runtime configuration.
+type configSettings struct {
+	Accelerator string // "" is what works here
+	StateDir    string // "" is config.DefaultStateDir
+	Template    bool   // [factory] template
+}
+
 // runtimeConfig is configuration-qemu.toml for this host: the QEMU found by the preflight, its
 // fast-boot firmware when present, the accelerator that really works here (or the one asked
-// for), and the guest image under the prefix.
-func runtimeConfig(h Host, l layout.Layout, accel string) ([]byte, error) {
+// for), the guest image under the prefix, and the settings chosen.
+func runtimeConfig(h Host, l layout.Layout, s configSettings) ([]byte, error) {
+	accel := s.Accelerator
 	c := config.Default()
 	c.Hypervisor.Path = h.QEMU.Path
 	c.Hypervisor.Kernel = l.Vmlinux()
@@ -26,6 +35,10 @@ func runtimeConfig(h Host, l layout.Layout, accel string) ([]byte, error) {
 	if c.Hypervisor.Accelerator == "" {
 		c.Hypervisor.Accelerator = config.AccelAuto
 	}
+	if s.StateDir != "" {
+		c.Runtime.StateDir = s.StateDir
+	}
+	c.Factory.Template = s.Template
 	data, err := config.Encode(c)
 	if err != nil {
 		return nil, fmt.Errorf("writing the runtime configuration: %w", err)
@@ -40,4 +53,41 @@ func checkRuntimeConfig(data []byte, path string) error {
 		return fmt.Errorf("the generated %s does not pass the runtime's checks: %w", path, err)
 	}
 	return nil
+}
+
+// configSettings are the settings of the version this run installs: the install's choices, the
+// version in use's template setting unless --template says otherwise.
+func (x *installer) configSettings(m *manifest.Manifest) configSettings {
+	s := configSettings{Accelerator: x.o.Accelerator, StateDir: x.d.StateDir}
+	switch v := versionOf(m, currentID(m)); {
+	case x.o.Template != nil:
+		s.Template = *x.o.Template
+	case v != nil && v.Factory != nil:
+		s.Template = v.Factory.Template
+	}
+	return s
+}
+
+// currentID is the version in use ("" without an install, or in the flat layout).
+func currentID(m *manifest.Manifest) string {
+	if m == nil || !m.Versioned() {
+		return ""
+	}
+	return m.Current
+}
+
+// factoryRecord is what the manifest records of the settings' [factory] (nil: the defaults).
+func (s configSettings) factoryRecord() *manifest.Factory {
+	if !s.Template {
+		return nil
+	}
+	return &manifest.Factory{Template: true}
+}
+
+// stateDir is the runtime's state directory the settings write.
+func (s configSettings) stateDir() string {
+	if s.StateDir != "" {
+		return s.StateDir
+	}
+	return config.DefaultStateDir
 }

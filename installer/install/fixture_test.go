@@ -2,6 +2,8 @@ package install
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io/fs"
@@ -42,6 +44,13 @@ func (f *fixture) daemonJSON() string { return filepath.Join(f.dir, "etc", "daem
 func (f *fixture) artifacts() string  { return filepath.Join(f.dir, "artifacts") }
 func (f *fixture) kernelDeb() string  { return filepath.Join(f.dir, "linux-image-test_amd64.deb") }
 
+// stateDir is the runtime's state directory in the fixture's configurations: short (the runtime
+// allows 28 bytes), derived from dir, outside it, so that a test never touches the host's.
+func (f *fixture) stateDir() string {
+	sum := sha256.Sum256([]byte(f.dir))
+	return "/tmp/kdt-" + hex.EncodeToString(sum[:6])
+}
+
 // newFixture creates the host; daemonJSON nil means no daemon.json.
 func newFixture(t testing.TB, daemonJSON []byte) *fixture {
 	t.Helper()
@@ -56,6 +65,10 @@ func newFixture(t testing.TB, daemonJSON []byte) *fixture {
 	must(t, os.WriteFile(f.kernelDeb(), []byte("kernel package v1"), 0o644))
 	must(t, os.WriteFile(filepath.Join(f.dir, "qemu"), []byte("#!/bin/sh\n"), 0o755))
 	must(t, f.daemon.Reload(context.Background()))
+	t.Cleanup(func() {
+		os.RemoveAll(f.stateDir())
+		os.RemoveAll(f.stateDir() + ".cache")
+	})
 	return f
 }
 
@@ -105,6 +118,7 @@ func (f *fixture) deps() Deps {
 		},
 		Executable: func() (string, error) { return filepath.Join(f.artifacts(), "kata-deploy"), nil },
 		Now:        time.Now,
+		StateDir:   f.stateDir(),
 	}
 }
 

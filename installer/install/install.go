@@ -65,6 +65,8 @@ type Result struct {
 	Containerd       *containerdsvc.Restart `json:"containerdRestart,omitempty"`
 	// Plugin is the plugin service (install --with-plugins).
 	Plugin *PluginResult `json:"plugin,omitempty"`
+	// Template: VM templating is on in the version installed ([factory] template = true).
+	Template bool `json:"template,omitempty"`
 }
 
 // installer carries one Install or Uninstall run.
@@ -462,7 +464,8 @@ func (x *installer) startVersion(_ context.Context, p *plan) error {
 	if x.m.FindVersion(p.layout.Version) != nil {
 		return nil
 	}
-	x.m.PutVersion(manifest.Version{ID: p.layout.Version, Created: x.now().UTC(), KataDeployVersion: x.o.Version})
+	x.m.PutVersion(manifest.Version{ID: p.layout.Version, Created: x.now().UTC(), KataDeployVersion: x.o.Version,
+		Factory: p.settings.factoryRecord()})
 	return x.save()
 }
 
@@ -494,6 +497,7 @@ func (x *installer) installShim(_ context.Context, p *plan) error {
 }
 
 func (x *installer) writeConfig(_ context.Context, p *plan) error {
+	x.recordRuntimeDirs(p.settings.stateDir())
 	if writes(p.config) || p.config.State == fileForeign {
 		if err := checkRuntimeConfig(p.config.Data, p.config.Path); err != nil {
 			return err

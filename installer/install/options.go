@@ -109,6 +109,10 @@ type InstallOptions struct {
 	// kata-block volume driver) as Plugin says.
 	WithPlugins bool
 	Plugin      PluginOptions
+	// Template turns VM templating on (true) or off (false) in the runtime configuration
+	// ([factory] template); nil keeps what the version in use has (off for a new install).
+	// Upgrades keep it.
+	Template *bool
 }
 
 // UpgradeOptions say which artifacts to upgrade to; the runtime name, default and engine are
@@ -285,6 +289,9 @@ type Deps struct {
 	// by default.
 	Executable func() (string, error)
 	Now        func() time.Time
+	// StateDir is the runtime's state directory written into its configuration
+	// (config.DefaultStateDir when empty); tests give one of their own.
+	StateDir string
 	// SystemdRuns says whether systemd runs the host (pluginsvc.SystemdRuns when nil);
 	// Systemctl drives it (pluginsvc.RunSystemctl when nil).
 	SystemdRuns func() bool
@@ -329,6 +336,9 @@ func (o options) withDefaults() (options, error) {
 	}
 	if !filepath.IsAbs(o.KataDir) || filepath.Clean(o.KataDir) != o.KataDir || o.KataDir == "/" {
 		return o, fmt.Errorf("--kata-dir %q must be a clean absolute directory other than /", o.KataDir)
+	}
+	if o.From != "" && o.Template != nil && *o.Template {
+		return o, fmt.Errorf("--template is a setting of kata-deploy's own runtime: an upstream release (--from) keeps its own configuration; set [factory] in it instead")
 	}
 	if o.From != "" && (o.Kernel != "" || o.ArtifactsDir != "") {
 		return o, fmt.Errorf("--from installs an upstream release, which brings its own kernel and shim: drop --kernel and --artifacts-dir")

@@ -84,7 +84,9 @@ type plan struct {
 type builtinPlan struct {
 	shim   fileAction
 	config fileAction
-	image  imagePlan
+	// settings are what the configuration is written with.
+	settings configSettings
+	image    imagePlan
 	// from is the current version before this run ("" for none); switchTo says current must be
 	// (re)pointed at layout.Version, and previous is the version rollback returns to afterwards.
 	from        string
@@ -328,7 +330,7 @@ func (x *installer) makePlan(ctx context.Context, m *manifest.Manifest, loc dock
 	if src, img := reusableImage(m, p.image.Key, l.Version); img != nil {
 		p.image.reuse = src.ImageDir()
 	}
-	cfg, err := runtimeConfig(x.host, l, x.o.Accelerator)
+	cfg, err := runtimeConfig(x.host, l, p.settings)
 	if err != nil {
 		return nil, err
 	}
@@ -345,7 +347,8 @@ func (x *installer) makePlan(ctx context.Context, m *manifest.Manifest, loc dock
 // planVersion names the version the inputs make, and decides the switch of current and what is
 // pruned once it is in use.
 func (x *installer) planVersion(p *plan, m *manifest.Manifest, in inputs) error {
-	canonical, err := runtimeConfig(x.host, layout.Layout{Prefix: "/", Version: "@"}, x.o.Accelerator)
+	p.settings = x.configSettings(m)
+	canonical, err := runtimeConfig(x.host, layout.Layout{Prefix: "/", Version: "@"}, p.settings)
 	if err != nil {
 		return err
 	}

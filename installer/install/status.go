@@ -71,6 +71,9 @@ type Status struct {
 	Containerd *ContainerdStatus `json:"containerd,omitempty"`
 	// Plugin is the Docker plugin service installed with --with-plugins.
 	Plugin *PluginStatus `json:"plugin,omitempty"`
+	// Factory is VM templating ([factory] of the configuration in use) and the templates the
+	// runtime keeps; absent for an upstream release.
+	Factory *FactoryStatus `json:"factory,omitempty"`
 }
 
 // ContainerdStatus is the registration of the runtime with containerd.
@@ -142,7 +145,7 @@ func getStatus(ctx context.Context, o options, d Deps) (*Status, error) {
 	registeredWith(m).status(ctx, s, m, d, o, shim, config)
 	s.checkPlugin(ctx, m, d)
 	if m.Source != manifest.SourceUpstream {
-		s.readConfig(l) // an upstream release's configuration is upstream's format, not ours
+		s.readConfig(l, d.Now()) // an upstream release's configuration is upstream's format, not ours
 	}
 	s.Healthy = len(s.Problems) == 0
 	return s, nil
@@ -323,15 +326,17 @@ func (s *Status) checkDocker(ctx context.Context, m *manifest.Manifest, d Deps) 
 	}
 }
 
-// readConfig reads the accelerator from the runtime configuration and checks the file the way
-// the shim will.
-func (s *Status) readConfig(l layout.Layout) {
+// readConfig reads the accelerator and templating from the runtime configuration and checks the
+// file the way the shim will.
+func (s *Status) readConfig(l layout.Layout, now time.Time) {
 	data, err := os.ReadFile(l.Config())
 	if err != nil {
 		return // a missing file is reported with the artifacts
 	}
 	if c, err := config.Decode(data); err == nil {
 		s.Accelerator = c.Hypervisor.Accelerator
+		s.Factory = factoryStatus(c, now)
+		s.noteFailedTemplates()
 	}
 	if _, err := config.Parse(data); err != nil {
 		s.problem(fmt.Sprintf("%s does not pass the runtime's checks: %v", l.Config(), err))
@@ -410,4 +415,17 @@ func latestChange(paths ...string) time.Time {
 		}
 	}
 	return t
+}
+
+// noteFailedTemplates notes template builds that failed: containers still run (cold), so it is
+// not a problem, but they start slower than they should.
+func (s *Status) noteFailedTemplates() {
+	if s.Factory == nil || !s.Factory.Template {
+		return
+	}
+	for _, t := range s.Factory.Templates {
+		if t.Failed != "" {
+			s.Notes = append(s.Notes, fmt.Sprintf("building the VM template %s failed (containers boot cold meanwhile): %s", t.Key, t.Failed))
+		}
+	}
 }

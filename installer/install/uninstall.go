@@ -111,6 +111,8 @@ func uninstall(ctx context.Context, o options, d Deps) (*UninstallResult, error)
 		return res, err
 	}
 	res.ContainerdRestart = x.res.Containerd
+	// Before the files: the configurations say where the runtime keeps its caches.
+	x.removeRuntimeDirs(res)
 	x.removeFiles(res)
 	x.removeLinks(res)
 	x.m.Versions, x.m.Current, x.m.Previous, x.m.Switch = nil, "", "", nil
@@ -317,6 +319,7 @@ func (x *installer) removeDir(d string, res *UninstallResult) {
 
 // planUninstall fills res with what an uninstall would do, changing nothing.
 func (x *installer) planUninstall(res *UninstallResult) error {
+	x.plannedRuntimeDirs(res)
 	for i := len(x.m.Files) - 1; i >= 0; i-- {
 		f := x.m.Files[i]
 		cur, _, err := fileSum(f.Path)

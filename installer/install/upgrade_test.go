@@ -352,7 +352,7 @@ func (f *fixture) flatInstall(t testing.TB) layout.Layout {
 		must(t, os.MkdirAll(d, 0o755))
 		m.AddDir(d)
 	}
-	cfg, err := runtimeConfig(f.host, l, "")
+	cfg, err := runtimeConfig(f.host, l, configSettings{StateDir: f.stateDir()})
 	must(t, err)
 	for path, data := range map[string][]byte{l.Shim(): []byte("flat shim"), l.Vmlinux(): []byte("flat vmlinux"),
 		l.Initrd(): []byte("flat initrd"), l.ImageManifest(): []byte("{}"), l.Config(): cfg} {

@@ -45,7 +45,7 @@ func fullManifest() *Manifest {
 				Changes: []daemonjson.Change{{Key: "/default-runtime", Before: json.RawMessage(`"runc"`), After: json.RawMessage(`"kata"`)}}},
 		},
 		Layout: LayoutVersioned, Current: "a", Previous: "b",
-		Versions: []Version{{ID: "a", Created: t0, KataDeployVersion: "v1.2.3", Ready: true, Image: img}, {ID: "b", Created: t0}},
+		Versions: []Version{{ID: "a", Created: t0, KataDeployVersion: "v1.2.3", Ready: true, Image: img, Factory: &Factory{Template: true}}, {ID: "b", Created: t0}},
 		Switch:   &Switch{To: "a", Previous: "b"},
 		Links:    []Link{{Path: goldenPrefix + "/current", Target: "versions/b", PendingTarget: "versions/a"}},
 		Source:   SourceUpstream,
@@ -58,7 +58,8 @@ func fullManifest() *Manifest {
 		Plugin: &Plugin{Name: "kata-block", Binary: goldenPrefix + "/plugins/kata-plugins", StateDir: "/var/lib/kata-deploy/plugins/block",
 			SocketDir: "/run/docker/plugins", Mode: PluginProcess, Unit: "/etc/systemd/system/kata-plugins.service", UnitSHA256: "us",
 			PID: 42, StartTime: 4242, Log: goldenPrefix + "/plugins/kata-block.log", CreatedDirs: []string{"/var/lib/kata-deploy"}},
-		Journal: []Entry{{Time: t0, Step: "shim", Status: "started"}, {Time: t0, Step: "shim", Status: "failed", Error: "boom"}},
+		RuntimeDirs: []string{"/run/kata-deploy", "/run/kata-deploy.cache"},
+		Journal:     []Entry{{Time: t0, Step: "shim", Status: "started"}, {Time: t0, Step: "shim", Status: "failed", Error: "boom"}},
 	}
 }
 

@@ -114,6 +114,11 @@ type Manifest struct {
 	// Plugin is the Docker plugin service started by install --with-plugins (nil: none).
 	Plugin *Plugin
 
+	// RuntimeDirs are the directories the installed runtime makes outside the prefix (its
+	// state_dir and <state_dir>.cache) that did not exist when install first wrote a
+	// configuration naming them: uninstall removes them once it has emptied the cache.
+	RuntimeDirs []string
+
 	Journal []Entry
 }
 
@@ -156,6 +161,16 @@ type Version struct {
 	// Ready: every file of the version is written; only a ready version is switched to.
 	Ready bool   `json:"ready"`
 	Image *Image `json:"image,omitempty"`
+	// Factory is the [factory] section the version's configuration was written with (nil: the
+	// runtime's defaults, templating off).
+	Factory *Factory `json:"factory,omitempty"`
+}
+
+// Factory records how the VMs of a version are made other than by a cold boot, as install
+// wrote it into the configuration; an upgrade carries it into the new version.
+type Factory struct {
+	// Template: install --template turned VM templating on ([factory] template = true).
+	Template bool `json:"template,omitempty"`
 }
 
 // Switch is the intent of a change of <prefix>/current: once the link points at To, the
@@ -331,6 +346,13 @@ func (m *Manifest) PutFile(f File) {
 		return
 	}
 	m.Files = append(m.Files, f)
+}
+
+// AddRuntimeDir records a directory of the runtime's that install found absent (once).
+func (m *Manifest) AddRuntimeDir(dir string) {
+	if !slices.Contains(m.RuntimeDirs, dir) {
+		m.RuntimeDirs = append(m.RuntimeDirs, dir)
+	}
 }
 
 // AddDir records a directory install created (once).

@@ -37,6 +37,7 @@ type record struct {
 	Engine        string            `json:"engine,omitempty"`
 	Containerd    *containerdRecord `json:"containerd,omitempty"`
 	Plugin        *Plugin           `json:"plugin,omitempty"`
+	RuntimeDirs   []string          `json:"runtimeDirs,omitempty"`
 	Journal       []Entry           `json:"journal,omitempty"`
 }
 
@@ -89,7 +90,8 @@ func toRecord(m *Manifest) record {
 		Dirs: m.Dirs, Files: m.Files, Scratch: m.Scratch, Image: m.Image, DaemonJSON: daemonJSONToRecord(m.DaemonJSON),
 		Layout: m.Layout, Current: m.Current, Previous: m.Previous, Versions: m.Versions, Switch: m.Switch,
 		Links: m.Links, Source: m.Source, Upstream: m.Upstream, Engine: m.Engine,
-		Containerd: containerdToRecord(m.Containerd), Plugin: m.Plugin, Journal: m.Journal}
+		Containerd: containerdToRecord(m.Containerd), Plugin: m.Plugin,
+		RuntimeDirs: m.RuntimeDirs, Journal: m.Journal}
 }
 
 func fromRecord(r record) *Manifest {
@@ -98,7 +100,8 @@ func fromRecord(r record) *Manifest {
 		Dirs: r.Dirs, Files: r.Files, Scratch: r.Scratch, Image: r.Image, DaemonJSON: r.DaemonJSON.state(),
 		Layout: r.Layout, Current: r.Current, Previous: r.Previous, Versions: r.Versions, Switch: r.Switch,
 		Links: r.Links, Source: r.Source, Upstream: r.Upstream, Engine: r.Engine,
-		Containerd: r.Containerd.state(), Plugin: r.Plugin, Journal: r.Journal}
+		Containerd: r.Containerd.state(), Plugin: r.Plugin,
+		RuntimeDirs: r.RuntimeDirs, Journal: r.Journal}
 }
 
 func daemonJSONToRecord(s *registration.State) *daemonJSONRecord {

@@ -109,6 +109,7 @@ func TestInstallUninstallAgainstEngine(t *testing.T) {
 	e := requireInstall(t)
 	prefix := filepath.Join(t.TempDir(), "kata-deploy")
 	before := e.daemonJSONBytes(t)
+	stateDirStays := clearRuntimeDirs(t)
 
 	// A dry run prints the plan and the diff, and changes nothing.
 	dry := kataDeploy(t, append([]string{"install", "--dry-run"}, e.args(prefix)...)...)
@@ -177,6 +178,7 @@ func TestInstallUninstallAgainstEngine(t *testing.T) {
 	if _, err := os.Stat(prefix); !os.IsNotExist(err) {
 		t.Errorf("the prefix is left: %v", err)
 	}
+	checkRuntimeDirsGone(t, stateDirStays) // the smoke container made them
 	if strings.Contains(dockerRuntimes(t), `"`+installRuntime+`"`) {
 		t.Errorf("docker info still lists %s", installRuntime)
 	}

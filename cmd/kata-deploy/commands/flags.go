@@ -112,3 +112,9 @@ func bindPlugins(f *pflag.FlagSet, o *install.InstallOptions) {
 		_ = f.MarkHidden(name)
 	}
 }
+
+// bindTemplate binds --template; --template=false turns templating off again.
+func bindTemplate(f *pflag.FlagSet, template *bool) {
+	f.BoolVar(template, "template", false, "VM templating: containers start as clones of one template VM, faster and with less memory each, "+
+		"but sharing its guest kernel and agent memory read-only (docs/security.md); --template=false turns it off")
+}

@@ -62,6 +62,14 @@ upgrade and rollback leave it as it is; uninstall removes it, and refuses while 
 volumes or networks of its drivers (--force removes it anyway). The alternative without install: a managed plugin ("make plugin-bundle",
 then "docker plugin create"; README).
 
+--template turns VM templating on in the configuration ([factory] template = true): the first
+container boots a template VM and saves it under <state_dir>.cache/template; every later one
+starts as a clone of it (faster, and the memory of the guest kernel and agent is shared
+read-only between containers, which is the trade-off: see docs/security.md, "VM templating").
+The version gets a new configuration, as with new artifacts (the one before stays for rollback);
+upgrades keep the setting; --template=false turns it off; without the flag the version in use
+keeps its own.
+
 Exit status: 0 installed (or nothing to do), 1 failed (the message says what was left and how to
 finish), 2 usage error.`
 
@@ -101,6 +109,9 @@ const uninstallLong = `uninstall undoes "kata-deploy install" using its manifest
   - files: only those install created and that are unchanged since; changed ones are kept and
     reported, and files install replaced (--replace-foreign, --replace-modified) are put back
   - directories install created, when empty
+  - once no container of the runtime runs: its VM templates and QEMU probes in
+    <state_dir>.cache, and that directory and the state directory when install found them
+    absent and they are empty
   - the plugin service of --with-plugins: stopped (systemctl disable --now, or SIGTERM to the
     recorded process), its unit, binary, log, socket and empty state removed. While Docker has
     volumes of its driver (docker volume ls --filter driver=kata-block) uninstall refuses, lists
@@ -121,7 +132,9 @@ wrote and whether Docker lists the runtime (with containerd: whether the drop-in
 seen in containerd's configuration, and loaded by a restart), the containers running with it,
 the accelerator (configured, and what works on this host now), and the plugin service of
 --with-plugins (running, socket reachable, how many volumes Docker has of it; not serving is a
-problem).
+problem), and VM templating: on or off in the configuration in use, and each template the runtime
+keeps (its key, the memory its RAM file takes on disk, its age, its last clone, why its last build
+failed).
 
 Exit status: 0 installed and healthy, 1 not installed or a problem (listed), 2 usage error.
 The JSON output (--output json, schemaVersion 1) only ever gains fields.`

@@ -26,6 +26,7 @@ func newInstallCommand() *cobra.Command {
 		replace    replaceFlags
 		dockerHost string
 		hostRoot   string
+		template   bool
 	)
 	cmd := &cobra.Command{
 		Use:   "install",
@@ -36,11 +37,15 @@ func newInstallCommand() *cobra.Command {
   sudo kata-deploy install --kernel linux-image-6.1.0-57-amd64_6.1.192-3_amd64.deb --set-default-runtime
   docker run --rm --runtime=kata busybox uname -r
   sudo kata-deploy install --with-plugins           # also the kata-block volume plugin
+  sudo kata-deploy install --template               # VM templating: containers start as clones
   sudo kata-deploy install --engine containerd      # Kubernetes node: RuntimeClass handler "kata"
   sudo kata-deploy install --from kata-static-3.18.0-amd64.tar.zst`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			o.Replace, o.Version = replace.value(), version.Get().Version
+			if cmd.Flags().Changed("template") {
+				o.Template = &template // unset: the version in use keeps its setting
+			}
 			return runChange(cmd, output, &o.Common, o.Validate,
 				func(ctx context.Context) (*install.Result, error) {
 					o.Plugin.FromContainer = hostRoot != ""
@@ -66,6 +71,7 @@ func newInstallCommand() *cobra.Command {
 	bindContainerd(f, &o.ContainerdAddress, &o.Engine, &o.ContainerdConfig)
 	bindSmoke(f, &o.SmokeOptions)
 	bindPlugins(f, &o)
+	bindTemplate(f, &template)
 	bindHostRoot(f, &hostRoot)
 	return cmd
 }
@@ -161,6 +167,9 @@ func printInstalled(w io.Writer, r *install.Result) {
 	}
 	if r.Accelerator != "" {
 		facts = append(facts, "accelerator "+r.Accelerator)
+	}
+	if r.Template {
+		facts = append(facts, "VM templating on")
 	}
 	if len(facts) > 0 {
 		fmt.Fprintf(w, " (%s)", strings.Join(facts, ", "))

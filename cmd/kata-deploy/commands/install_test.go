@@ -27,6 +27,7 @@ func TestInstallCommandsWithoutDocker(t *testing.T) {
 		{[]string{"install", "--kernel", "/boot/vmlinuz"}, ExitUsage, "", ".deb"},
 		{[]string{"install", "--output", "yaml"}, ExitUsage, "", `--output must be "text" or "json"`},
 		{[]string{"install", "extra"}, ExitUsage, "", "takes no arguments"},
+		{[]string{"install", "--template", "--from", "/tmp/kata-static-3.18.0-amd64.tar.zst"}, ExitUsage, "", "--template"},
 		{[]string{"uninstall", "--bogus"}, ExitUsage, "", "unknown flag"},
 		{[]string{"uninstall", "--prefix", empty, "--lock-file", lock}, ExitOK, "Nothing to uninstall", ""},
 		{[]string{"uninstall", "--prefix", empty, "--lock-file", lock, "-o", "json"}, ExitOK, `"installed": false`, ""},

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -115,6 +116,12 @@ func printStatus(w io.Writer, s *install.Status) {
 	if p := s.Plugin; p != nil {
 		row("Plugin", describePlugin(p))
 	}
+	if f := s.Factory; f != nil {
+		row("Templating", describeFactory(f))
+		for _, t := range f.Templates {
+			row("Template", describeTemplate(t))
+		}
+	}
 	fmt.Fprintln(w, "  Artifacts")
 	for _, a := range s.Artifacts {
 		fmt.Fprintf(w, "    %-8s %.12s  %s\n", a.State, a.SHA256, a.Path)
@@ -169,6 +176,40 @@ func describePlugin(p *install.PluginStatus) string {
 		networks = fmt.Sprintf("%d network(s)", *p.Networks)
 	}
 	return line + fmt.Sprintf("; network driver %s reachable: %s; %s", p.NetworkName, yesNo(p.NetworkSocketReachable), networks)
+}
+
+// describeFactory is the status line of VM templating.
+func describeFactory(f *install.FactoryStatus) string {
+	d := "off (kata-deploy install --template turns it on)"
+	if f.Template {
+		d = "on ([factory] template = true)"
+	}
+	if f.TemplatesDir != "" {
+		d += fmt.Sprintf("; %d template(s) in %s", len(f.Templates), f.TemplatesDir)
+	}
+	if f.Error != "" {
+		d += "; " + f.Error
+	}
+	return d
+}
+
+// describeTemplate is the status line of one VM template.
+func describeTemplate(t install.TemplateStatus) string {
+	facts := []string{"not ready"}
+	if t.Ready {
+		facts = []string{fmt.Sprintf("ready, %d MiB and %d vCPUs", t.MemoryMiB, t.VCPUs)}
+	}
+	facts = append(facts, fmt.Sprintf("%.1f MiB of memory file on disk", float64(t.MemoryBytes)/(1<<20)))
+	if t.Created != nil {
+		facts = append(facts, "built "+(time.Duration(t.AgeSeconds)*time.Second).String()+" ago")
+	}
+	if t.LastUsed != nil {
+		facts = append(facts, "last clone "+t.LastUsed.Local().Format("2006-01-02 15:04:05"))
+	}
+	if t.Failed != "" {
+		facts = append(facts, "last build failed: "+t.Failed)
+	}
+	return t.Key + ": " + strings.Join(facts, ", ")
 }
 
 func yesNo(b bool) string {
