@@ -41,7 +41,8 @@ func run() error {
 	flag.StringVar(&opts.AgentBinary, "agent", "", "static guest agent binary; becomes /init")
 	flag.StringVar(&opts.OutDir, "out", "", "output directory for vmlinux, initrd.img, manifest.json")
 	flag.BoolVar(&opts.Compress, "gzip", false, "gzip the initrd (smaller file, slower boot)")
-	flag.StringVar(&modules, "modules", "", "comma-separated modules to load (default: "+strings.Join(guestimage.DefaultModules(), ",")+")")
+	flag.StringVar(&modules, "modules", "", "comma-separated modules, all loaded at boot, instead of the default: "+strings.Join(guestimage.DefaultModules(), ",")+
+		" at boot, and the shared file systems', network, disk and vsock modules in groups the agent loads when needed")
 	flag.BoolVar(&fetch, "fetch", false, "download Debian's generic kernel package with apt-get and use it")
 	flag.StringVar(&cacheDir, "cache-dir", "/var/cache/kata-deploy/kernels", "where --fetch keeps downloaded packages")
 	flag.Parse()

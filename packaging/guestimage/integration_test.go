@@ -34,28 +34,49 @@ func TestRealDebianKernel(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
-	t.Run("9p modules in dependency order", func(t *testing.T) { checkModuleOrder(t, m.Modules) })
+	t.Run("modules in dependency order", func(t *testing.T) {
+		for group, names := range m.Groups {
+			checkModuleOrder(t, group, append(slices.Clone(m.Modules), names...))
+		}
+	})
 	t.Run("same sha256 from the unpacked package", func(t *testing.T) { checkSameFromDir(t, img) })
 	t.Run("boots under QEMU", func(t *testing.T) {
-		bootGuest(t, img.WithInit(t, testguest.BuildInit(t, "./testdata/bootinit")), img.Vmlinux, len(m.Modules))
+		bootGuest(t, img.WithInit(t, testguest.BuildInit(t, "./testdata/bootinit")), img.Vmlinux, len(m.Modules)+len(m.OnDemand))
 	})
 }
 
-func checkModuleOrder(t *testing.T, modules []string) {
+// checkModuleOrder checks a group's load order (after the boot modules): every module it needs,
+// each after its dependencies.
+func checkModuleOrder(t *testing.T, group string, modules []string) {
+	t.Helper()
 	pos := map[string]int{}
 	for i, name := range modules {
 		pos[name] = i
 	}
-	for _, name := range []string{"netfs", "fscache", "9pnet", "9pnet_virtio", "9p", "virtio_ring", "virtio_pci", "fuse", "virtiofs", "vsock"} {
+	need := map[string][]string{
+		"9p":       {"netfs", "fscache", "9pnet", "9pnet_virtio", "9p", "virtio_ring", "virtio_pci"},
+		"virtiofs": {"fuse", "virtiofs", "virtio_ring"},
+		"vsock":    {"vsock", "vmw_vsock_virtio_transport"},
+		"net":      {"virtio_net"},
+		"blk":      {"virtio_blk"},
+		"fs":       {"ext4", "xfs", "crc32c_generic"},
+	}[group]
+	if need == nil {
+		t.Errorf("unexpected module group %s: %v", group, modules)
+	}
+	for _, name := range need {
 		if _, ok := pos[name]; !ok {
-			t.Fatalf("%s missing from %v", name, modules)
+			t.Errorf("group %s: %s missing from %v", group, name, modules)
 		}
 	}
 	before := [][2]string{{"netfs", "9p"}, {"fscache", "9p"}, {"9pnet", "9p"}, {"netfs", "fscache"},
-		{"9pnet", "9pnet_virtio"}, {"virtio_ring", "9pnet_virtio"}, {"fuse", "virtiofs"}, {"vsock", "vmw_vsock_virtio_transport"}}
+		{"9pnet", "9pnet_virtio"}, {"virtio_ring", "9pnet_virtio"}, {"fuse", "virtiofs"}, {"vsock", "vmw_vsock_virtio_transport"},
+		{"virtio_pci", "virtio_net"}, {"jbd2", "ext4"}}
 	for _, b := range before {
-		if pos[b[0]] >= pos[b[1]] {
-			t.Errorf("%s must load before %s: %v", b[0], b[1], modules)
+		i, okA := pos[b[0]]
+		j, okB := pos[b[1]]
+		if okA && okB && i >= j {
+			t.Errorf("group %s: %s must load before %s: %v", group, b[0], b[1], modules)
 		}
 	}
 }

@@ -1,7 +1,8 @@
 // Package agent is the guest agent: PID 1 of a kata-deploy VM.
 //
 // Main mounts the base filesystems, loads the kernel modules named in
-// /etc/kata-deploy/modules.load, reaps every child (Reaper: the one place
+// /etc/kata-deploy/modules.load (the channel to the host; the others load
+// by group when needed, ModuleGroups), reaps every child (Reaper: the one place
 // that waits), and serves the host over the virtio-serial port "agent.0"
 // (SerialPort) with the protocol of package agentproto.
 //

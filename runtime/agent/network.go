@@ -98,7 +98,7 @@ func awaitNICs(ctx context.Context, h *netlink.Handle, ifs []agentproto.Interfac
 			return links, nil
 		}
 		if time.Now().After(deadline) && missing != "" {
-			return nil, fmt.Errorf("no network card with MAC %s appeared in the guest within %s: is virtio_net in the guest image (/etc/kata-deploy/modules.load)?", missing, wait)
+			return nil, fmt.Errorf("no network card with MAC %s appeared in the guest within %s: is virtio_net in the guest image (module group net, /etc/kata-deploy/modules.d/net.load)?", missing, wait)
 		}
 		select {
 		case <-ctx.Done():

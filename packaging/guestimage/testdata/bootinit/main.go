@@ -1,5 +1,6 @@
 // Command bootinit is the /init of the guest image boot test: it loads the
-// modules listed in /etc/kata-deploy/modules.load with finit_module, mounts
+// modules listed in /etc/kata-deploy/modules.load and in every module group
+// list (/etc/kata-deploy/modules.d) with finit_module, mounts
 // the 9p share "share", reports on the console and on the virtio-serial
 // port "agent.0", and powers the VM off. It uses only the standard library
 // so the test can build it without network access.
@@ -42,13 +43,25 @@ func main() {
 	}
 }
 
+// loadModules loads the boot list, then every group the agent loads on demand, and counts the
+// distinct modules loaded.
 func loadModules() (int, []string) {
-	list, err := os.ReadFile("/etc/kata-deploy/modules.load")
-	if err != nil {
-		return 0, []string{err.Error()}
-	}
+	lists := []string{"/etc/kata-deploy/modules.load"}
+	groups, _ := filepath.Glob("/etc/kata-deploy/modules.d/*.load")
+	lists = append(lists, groups...)
+	loaded := map[string]bool{}
 	var failed []string
-	loaded := 0
+	for _, list := range lists {
+		failed = append(failed, loadList(list, loaded)...)
+	}
+	return len(loaded), failed
+}
+
+func loadList(path string, loaded map[string]bool) (failed []string) {
+	list, err := os.ReadFile(path)
+	if err != nil {
+		return []string{err.Error()}
+	}
 	empty := []byte{0}
 	for _, name := range strings.Fields(string(list)) {
 		f, err := os.Open("/lib/modules/" + name + ".ko")
@@ -62,9 +75,9 @@ func loadModules() (int, []string) {
 			failed = append(failed, name+": "+errno.Error())
 			continue
 		}
-		loaded++
+		loaded[name] = true
 	}
-	return loaded, failed
+	return failed
 }
 
 // readShare mounts the 9p share; the virtio device may still be probing.
