@@ -1,9 +1,11 @@
-# The installer image: kata-deploy, the shim, the agent and a guest kernel package, nothing else.
+# The installer image: kata-deploy, the shim, the agent, kata-plugins and a guest kernel package,
+# nothing else.
 # Build it with `make image` (hack/image.sh builds the static binaries into the build context
 # first: no base image is pulled). It installs onto the host whose root is mounted at /host:
 #
 #   docker run --rm --privileged --pid=host -v /:/host IMAGE install
 #   docker run --rm --privileged --pid=host -v /:/host IMAGE uninstall
+#   docker run --rm --privileged --pid=host -v /:/host IMAGE install --with-plugins   # hosts with systemd
 #
 # Another Docker socket than /var/run/docker.sock: -e DOCKER_HOST=unix:///path (the host's path).
 FROM scratch

@@ -47,7 +47,7 @@ release:
 release-image:
 	rm -rf '$(RELEASE_DIR).image'
 	mkdir -p '$(RELEASE_DIR)'
-	CGO_ENABLED=0 $(GO) build -trimpath -buildvcs=false -ldflags '$(LDFLAGS)' -o '$(RELEASE_DIR).image/' ./cmd/kata-deploy ./cmd/containerd-shim-kata-v2
+	CGO_ENABLED=0 $(GO) build -trimpath -buildvcs=false -ldflags '$(LDFLAGS)' -o '$(RELEASE_DIR).image/' ./cmd/kata-deploy ./cmd/containerd-shim-kata-v2 ./cmd/kata-plugins
 	CGO_ENABLED=0 $(GO) build -trimpath -buildvcs=false -ldflags '-s -w -X main.version=$(VERSION)' -o '$(RELEASE_DIR).image/' ./cmd/kata-agent
 	kernel=$$(hack/image.sh --kernel) && $(KATA_PACKAGES) -revision '$(COMMIT)' -bin '$(RELEASE_DIR).image' -image-kernel "$$kernel" -out '$(RELEASE_DIR)'
 	rm -rf '$(RELEASE_DIR).image'

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds the installer image (`make image`): static kata-deploy, shim and agent plus a guest kernel
+# Builds the installer image (`make image`): static kata-deploy, shim, agent and kata-plugins plus a guest kernel
 # package in a build context of their own, assembled FROM scratch by the top-level Dockerfile, so
 # nothing is pulled. Uses the docker CLI and daemon of the environment (DOCKER_HOST).
 #
@@ -45,7 +45,7 @@ rm -rf "$ctx"
 mkdir -p "$ctx"
 ldflags="-s -w -X github.com/kata-deploy/kata-deploy/internal/version.Version=$version -X github.com/kata-deploy/kata-deploy/internal/version.Commit=$commit"
 # Static: the image has no libc (and the agent is the guest's /init).
-CGO_ENABLED=0 go build -trimpath -ldflags "$ldflags" -o "$ctx/" ./cmd/kata-deploy ./cmd/containerd-shim-kata-v2
+CGO_ENABLED=0 go build -trimpath -ldflags "$ldflags" -o "$ctx/" ./cmd/kata-deploy ./cmd/containerd-shim-kata-v2 ./cmd/kata-plugins
 CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X main.version=$version" -o "$ctx/" ./cmd/kata-agent
 kernel=$(find_kernel)
 cp "$kernel" "$ctx/"
@@ -53,4 +53,4 @@ cp "$kernel" "$ctx/"
 DOCKER_BUILDKIT=0 docker build -q -f Dockerfile --label "org.opencontainers.image.version=$version" \
 	--label "org.opencontainers.image.revision=$commit" -t "$image" "$ctx" >/dev/null
 size=$(du -sm "$ctx" | cut -f1)
-echo "image: $image built: ${size} MB unpacked (kata-deploy, shim, agent, $(basename "$kernel"))"
+echo "image: $image built: ${size} MB unpacked (kata-deploy, shim, agent, kata-plugins, $(basename "$kernel"))"

@@ -41,8 +41,12 @@ type Options struct {
 	NetworkName     string
 	NetworkStateDir string
 	SocketDir       string
-	GID             int // group owning the socket (mode 0660)
-	Logf            func(format string, args ...any)
+	// HostStateDir is where the host sees StateDir ("": the same path; HostStateDirAuto: found
+	// from the plugin's own mount table, for a managed plugin whose state directory is its
+	// propagated mount).
+	HostStateDir string
+	GID          int // group owning the socket (mode 0660)
+	Logf         func(format string, args ...any)
 }
 
 var pluginName = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]{0,63}$`)
@@ -60,8 +64,12 @@ func Serve(ctx context.Context, o Options) error {
 	if o.VolumeName == "" || o.VolumeName == o.NetworkName {
 		return errors.New("the volume and network drivers need two different names")
 	}
+	hostDir, err := resolveHostStateDir(o.HostStateDir, o.StateDir, o.Logf)
+	if err != nil {
+		return err
+	}
 	vd, err := volume.New(volume.Config{
-		StateDir: o.StateDir, DirectVolumeRoot: directvolume.Root, BootID: bootID(),
+		StateDir: o.StateDir, HostStateDir: hostDir, DirectVolumeRoot: directvolume.Root, BootID: bootID(),
 		Disk: volume.HostDisk{}, Logf: o.Logf,
 	})
 	if err != nil {

@@ -22,6 +22,7 @@ func main() {
 	flag.StringVar(&o.NetworkName, "network-name", plugin.DefaultNetworkName, `name of the network driver (docker network create -d NAME); "" serves none`)
 	flag.StringVar(&o.NetworkStateDir, "network-state-dir", plugin.DefaultNetworkStateDir, "directory of the networks' state")
 	flag.StringVar(&o.SocketDir, "socket-dir", plugin.DefaultSocketDir, "directory Docker finds plugin sockets in")
+	flag.StringVar(&o.HostStateDir, "host-state-dir", "", `where the host sees the state directory, when it is not the same path (a managed plugin); "auto": the root of the mount at the state directory`)
 	flag.IntVar(&o.GID, "gid", 0, "group owning the socket (mode 0660)")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)

@@ -29,7 +29,9 @@ type Facts struct {
 
 	Docker   Docker
 	Existing []hostinfo.Install
-	Plugin   Plugin
+	// Plugin is the volume driver's socket, NetworkPlugin the network driver's.
+	Plugin        Plugin
+	NetworkPlugin Plugin
 }
 
 // Evaluate turns facts into the report. It is pure: the same facts give the same report.
@@ -49,7 +51,7 @@ func Evaluate(f Facts) Report {
 			{Name: "Hypervisor", Lines: hypervisorLines(f)},
 			{Name: "Docker", Lines: dockerLines(f.Docker)},
 			{Name: "Existing installs", Lines: existingLines(f.Existing)},
-			{Name: "Plugins", Lines: pluginLines(f.Plugin, f.Docker)},
+			{Name: "Plugins", Lines: pluginLines(f)},
 		},
 	}
 	r.CanRunVMContainers = r.Worst() != Fail
@@ -300,27 +302,37 @@ func existingLines(installs []hostinfo.Install) []Line {
 	return []Line{upstream, ours}
 }
 
-// pluginLines report the kata-block volume plugin. It is optional: never a failure, a warning
-// only when its socket is there but nothing serves it (Docker then fails every use of its volumes).
-func pluginLines(p Plugin, d Docker) []Line {
-	l := Line{ID: "plugins.volume", Name: p.Name + " volume plugin", Status: OK}
-	volumes := ""
-	if d.Reachable && d.BlockVolumes >= 0 {
-		volumes = fmt.Sprintf("; Docker has %d volume(s) of it", d.BlockVolumes)
+// pluginLines report kata-deploy's plugins: the kata-block volume driver and the kata-net network
+// driver. They are optional: never a failure, a warning only when a socket is there but nothing
+// serves it, or Docker has objects of a driver that is not running (Docker then fails every use of
+// them).
+func pluginLines(f Facts) []Line {
+	return []Line{
+		driverLine("plugins.volume", "volume", "volume(s)", f.Plugin, f.Docker.Reachable, f.Docker.BlockVolumes),
+		driverLine("plugins.network", "network", "network(s)", f.NetworkPlugin, f.Docker.Reachable, f.Docker.NetNetworks),
+	}
+}
+
+// driverLine reports one driver; count is how many objects Docker has of it (-1: not known).
+func driverLine(id, kind, objects string, p Plugin, dockerUp bool, count int) Line {
+	l := Line{ID: id, Name: p.Name + " " + kind + " plugin", Status: OK}
+	held := ""
+	if dockerUp && count >= 0 {
+		held = fmt.Sprintf("; Docker has %d %s of it", count, objects)
 	}
 	switch {
 	case p.Reachable:
-		l.Value = "serving " + p.Socket + volumes
+		l.Value = "serving " + p.Socket + held
 	case p.Present:
-		l.Status, l.Value = Warn, "socket "+p.Socket+" is there but nothing serves it"+volumes
+		l.Status, l.Value = Warn, "socket "+p.Socket+" is there but nothing serves it"+held
 		l.Remedy = "start the plugin: systemctl start kata-plugins, or kata-deploy install --with-plugins"
 	default:
-		l.Value = "not installed (kata-deploy install --with-plugins adds it)" + volumes
-		if d.Reachable && d.BlockVolumes > 0 {
-			l.Status, l.Remedy = Warn, "Docker has volumes of a driver that is not running: kata-deploy install --with-plugins"
+		l.Value = "not installed (kata-deploy install --with-plugins adds it)" + held
+		if dockerUp && count > 0 {
+			l.Status, l.Remedy = Warn, "Docker has "+objects+" of a driver that is not running: kata-deploy install --with-plugins"
 		}
 	}
-	return []Line{l}
+	return l
 }
 
 func orDash(s string) string {

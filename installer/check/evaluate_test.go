@@ -129,24 +129,49 @@ func TestEveryLineHasStableID(t *testing.T) {
 }
 
 func TestPluginLines(t *testing.T) {
-	sock := "/run/docker/plugins/kata-block.sock"
-	for _, tc := range []struct {
-		name   string
-		p      Plugin
-		d      Docker
+	vsock, nsock := "/run/docker/plugins/kata-block.sock", "/run/docker/plugins/kata-net.sock"
+	vol := func(present, reachable bool) Plugin {
+		return Plugin{Name: "kata-block", Socket: vsock, Present: present, Reachable: reachable}
+	}
+	net := func(present, reachable bool) Plugin {
+		return Plugin{Name: "kata-net", Socket: nsock, Present: present, Reachable: reachable}
+	}
+	type want struct {
 		status Status
 		value  string
+	}
+	for _, tc := range []struct {
+		name     string
+		vol, net Plugin
+		d        Docker
+		vw, nw   want
 	}{
-		{"not installed", Plugin{Name: "kata-block", Socket: sock}, Docker{Reachable: true}, OK, "not installed"},
-		{"serving", Plugin{Name: "kata-block", Socket: sock, Present: true, Reachable: true}, Docker{Reachable: true, BlockVolumes: 2}, OK, "serving " + sock + "; Docker has 2 volume(s)"},
-		{"stale socket", Plugin{Name: "kata-block", Socket: sock, Present: true}, Docker{Reachable: true}, Warn, "nothing serves it"},
-		{"volumes without a driver", Plugin{Name: "kata-block", Socket: sock}, Docker{Reachable: true, BlockVolumes: 1}, Warn, "not installed"},
-		{"docker unreachable", Plugin{Name: "kata-block", Socket: sock, Present: true, Reachable: true}, Docker{BlockVolumes: -1}, OK, "serving " + sock},
+		{"not installed", vol(false, false), net(false, false), Docker{Reachable: true},
+			want{OK, "not installed"}, want{OK, "not installed"}},
+		{"serving", vol(true, true), net(true, true), Docker{Reachable: true, BlockVolumes: 2, NetNetworks: 3},
+			want{OK, "serving " + vsock + "; Docker has 2 volume(s) of it"}, want{OK, "serving " + nsock + "; Docker has 3 network(s) of it"}},
+		{"stale sockets", vol(true, false), net(true, false), Docker{Reachable: true},
+			want{Warn, "nothing serves it"}, want{Warn, "nothing serves it"}},
+		{"networks without a driver", vol(false, false), net(false, false), Docker{Reachable: true, NetNetworks: 1},
+			want{OK, "not installed"}, want{Warn, "not installed"}},
+		{"volumes without a driver", vol(false, false), net(false, false), Docker{Reachable: true, BlockVolumes: 1},
+			want{Warn, "not installed"}, want{OK, "not installed"}},
+		{"docker unreachable", vol(true, true), net(true, true), Docker{BlockVolumes: -1, NetNetworks: -1},
+			want{OK, "serving " + vsock}, want{OK, "serving " + nsock}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			l := pluginLines(tc.p, tc.d)[0]
-			if l.Status != tc.status || !strings.Contains(l.Value, tc.value) || (l.Status == Warn) != (l.Remedy != "") {
-				t.Errorf("got %+v, want %s %q", l, tc.status, tc.value)
+			lines := pluginLines(Facts{Plugin: tc.vol, NetworkPlugin: tc.net, Docker: tc.d})
+			if len(lines) != 2 || lines[0].ID != "plugins.volume" || lines[1].ID != "plugins.network" {
+				t.Fatalf("lines: %+v", lines)
+			}
+			for i, w := range []want{tc.vw, tc.nw} {
+				l := lines[i]
+				if l.Status != w.status || !strings.Contains(l.Value, w.value) || (l.Status == Warn) != (l.Remedy != "") {
+					t.Errorf("got %+v, want %s %q", l, w.status, w.value)
+				}
+				if !tc.d.Reachable && strings.Contains(l.Value, "Docker has") {
+					t.Errorf("counts reported without Docker: %+v", l)
+				}
 			}
 		})
 	}

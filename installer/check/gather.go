@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/api/types/volume"
 	"github.com/docker/docker/client"
 
@@ -26,6 +27,23 @@ type Options struct {
 	DockerHost string
 	// DockerTimeout bounds every Engine API call (default 5 s).
 	DockerTimeout time.Duration
+	// The plugin drivers to report: names (default kata-block and kata-net) and the directory of
+	// their sockets (default /run/docker/plugins).
+	VolumeDriver, NetworkDriver, PluginSocketDir string
+}
+
+// withDefaults fills in the plugin drivers' defaults.
+func (o Options) withDefaults() Options {
+	if o.VolumeDriver == "" {
+		o.VolumeDriver = pluginsvc.DefaultName
+	}
+	if o.NetworkDriver == "" {
+		o.NetworkDriver = pluginsvc.DefaultNetworkName
+	}
+	if o.PluginSocketDir == "" {
+		o.PluginSocketDir = pluginsvc.DefaultSocketDir
+	}
+	return o
 }
 
 // Devices are the host device nodes the runtime uses.
@@ -33,6 +51,7 @@ var devicePaths = []string{"/dev/net/tun", "/dev/vhost-net", "/dev/vhost-vsock"}
 
 // Gather collects the facts of this host. It never fails: what cannot be found is recorded as such.
 func Gather(ctx context.Context, opts Options) Facts {
+	opts = opts.withDefaults()
 	var f Facts
 	var err error
 	if f.Distro, err = hostinfo.ReadDistro("/"); err != nil {
@@ -53,11 +72,12 @@ func Gather(ctx context.Context, opts Options) Facts {
 	}
 	f.Docker = GatherDocker(ctx, opts)
 	f.Existing = hostinfo.FindExistingInstalls("/")
-	f.Plugin = GatherPlugin(pluginsvc.DefaultSocketDir, pluginsvc.DefaultName)
+	f.Plugin = GatherPlugin(opts.PluginSocketDir, opts.VolumeDriver)
+	f.NetworkPlugin = GatherPlugin(opts.PluginSocketDir, opts.NetworkDriver)
 	return f
 }
 
-// GatherPlugin looks at the socket of kata-deploy's volume plugin called name in dir.
+// GatherPlugin looks at the socket of kata-deploy's plugin driver called name in dir.
 func GatherPlugin(dir, name string) Plugin {
 	s := pluginsvc.Spec{Name: name, SocketDir: dir}
 	p := Plugin{Name: name, Socket: s.Socket()}
@@ -70,6 +90,7 @@ func GatherPlugin(dir, name string) Plugin {
 // GatherDocker asks the daemon behind opts.DockerHost about itself, and finds the dockerd process
 // serving it (through the socket's peer credentials) to learn which daemon.json it really reads.
 func GatherDocker(ctx context.Context, opts Options) Docker {
+	opts = opts.withDefaults()
 	host := opts.DockerHost
 	if host == "" {
 		host = os.Getenv("DOCKER_HOST")
@@ -81,7 +102,7 @@ func GatherDocker(ctx context.Context, opts Options) Docker {
 	if timeout == 0 {
 		timeout = 5 * time.Second
 	}
-	d := Docker{Host: host, BlockVolumes: -1}
+	d := Docker{Host: host, BlockVolumes: -1, NetNetworks: -1}
 	cli, err := client.NewClientWithOpts(client.WithHost(host), client.WithAPIVersionNegotiation())
 	if err != nil {
 		d.Error = err.Error()
@@ -105,8 +126,11 @@ func GatherDocker(ctx context.Context, opts Options) Docker {
 		sort.Strings(d.Runtimes)
 		d.DefaultRuntime, d.CgroupDriver, d.CgroupVersion = info.DefaultRuntime, info.CgroupDriver, info.CgroupVersion
 	}
-	if vols, err := cli.VolumeList(ctx, volume.ListOptions{Filters: filters.NewArgs(filters.Arg("driver", pluginsvc.DefaultName))}); err == nil {
+	if vols, err := cli.VolumeList(ctx, volume.ListOptions{Filters: filters.NewArgs(filters.Arg("driver", opts.VolumeDriver))}); err == nil {
 		d.BlockVolumes = len(vols.Volumes)
+	}
+	if nets, err := cli.NetworkList(ctx, network.ListOptions{Filters: filters.NewArgs(filters.Arg("driver", opts.NetworkDriver))}); err == nil {
+		d.NetNetworks = len(nets)
 	}
 	locateDaemonConfig(host, &d)
 	return d

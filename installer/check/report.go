@@ -80,9 +80,11 @@ type Docker struct {
 	CgroupVersion    string   `json:"cgroupVersion,omitempty"`
 	// BlockVolumes is how many volumes Docker has of the kata-block driver (-1: not asked).
 	BlockVolumes int `json:"blockVolumes"`
+	// NetNetworks is how many networks Docker has of the kata-net driver (-1: not asked).
+	NetNetworks int `json:"netNetworks"`
 }
 
-// Plugin is what the host shows of kata-deploy's volume plugin (install --with-plugins).
+// Plugin is what the host shows of one of kata-deploy's plugin drivers (install --with-plugins).
 type Plugin struct {
 	Name   string `json:"name"`
 	Socket string `json:"socket"`

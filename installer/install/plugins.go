@@ -142,7 +142,7 @@ func (x *installer) planPlugin(ctx context.Context, m *manifest.Manifest) (*plug
 	if x.systemdRuns() {
 		pp.mode = manifest.PluginSystemd
 	} else if x.o.Plugin.FromContainer {
-		return nil, fmt.Errorf("--with-plugins: systemd does not run on this host, and a plugin process started from the installer image would end with its container: run `kata-deploy install --with-plugins` on the host itself")
+		return nil, fmt.Errorf("--with-plugins: systemd does not run on this host, and a plugin process started from the installer image would end with its container: run `kata-deploy install --with-plugins` on the host itself, or use the managed plugin (make plugin-bundle; docs/plugins.md)")
 	}
 	var rec *manifest.Plugin
 	if m != nil {

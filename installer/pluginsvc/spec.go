@@ -46,6 +46,10 @@ var nameRe = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]{0,63}$`)
 // (spaces, quotes, %, $, backslashes).
 var pathRe = regexp.MustCompile(`^/[A-Za-z0-9/._+-]*$`)
 
+// ValidName reports whether name is one kata-plugins accepts as a driver name (which is also safe
+// as a socket's file name).
+func ValidName(name string) bool { return nameRe.MatchString(name) }
+
 // Validate checks the name and that every path is absolute, clean and plain.
 func (s Spec) Validate() error {
 	if !nameRe.MatchString(s.Name) {

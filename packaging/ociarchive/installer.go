@@ -5,19 +5,26 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+
+	"github.com/kata-deploy/kata-deploy/installer/pluginsvc"
+	"github.com/kata-deploy/kata-deploy/internal/layout"
 )
 
 // kernelRe is a Debian guest kernel package, as install fetches it.
 var kernelRe = regexp.MustCompile(`^linux-image-[0-9][A-Za-z0-9.+~_-]*_amd64\.deb$`)
 
+// InstallerBinaries are the executables the installer image carries in Dir.
+var InstallerBinaries = []string{"kata-deploy", layout.ShimName, layout.AgentName, pluginsvc.BinaryName}
+
 // InstallerFiles are the installer image's files, as the Dockerfile's build context holds them:
-// the static kata-deploy, shim and agent from binDir and the guest kernel package kernelDeb.
+// the static kata-deploy, shim, agent and kata-plugins (install --with-plugins copies it into the
+// host) from binDir and the guest kernel package kernelDeb.
 func InstallerFiles(binDir, kernelDeb string) ([]File, error) {
 	if !kernelRe.MatchString(filepath.Base(kernelDeb)) {
 		return nil, fmt.Errorf("guest kernel %q is not a linux-image-*_amd64.deb package", kernelDeb)
 	}
 	files := []File{{Name: filepath.Base(kernelDeb), Source: kernelDeb, Mode: 0o644}}
-	for _, name := range []string{"kata-deploy", "containerd-shim-kata-v2", "kata-agent"} {
+	for _, name := range InstallerBinaries {
 		files = append(files, File{Name: name, Source: filepath.Join(binDir, name), Mode: 0o755})
 	}
 	return files, nil

@@ -15,6 +15,9 @@ import (
 
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/kata-deploy/kata-deploy/installer/pluginsvc"
+	"github.com/kata-deploy/kata-deploy/internal/layout"
 )
 
 var epoch = time.Unix(1700000000, 0).UTC()
@@ -253,5 +256,33 @@ func TestConfigIsTheDockerfiles(t *testing.T) {
 	want := map[string][]string{"ENV": env, "ENTRYPOINT": entrypoint, "CMD": cmd, "COPY": {".", "/" + Dir + "/"}}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("Dockerfile:\n got %q\nwant %q", got, want)
+	}
+}
+
+// The image carries every binary install copies into the host from kata-deploy's own directory:
+// the shim and agent, and kata-plugins for install --with-plugins.
+func TestInstallerFiles(t *testing.T) {
+	kernel := "/cache/linux-image-6.1.0-28-amd64_6.1.119-1_amd64.deb"
+	files, err := InstallerFiles("/bin-dir", kernel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]File{}
+	for _, f := range files {
+		got[f.Name] = f
+	}
+	for _, name := range []string{"kata-deploy", layout.ShimName, layout.AgentName, pluginsvc.BinaryName} {
+		if f, ok := got[name]; !ok || f.Source != "/bin-dir/"+name || f.Mode != 0o755 {
+			t.Errorf("%s: %+v (present %v), want /bin-dir/%s mode 0755", name, f, ok, name)
+		}
+	}
+	if f, ok := got[filepath.Base(kernel)]; !ok || f.Source != kernel || f.Mode != 0o644 {
+		t.Errorf("kernel package: %+v (present %v)", f, ok)
+	}
+	if len(files) != 5 {
+		t.Errorf("%d files, want 5: %+v", len(files), files)
+	}
+	if _, err := InstallerFiles("/bin-dir", "/cache/kernel.tar"); err == nil {
+		t.Error("a kernel that is not a linux-image package was accepted")
 	}
 }

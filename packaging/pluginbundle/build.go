@@ -10,6 +10,8 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+
+	"github.com/kata-deploy/kata-deploy/internal/directvolume"
 )
 
 // Tool is a program kata-plugins runs, and the Debian package that has it.
@@ -27,7 +29,7 @@ var toolDirs = []string{"/usr/sbin", "/sbin", "/usr/bin", "/bin"}
 var libDirs = []string{"/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu", "/lib64", "/usr/lib64", "/lib", "/usr/lib"}
 
 // rootfsDirs are the directories the plugin needs in its rootfs.
-var rootfsDirs = []string{"/run/docker/plugins", StateDir, "/dev", "/proc", "/sys", "/tmp", "/etc"}
+var rootfsDirs = []string{"/run/docker/plugins", directvolume.Root, StateDir, "/dev", "/proc", "/sys", "/tmp", "/etc"}
 
 // Options say what goes into the bundle.
 type Options struct {

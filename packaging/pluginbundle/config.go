@@ -11,6 +11,8 @@ import (
 	"github.com/docker/docker/api/types"
 
 	"github.com/kata-deploy/kata-deploy/installer/pluginsvc"
+	"github.com/kata-deploy/kata-deploy/internal/directvolume"
+	"github.com/kata-deploy/kata-deploy/plugin"
 )
 
 // Paths inside the plugin.
@@ -25,15 +27,16 @@ const (
 	path   = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 )
 
-// Description says what the bundle is, and what it is not.
+// Description says what the bundle is.
 const Description = "kata-deploy's kata-block volume driver (block-device volumes: a sparse image per volume, " +
-	"loop-mounted for runc containers). As a managed plugin, its paths are in its own mount namespace, so " +
-	"VM containers of kata-deploy's runtime get these volumes through the shared file system, not as " +
-	"virtio-blk devices: `kata-deploy install --with-plugins` gives them the block path."
+	"a virtio-blk disk in a VM container of kata-deploy's runtime, loop-mounted for runc containers). " +
+	"It writes its direct-volume records into the host's " + directvolume.Root + ", which must exist " +
+	"before the plugin is enabled."
 
 // Config is the plugin's config.json.
 func Config() *types.PluginConfig {
 	devSource := "/dev"
+	dvSource := directvolume.Root
 	pathValue := path
 	return &types.PluginConfig{
 		Description:   Description,
@@ -42,8 +45,10 @@ func Config() *types.PluginConfig {
 			Types:  []types.PluginInterfaceType{{Prefix: "docker", Capability: "volumedriver", Version: "1.0"}},
 			Socket: Socket,
 		},
+		// The volume driver only. Its state directory is the propagated mount: the records name the
+		// host's paths, found from the plugin's mount table (plugin.HostStateDirAuto).
 		Entrypoint: []string{Binary, "--volume-name", pluginsvc.DefaultName, "--state-dir", StateDir,
-			"--socket-dir", pluginsvc.DefaultSocketDir, "--network-name="}, // the volume driver only
+			"--socket-dir", pluginsvc.DefaultSocketDir, "--network-name=", "--host-state-dir", plugin.HostStateDirAuto},
 		WorkDir:         "/",
 		Network:         types.PluginConfigNetwork{Type: "none"},
 		PropagatedMount: StateDir,
@@ -54,8 +59,13 @@ func Config() *types.PluginConfig {
 			AllowAllDevices: true,
 			Devices:         []types.PluginDevice{},
 		},
-		Mounts: []types.PluginMount{{Name: "dev", Description: "the host's /dev: loop devices for runc containers' mounts",
-			Source: &devSource, Destination: "/dev", Type: "bind", Options: []string{"rbind"}, Settable: []string{}}},
+		Mounts: []types.PluginMount{
+			{Name: "dev", Description: "the host's /dev: loop devices for runc containers' mounts",
+				Source: &devSource, Destination: "/dev", Type: "bind", Options: []string{"rbind"}, Settable: []string{}},
+			// At the same path: the VM runtime reads the records there, and they name host paths.
+			{Name: "direct-volumes", Description: "the host's direct-volume records, where the VM runtime finds a volume's image",
+				Source: &dvSource, Destination: directvolume.Root, Type: "bind", Options: []string{"rbind", "rw"}, Settable: []string{}},
+		},
 		Env:  []types.PluginEnv{{Name: "PATH", Description: "where the file system tools are", Value: &pathValue, Settable: []string{}}},
 		Args: types.PluginConfigArgs{Name: "args", Description: "more kata-plugins flags", Settable: []string{"value"}, Value: []string{}},
 	}

@@ -34,18 +34,21 @@ func TestConfig(t *testing.T) {
 		{"interface", c.Interface.Types[0].String(), "docker.volumedriver/1.0"},
 		{"socket", c.Interface.Socket, "kata-block.sock"},
 		{"propagated mount", c.PropagatedMount, "/var/lib/kata-deploy/plugins/block"},
-		{"entrypoint", strings.Join(c.Entrypoint, " "), "/kata-plugins --volume-name kata-block --state-dir /var/lib/kata-deploy/plugins/block --socket-dir /run/docker/plugins --network-name="},
+		{"entrypoint", strings.Join(c.Entrypoint, " "), "/kata-plugins --volume-name kata-block --state-dir /var/lib/kata-deploy/plugins/block --socket-dir /run/docker/plugins --network-name= --host-state-dir auto"},
 		{"capabilities", strings.Join(c.Linux.Capabilities, ","), "CAP_SYS_ADMIN"},
 		{"all devices", c.Linux.AllowAllDevices, true},
 		{"dev mount", *c.Mounts[0].Source + " " + c.Mounts[0].Destination, "/dev /dev"},
+		// The host's records at the path the runtime reads, writable.
+		{"direct-volume mount", *c.Mounts[1].Source + " " + c.Mounts[1].Destination + " " + strings.Join(c.Mounts[1].Options, ","),
+			"/run/kata-containers/shared/direct-volumes /run/kata-containers/shared/direct-volumes rbind,rw"},
 		{"PATH", c.Env[0].Name, "PATH"},
 	} {
 		if tc.got != tc.want {
 			t.Errorf("%s = %v, want %v", tc.name, tc.got, tc.want)
 		}
 	}
-	if !strings.Contains(c.Description, "not as virtio-blk") {
-		t.Error("the description hides that VMs get the volumes through the shared file system")
+	if !strings.Contains(c.Description, "/run/kata-containers/shared/direct-volumes, which must exist") {
+		t.Error("the description does not say the host's direct-volume directory must exist")
 	}
 }
 
@@ -75,7 +78,7 @@ func TestBuild(t *testing.T) {
 		t.Fatal(err)
 	}
 	rootfs := filepath.Join(out, "rootfs")
-	for _, p := range []string{"/kata-plugins", mkfs, "/lib64/ld-linux-x86-64.so.2", StateDir, "/run/docker/plugins", "/dev"} {
+	for _, p := range []string{"/kata-plugins", mkfs, "/lib64/ld-linux-x86-64.so.2", StateDir, "/run/docker/plugins", "/run/kata-containers/shared/direct-volumes", "/dev"} {
 		if _, err := os.Stat(filepath.Join(rootfs, p)); err != nil {
 			t.Errorf("rootfs lacks %s: %v", p, err)
 		}

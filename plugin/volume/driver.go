@@ -31,6 +31,10 @@ type Config struct {
 	StateDir string
 	// DirectVolumeRoot is where the VM runtime finds direct-volume records (directvolume.Root).
 	DirectVolumeRoot string
+	// HostStateDir is where the host (Docker, the VM runtime) sees StateDir: the records name
+	// mount points and images by the host's paths. Empty: StateDir itself (a plugin the host
+	// runs); a managed plugin's state directory is its propagated mount, elsewhere on the host.
+	HostStateDir string
 	// BootID identifies the host's boot: mounts recorded in an earlier boot are gone.
 	BootID string
 	Disk   Disk
@@ -51,6 +55,9 @@ var _ volume.Driver = (*Driver)(nil)
 func New(cfg Config) (*Driver, error) {
 	if cfg.Logf == nil {
 		cfg.Logf = log.Printf
+	}
+	if h := cfg.HostStateDir; h != "" && (!filepath.IsAbs(h) || filepath.Clean(h) != h || strings.ContainsAny(h, ",\n")) {
+		return nil, fmt.Errorf("the state directory's host path %q must be absolute and clean, without commas", h)
 	}
 	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
 		return nil, fmt.Errorf("creating the state directory: %w", err)
@@ -100,9 +107,22 @@ func (d *Driver) Mountpoint(name string) string {
 	return filepath.Join(d.cfg.StateDir, name, mountDir)
 }
 
+// hostPath is where the host sees path name/file of the state directory.
+func (d *Driver) hostPath(name, file string) string {
+	dir := d.cfg.HostStateDir
+	if dir == "" {
+		dir = d.cfg.StateDir
+	}
+	return filepath.Join(dir, name, file)
+}
+
+// recordKey is the host's path of the volume's mount point: what Docker gives a container, and
+// so what the VM runtime looks a record up by.
+func (d *Driver) recordKey(name string) string { return d.hostPath(name, mountDir) }
+
 func (d *Driver) writeRecord(name string, r *record) error {
-	err := directvolume.Write(d.cfg.DirectVolumeRoot, d.Mountpoint(name), directvolume.MountInfo{
-		VolumeType: directvolume.VolumeTypeBlock, Device: d.image(name), FSType: r.FS,
+	err := directvolume.Write(d.cfg.DirectVolumeRoot, d.recordKey(name), directvolume.MountInfo{
+		VolumeType: directvolume.VolumeTypeBlock, Device: d.hostPath(name, imageName), FSType: r.FS,
 	})
 	if err != nil {
 		return fmt.Errorf("writing the direct volume record of %s: %w", name, err)
@@ -175,7 +195,7 @@ func (d *Driver) Remove(req *volume.RemoveRequest) error {
 	if err := d.unmountHost(req.Name); err != nil {
 		return err
 	}
-	if err := directvolume.Remove(d.cfg.DirectVolumeRoot, d.Mountpoint(req.Name)); err != nil {
+	if err := directvolume.Remove(d.cfg.DirectVolumeRoot, d.recordKey(req.Name)); err != nil {
 		return err
 	}
 	delete(d.st.Volumes, req.Name)
@@ -204,14 +224,14 @@ func (d *Driver) Mount(req *volume.MountRequest) (*volume.MountResponse, error) 
 	if len(r.Mounts) > 0 {
 		return nil, fmt.Errorf("volume %s is already attached to another container (%s): a block file system can be used by one container at a time; stop that container first", req.Name, d.attachment(req.Name))
 	}
-	if claims, _ := directvolume.Claims(d.cfg.DirectVolumeRoot, mp); len(claims) > 0 {
+	if claims, _ := directvolume.Claims(d.cfg.DirectVolumeRoot, d.recordKey(req.Name)); len(claims) > 0 {
 		return nil, fmt.Errorf("volume %s is still attached to the VM %s: stop that container first", req.Name, strings.Join(claims, ", "))
 	}
 	if err := d.writeRecord(req.Name, r); err != nil {
 		return nil, err
 	}
 	if err := d.mountHost(req.Name, r); err != nil {
-		_ = directvolume.Remove(d.cfg.DirectVolumeRoot, mp)
+		_ = directvolume.Remove(d.cfg.DirectVolumeRoot, d.recordKey(req.Name))
 		return nil, err
 	}
 	r.addMount(req.ID)
@@ -257,7 +277,7 @@ func (d *Driver) Unmount(req *volume.UnmountRequest) error {
 			r.addMount(req.ID)
 			return err
 		}
-		if err := directvolume.Remove(d.cfg.DirectVolumeRoot, d.Mountpoint(req.Name)); err != nil {
+		if err := directvolume.Remove(d.cfg.DirectVolumeRoot, d.recordKey(req.Name)); err != nil {
 			d.cfg.Logf("volume %s: removing its direct volume record: %v", req.Name, err)
 		}
 	}
@@ -317,11 +337,10 @@ func (d *Driver) describe(name string, r *record) *volume.Volume {
 
 // attachment says who has the volume: a VM (by its sandbox ID), the host (loop mount), or none.
 func (d *Driver) attachment(name string) string {
-	mp := d.Mountpoint(name)
-	if claims, _ := directvolume.Claims(d.cfg.DirectVolumeRoot, mp); len(claims) > 0 {
+	if claims, _ := directvolume.Claims(d.cfg.DirectVolumeRoot, d.recordKey(name)); len(claims) > 0 {
 		return "vm " + strings.Join(claims, ",")
 	}
-	if mounted, _ := d.cfg.Disk.Mounted(mp); mounted {
+	if mounted, _ := d.cfg.Disk.Mounted(d.Mountpoint(name)); mounted {
 		return "host"
 	}
 	return "none"

@@ -172,3 +172,36 @@ func must(t *testing.T, err error) {
 		t.Fatal(err)
 	}
 }
+
+// A managed plugin's state directory is elsewhere on the host: the records, and the claims a VM
+// makes there, name the host's paths, while Docker is given the plugin's own.
+func TestHostStateDir(t *testing.T) {
+	dir := t.TempDir()
+	disk := &fakeDisk{mounted: map[string]bool{}}
+	host := "/var/lib/docker/plugins/0123/propagated-mount"
+	root := filepath.Join(dir, "dv")
+	d, err := New(Config{StateDir: filepath.Join(dir, "state"), HostStateDir: host, DirectVolumeRoot: root, BootID: "b1", Disk: disk, Logf: t.Logf})
+	must(t, err)
+	must(t, d.Create(&volume.CreateRequest{Name: "vol"}))
+	resp, err := d.Mount(&volume.MountRequest{Name: "vol", ID: "m1"})
+	must(t, err)
+	if resp.Mountpoint != d.Mountpoint("vol") || !disk.mounted[resp.Mountpoint] {
+		t.Fatalf("mount point %s (mounted %v), want the plugin's %s", resp.Mountpoint, disk.mounted, d.Mountpoint("vol"))
+	}
+	if _, err := directvolume.Read(root, resp.Mountpoint); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a record under the plugin's path: %v", err)
+	}
+	mi, err := directvolume.Read(root, host+"/vol/mnt")
+	if err != nil || mi.Device != host+"/vol/disk.img" {
+		t.Fatalf("record of the host's mount point = %+v, %v; want device %s/vol/disk.img", mi, err, host)
+	}
+	must(t, directvolume.Claim(root, host+"/vol/mnt", "sandbox1", func(string) bool { return true }))
+	if got, _ := d.Get(&volume.GetRequest{Name: "vol"}); got.Volume.Status["attachment"] != "vm sandbox1" {
+		t.Errorf("attachment = %v, want the VM's claim on the host's path", got.Volume.Status["attachment"])
+	}
+	for _, bad := range []string{"relative/dir", "/a/../b", "/a,b"} {
+		if _, err := New(Config{StateDir: filepath.Join(dir, "state"), HostStateDir: bad, DirectVolumeRoot: root, BootID: "b1", Disk: disk}); err == nil {
+			t.Errorf("host state directory %q accepted", bad)
+		}
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kata-deploy/kata-deploy/installer/pluginsvc"
 	"github.com/kata-deploy/kata-deploy/internal/testenv"
 )
 
@@ -127,6 +128,7 @@ func TestImageInstallOnEngine(t *testing.T) {
 			runImage(t, image, "/", append([]string{"uninstall", "--force"}, flags...)...)
 		}
 	})
+	imageWithPlugins(t, image, name, daemonJSON)
 	r := runImage(t, image, "/", append([]string{"install", "--runtime-name", name, "--kernel-cache", t.TempDir()}, flags...)...)
 	if r.code != 0 {
 		t.Fatalf("install through the image: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
@@ -156,5 +158,52 @@ func TestImageInstallOnEngine(t *testing.T) {
 	}
 	if left := stagingLeft(t, "/"); len(left) > 0 {
 		t.Errorf("staging directories left: %v", left)
+	}
+}
+
+// imageWithPlugins runs install --with-plugins through the image (kata-plugins is in it). Where
+// systemd runs the unit serves both drivers and uninstall removes them; elsewhere (the test
+// engine's host) a process started from the image would die with its container, so install is
+// refused, naming the fix, before the host changes.
+func imageWithPlugins(t *testing.T, image, name, daemonJSON string) {
+	t.Helper()
+	const prefix = "/opt/kata-deploy-image-plugins-e2e"
+	dir := t.TempDir()
+	flags := []string{"--prefix", prefix, "--runtime-name", name + "-plugins",
+		"--plugin-name", "kata-block-img-e2e", "--plugin-network-name", "kata-net-img-e2e",
+		"--plugin-state-dir", filepath.Join(dir, "block"), "--plugin-network-state-dir", filepath.Join(dir, "net")}
+	before, _ := os.ReadFile(daemonJSON)
+	t.Cleanup(func() {
+		if _, err := os.Lstat(prefix); err == nil {
+			runImage(t, image, "/", append([]string{"uninstall", "--force"}, flags[:2]...)...)
+		}
+	})
+	r := runImage(t, image, "/", append([]string{"install", "--with-plugins", "--kernel-cache", filepath.Join(dir, "kernel")}, flags...)...)
+	if !pluginsvc.SystemdRuns() {
+		if r.code == 0 || !strings.Contains(r.stderr, "systemd does not run on this host") || !strings.Contains(r.stderr, "install --with-plugins` on the host itself") {
+			t.Fatalf("install --with-plugins through the image without systemd: exit %d, want a refusal naming the fix\n%s\n%s", r.code, r.stdout, r.stderr)
+		}
+		t.Logf("install --with-plugins through the image, refused: %s", strings.TrimSpace(r.stderr))
+		if _, err := os.Lstat(prefix); err == nil {
+			t.Errorf("the refused install created %s", prefix)
+		}
+		if now, _ := os.ReadFile(daemonJSON); string(now) != string(before) {
+			t.Errorf("the refused install changed daemon.json:\n%s", now)
+		}
+		if left := stagingLeft(t, "/"); len(left) > 0 {
+			t.Errorf("staging directories left: %v", left)
+		}
+		return
+	}
+	if r.code != 0 {
+		t.Fatalf("install --with-plugins through the image: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	for _, n := range []string{"kata-block-img-e2e", "kata-net-img-e2e"} {
+		if sock := filepath.Join(pluginsvc.DefaultSocketDir, n+".sock"); !pluginsvc.Reachable(sock) {
+			t.Errorf("%s is not served after install --with-plugins through the image", sock)
+		}
+	}
+	if u := runImage(t, image, "/", append([]string{"uninstall"}, flags[:2]...)...); u.code != 0 {
+		t.Fatalf("uninstall through the image: exit %d\n%s\n%s", u.code, u.stdout, u.stderr)
 	}
 }

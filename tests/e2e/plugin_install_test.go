@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/kata-deploy/kata-deploy/installer/check"
 	"github.com/kata-deploy/kata-deploy/installer/install"
 	"github.com/kata-deploy/kata-deploy/installer/pluginsvc"
 	"github.com/kata-deploy/kata-deploy/internal/testreq"
@@ -79,6 +80,7 @@ func TestInstallWithPlugins(t *testing.T) {
 	if out := docker(t, "", "network", "create", "-d", installNetworkName, network); out.code != 0 {
 		t.Fatalf("docker network create: %s", out.stderr)
 	}
+	checkPlugins(t, socket, netSocket)
 	srv := network + "-srv"
 	detached(t, srv, installRuntime, "--network", network, "busybox", "sleep", "600")
 	if out := docker(t, "", "run", "--rm", "--runtime=runc", "--network", network, "busybox", "ping", "-c", "1", "-W", "5", srv); out.code != 0 {
@@ -125,6 +127,33 @@ func TestInstallWithPlugins(t *testing.T) {
 	}
 	if left := driverLinks(t); left != "" {
 		t.Errorf("network links left: %s", left)
+	}
+}
+
+// checkPlugins asserts that `kata-deploy check` (JSON and text) reports both drivers serving and
+// Docker's one volume and one network of them.
+func checkPlugins(t *testing.T, socket, netSocket string) {
+	t.Helper()
+	names := []string{"--plugin-name", installPluginName, "--plugin-network-name", installNetworkName}
+	res := kataDeploy(t, append([]string{"check", "-o", "json"}, names...)...)
+	var rep check.Report
+	if err := json.Unmarshal([]byte(res.stdout), &rep); err != nil {
+		t.Fatalf("check -o json: exit %d, %v\n%s\n%s", res.code, err, res.stdout, res.stderr)
+	}
+	if rep.Docker.BlockVolumes != 1 || rep.Docker.NetNetworks != 1 {
+		t.Errorf("check counts %d volumes and %d networks, want 1 and 1", rep.Docker.BlockVolumes, rep.Docker.NetNetworks)
+	}
+	for id, want := range map[string]string{
+		"plugins.volume":  "serving " + socket + "; Docker has 1 volume(s) of it",
+		"plugins.network": "serving " + netSocket + "; Docker has 1 network(s) of it",
+	} {
+		if l, ok := rep.Line(id); !ok || l.Status != check.OK || l.Value != want {
+			t.Errorf("check line %s: %+v, want ok %q", id, l, want)
+		}
+	}
+	text := kataDeploy(t, append([]string{"check"}, names...)...)
+	if !strings.Contains(text.stdout, installNetworkName+" network plugin") || !strings.Contains(text.stdout, "Docker has 1 network(s) of it") {
+		t.Errorf("check's text does not report the network driver:\n%s", text.stdout)
 	}
 }
 

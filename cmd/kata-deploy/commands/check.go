@@ -4,12 +4,15 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/kata-deploy/kata-deploy/installer/check"
+	"github.com/kata-deploy/kata-deploy/installer/pluginsvc"
 )
 
 func newCheckCommand() *cobra.Command {
@@ -17,6 +20,7 @@ func newCheckCommand() *cobra.Command {
 		output     string
 		dockerHost string
 		hostRoot   string
+		opts       = check.Options{DockerTimeout: 10 * time.Second}
 	)
 	cmd := &cobra.Command{
 		Use:   "check",
@@ -39,12 +43,16 @@ The JSON output (--output json) is a stable schema for scripts: see README.md, "
 			if err := outputFormat(output); err != nil {
 				return err
 			}
+			if err := checkPluginNames(opts); err != nil {
+				return err
+			}
 			cleanup, err := enterHost(hostRoot, hostInputs{})
 			if err != nil {
 				return &exitError{code: ExitFailure, err: err}
 			}
 			defer cleanup()
-			facts := check.Gather(cmd.Context(), check.Options{DockerHost: dockerHost, DockerTimeout: 10 * time.Second})
+			opts.DockerHost = dockerHost
+			facts := check.Gather(cmd.Context(), opts)
 			report := check.Evaluate(facts)
 			if output == "json" {
 				enc := json.NewEncoder(cmd.OutOrStdout())
@@ -64,7 +72,32 @@ The JSON output (--output json) is a stable schema for scripts: see README.md, "
 	cmd.Flags().StringVarP(&output, "output", "o", "text", `output format: "text" or "json"`)
 	cmd.Flags().StringVarP(&dockerHost, "host", "H", "", "Docker daemon to check (default: $DOCKER_HOST or unix:///var/run/docker.sock)")
 	bindHostRoot(cmd.Flags(), &hostRoot)
+	bindCheckPlugins(cmd.Flags(), &opts)
 	return cmd
+}
+
+// checkPluginNames refuses driver names that are not plain file names (they become socket paths).
+func checkPluginNames(o check.Options) error {
+	for _, n := range []string{o.VolumeDriver, o.NetworkDriver} {
+		if n != "" && !pluginsvc.ValidName(n) {
+			return usageErrorf("plugin driver name %q is invalid: use lower-case letters, digits, '_', '.', '-' (at most 64)", n)
+		}
+	}
+	if d := o.PluginSocketDir; d != "" && (!filepath.IsAbs(d) || filepath.Clean(d) != d) {
+		return usageErrorf("--plugin-socket-dir %q must be a clean absolute path", d)
+	}
+	return nil
+}
+
+// bindCheckPlugins binds the names of the plugin drivers check reports, hidden like install's
+// (the tests install drivers of their own beside the host's).
+func bindCheckPlugins(f *pflag.FlagSet, o *check.Options) {
+	f.StringVar(&o.VolumeDriver, "plugin-name", "", "name of the volume driver (default kata-block)")
+	f.StringVar(&o.NetworkDriver, "plugin-network-name", "", "name of the network driver (default kata-net)")
+	f.StringVar(&o.PluginSocketDir, "plugin-socket-dir", "", "directory Docker finds plugin sockets in (default /run/docker/plugins)")
+	for _, name := range []string{"plugin-name", "plugin-network-name", "plugin-socket-dir"} {
+		_ = f.MarkHidden(name)
+	}
 }
 
 func printReport(w io.Writer, r *check.Report) {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/kata-deploy/kata-deploy/installer/check"
 	"github.com/kata-deploy/kata-deploy/installer/install"
 )
 
@@ -128,5 +129,23 @@ func TestDescribePlugin(t *testing.T) {
 				t.Errorf("got  %q\nwant %q", got, tc.want)
 			}
 		})
+	}
+}
+
+func TestCheckPluginNames(t *testing.T) {
+	for _, tc := range []struct {
+		o  check.Options
+		ok bool
+	}{
+		{check.Options{}, true},
+		{check.Options{VolumeDriver: "kata-block-e2e", NetworkDriver: "kata-net-e2e", PluginSocketDir: "/run/docker/plugins"}, true},
+		{check.Options{VolumeDriver: "../etc"}, false},
+		{check.Options{NetworkDriver: "a/b"}, false},
+		{check.Options{PluginSocketDir: "run/docker"}, false},
+		{check.Options{PluginSocketDir: "/run/../etc"}, false},
+	} {
+		if err := checkPluginNames(tc.o); (err == nil) != tc.ok {
+			t.Errorf("%+v: %v, want ok=%v", tc.o, err, tc.ok)
+		}
 	}
 }

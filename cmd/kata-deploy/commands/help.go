@@ -57,7 +57,9 @@ where a VM's tap is a port of the bridge) on /run/docker/plugins/kata-net.sock, 
 Where systemd runs, as the unit /etc/systemd/system/kata-plugins.service, ordered before
 docker.service and restarted on failure; otherwise as a process of its own session (pid and start
 time recorded; its output in <prefix>/plugins/kata-block.log): nothing restarts it then, and
-running "install --with-plugins" again starts it if it stopped. The plugin is not versioned:
+running "install --with-plugins" again starts it if it stopped. From the installer image
+(--host-root) only the unit can serve them: without systemd on the host it is refused (a process
+would end with the image's container). The plugin is not versioned:
 upgrade and rollback leave it as it is; uninstall removes it, and refuses while Docker has
 volumes or networks of its drivers (--force removes it anyway). The alternative without install: a managed plugin ("make plugin-bundle",
 then "docker plugin create"; README).
