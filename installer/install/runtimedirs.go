@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/kata-deploy/kata-deploy/installer/manifest"
@@ -110,25 +109,14 @@ func (x *installer) removeRuntimeDirs(res *UninstallResult) {
 		}
 	}
 	for i := len(x.m.RuntimeDirs) - 1; i >= 0; i-- {
-		x.removeRuntimeDir(x.m.RuntimeDirs[i], res)
+		x.removeEmptyDir(x.m.RuntimeDirs[i], runtimeDirLeft, res)
 	}
 	x.m.RuntimeDirs = nil
 }
 
-// removeRuntimeDir removes one of the runtime's directories when it is empty: another runtime
-// configuration naming the same state directory may still have containers or caches there.
-func (x *installer) removeRuntimeDir(d string, res *UninstallResult) {
-	err := os.Remove(d)
-	switch {
-	case err == nil:
-		res.Removed = append(res.Removed, d+"/")
-	case errors.Is(err, fs.ErrNotExist):
-	case errors.Is(err, syscall.ENOTEMPTY) || errors.Is(err, syscall.EEXIST):
-		x.warn(fmt.Sprintf("%s is not empty (containers or caches of another runtime configuration with the same state directory): left in place", d))
-	default:
-		x.warn(fmt.Sprintf("could not remove %s: %v", d, err))
-	}
-}
+// runtimeDirLeft says why a runtime directory stays: another runtime configuration naming the
+// same state directory may still have containers or caches there.
+const runtimeDirLeft = "containers or caches of another runtime configuration with the same state directory"
 
 // plannedRuntimeDirs lists what removeRuntimeDirs would remove (dry run).
 func (x *installer) plannedRuntimeDirs(res *UninstallResult) {

@@ -287,7 +287,7 @@ func (x *installer) removeDirs(res *UninstallResult) error {
 			ownPrefix = true
 			continue
 		}
-		x.removeDir(d, res)
+		x.removeEmptyDir(d, prefixDirLeft, res)
 	}
 	x.m.Dirs = slices.DeleteFunc(x.m.Dirs, func(d string) bool { return d != prefix })
 	x.restoreAside(res)
@@ -299,19 +299,23 @@ func (x *installer) removeDirs(res *UninstallResult) error {
 	}
 	x.after(StepManifestGone)
 	if ownPrefix {
-		x.removeDir(prefix, res)
+		x.removeEmptyDir(prefix, prefixDirLeft, res)
 	}
 	return nil
 }
 
-func (x *installer) removeDir(d string, res *UninstallResult) {
+// prefixDirLeft says why a directory of the prefix stays.
+const prefixDirLeft = "files kata-deploy did not install, or changed ones"
+
+// removeEmptyDir removes d when it is empty; otherwise it warns, with why it is left.
+func (x *installer) removeEmptyDir(d, whyLeft string, res *UninstallResult) {
 	err := os.Remove(d)
 	switch {
 	case err == nil:
 		res.Removed = append(res.Removed, d+"/")
 	case errors.Is(err, fs.ErrNotExist):
 	case errors.Is(err, syscall.ENOTEMPTY) || errors.Is(err, syscall.EEXIST):
-		x.warn(fmt.Sprintf("%s is not empty (files kata-deploy did not install, or changed ones): left in place", d))
+		x.warn(fmt.Sprintf("%s is not empty (%s): left in place", d, whyLeft))
 	default:
 		x.warn(fmt.Sprintf("could not remove %s: %v", d, err))
 	}
