@@ -170,14 +170,7 @@ func TestInstallUninstallAgainstEngine(t *testing.T) {
 		}
 	}
 
-	un := kataDeploy(t, "uninstall", "--prefix", prefix)
-	if un.code != 0 {
-		t.Fatalf("uninstall: exit %d\n%s\n%s", un.code, un.stdout, un.stderr)
-	}
-	e.checkRestored(t, before)
-	if _, err := os.Stat(prefix); !os.IsNotExist(err) {
-		t.Errorf("the prefix is left: %v", err)
-	}
+	e.uninstallRestores(t, prefix, before)
 	checkRuntimeDirsGone(t, stateDirStays) // the smoke container made them
 	if strings.Contains(dockerRuntimes(t), `"`+installRuntime+`"`) {
 		t.Errorf("docker info still lists %s", installRuntime)
@@ -236,18 +229,25 @@ func TestInstallKilledThenCompleted(t *testing.T) {
 					t.Errorf("status after the rerun: exit %d\n%s", st.code, st.stdout)
 				}
 			}
-			un := kataDeploy(t, "uninstall", "--prefix", prefix)
-			if un.code != 0 {
-				t.Fatalf("uninstall: exit %d\n%s\n%s", un.code, un.stdout, un.stderr)
-			}
-			e.checkRestored(t, before)
-			if _, err := os.Stat(prefix); !os.IsNotExist(err) {
-				t.Error("the prefix is left")
-			}
+			e.uninstallRestores(t, prefix, before)
 			if strings.Contains(dockerRuntimes(t), `"`+installRuntime+`"`) {
 				t.Errorf("docker info still lists %s", installRuntime)
 			}
 		})
+	}
+}
+
+// uninstallRestores runs uninstall and requires daemon.json as it was before the install and
+// no prefix left.
+func (e *installEnv) uninstallRestores(t *testing.T, prefix string, before []byte) {
+	t.Helper()
+	un := kataDeploy(t, "uninstall", "--prefix", prefix)
+	if un.code != 0 {
+		t.Fatalf("uninstall: exit %d\n%s\n%s", un.code, un.stdout, un.stderr)
+	}
+	e.checkRestored(t, before)
+	if _, err := os.Stat(prefix); !os.IsNotExist(err) {
+		t.Errorf("the prefix is left: %v", err)
 	}
 }
 

@@ -213,13 +213,6 @@ func TestInstallTemplateAgainstEngine(t *testing.T) {
 		t.Error("templating is off after the rollback")
 	}
 
-	un := kataDeploy(t, "uninstall", "--prefix", prefix)
-	if un.code != 0 {
-		t.Fatalf("uninstall: exit %d\n%s\n%s", un.code, un.stdout, un.stderr)
-	}
-	e.checkRestored(t, before)
-	if _, err := os.Stat(prefix); !os.IsNotExist(err) {
-		t.Errorf("the prefix is left: %v", err)
-	}
+	e.uninstallRestores(t, prefix, before)
 	checkRuntimeDirsGone(t, stateDirStays)
 }
