@@ -24,10 +24,10 @@ virtio_ring
 fs/9p
 9p # trailing comment
 nf-conntrack
-`)
+` + strings.Repeat("m", 64) + "\n" + strings.Repeat("m", 65) + "\n")
 	names, bad := ParseModuleList(data)
-	wantNames := []string{"virtio_ring", "virtio", "9pnet_virtio", "nf-conntrack"}
-	wantBad := []string{"../../etc/passwd", "fs/9p", "9p # trailing comment"}
+	wantNames := []string{"virtio_ring", "virtio", "9pnet_virtio", "nf-conntrack", strings.Repeat("m", 64)}
+	wantBad := []string{"../../etc/passwd", "fs/9p", "9p # trailing comment", strings.Repeat("m", 65)}
 	if !reflect.DeepEqual(names, wantNames) || !reflect.DeepEqual(bad, wantBad) {
 		t.Errorf("got %q / %q, want %q / %q", names, bad, wantNames, wantBad)
 	}

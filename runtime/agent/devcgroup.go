@@ -4,11 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"regexp"
 	"strconv"
 
-	"github.com/kata-deploy/kata-deploy/runtime/agent/containerinit"
 	"golang.org/x/sys/unix"
+
+	"github.com/kata-deploy/kata-deploy/runtime/agent/containerinit"
+	"github.com/kata-deploy/kata-deploy/runtime/agentproto"
 )
 
 // devicesCgroup is the guest's cgroup v1 devices hierarchy. It is mounted,
@@ -20,8 +21,8 @@ type devicesCgroup struct {
 	fd int
 }
 
-// cgroupName is what a container id must look like to name its cgroup.
-var cgroupName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$`)
+// cgroupName tells whether a container id may name its cgroup.
+var cgroupName = agentproto.IsID
 
 func openDevicesCgroup() (*devicesCgroup, error) {
 	dir, err := os.MkdirTemp("/run", "devices-cgroup-")
@@ -59,7 +60,7 @@ func (d *devicesCgroup) write(name, file, line string) error {
 // create makes the container's cgroup with its rules and moves pid (the
 // container's first process, still waiting for its config) into it.
 func (d *devicesCgroup) create(name string, writes []containerinit.DeviceWrite, pid int) error {
-	if !cgroupName.MatchString(name) {
+	if !cgroupName(name) {
 		return fmt.Errorf("container id %q cannot name a cgroup", name)
 	}
 	if err := unix.Mkdirat(d.fd, name, 0o700); err != nil && !errors.Is(err, unix.EEXIST) {

@@ -17,7 +17,9 @@ import (
 	"github.com/kata-deploy/kata-deploy/runtime/agentproto"
 )
 
-var moduleNamePattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+// moduleNamePattern with a length of at most 64 is a module name (see agentproto's idPattern for
+// why the length is apart).
+var moduleNamePattern = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
 
 // ParseModuleList returns the module names in data, skipping blank lines and
 // '#' comments. Lines that are not plain module names are returned in bad:
@@ -29,7 +31,7 @@ func ParseModuleList(data []byte) (names, bad []string) {
 		if line == "" || strings.HasPrefix(line, "#") {
 			continue
 		}
-		if !moduleNamePattern.MatchString(line) {
+		if len(line) > 64 || !moduleNamePattern.MatchString(line) {
 			bad = append(bad, line)
 			continue
 		}

@@ -93,7 +93,7 @@ func (d *cgroupDir) write(name, file, line string) error {
 }
 
 func (d *cgroupDir) mkdir(name string) error {
-	if !cgroupName.MatchString(name) {
+	if !cgroupName(name) {
 		return fmt.Errorf("container id %q cannot name a cgroup", name)
 	}
 	if err := unix.Mkdirat(d.fd, name, 0o755); err != nil && !errors.Is(err, unix.EEXIST) {
@@ -223,7 +223,7 @@ func (r *resourceCgroups) create(name string, res *specs.LinuxResources, pid int
 }
 
 func (r *resourceCgroups) update(name string, res *specs.LinuxResources) ([]string, error) {
-	if !cgroupName.MatchString(name) {
+	if !cgroupName(name) {
 		return nil, fmt.Errorf("container id %q cannot name a cgroup", name)
 	}
 	return applyWrites(name, cgroupV2Writes(res), func(string) *cgroupDir { return r.root })
@@ -234,7 +234,7 @@ func (r *resourceCgroups) join(name string, pid int) error {
 }
 
 func (r *resourceCgroups) remove(name string) error {
-	if !cgroupName.MatchString(name) {
+	if !cgroupName(name) {
 		return fmt.Errorf("container id %q cannot name a cgroup", name)
 	}
 	return r.root.removeTree(name, 0)

@@ -55,7 +55,7 @@ func (c *v1Cgroups) create(name string, res *specs.LinuxResources, pid int) ([]s
 }
 
 func (c *v1Cgroups) update(name string, res *specs.LinuxResources) ([]string, error) {
-	if !cgroupName.MatchString(name) {
+	if !cgroupName(name) {
 		return nil, fmt.Errorf("container id %q cannot name a cgroup", name)
 	}
 	return applyWrites(name, cgroupV1Writes(res), func(h string) *cgroupDir { return c.dirs[h] })
@@ -71,7 +71,7 @@ func (c *v1Cgroups) join(name string, pid int) error {
 }
 
 func (c *v1Cgroups) remove(name string) error {
-	if !cgroupName.MatchString(name) {
+	if !cgroupName(name) {
 		return fmt.Errorf("container id %q cannot name a cgroup", name)
 	}
 	var errs []error

@@ -66,7 +66,9 @@ type Route struct {
 	Family  int    `json:"family,omitempty"` // 4 or 6; needed for a default route, which has no Dest
 }
 
-var ifNamePattern = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,15}$`)
+// ifNamePattern with a length of at most 15 (IFNAMSIZ) is an interface name (see idPattern for
+// why the length is apart).
+var ifNamePattern = regexp.MustCompile(`^[A-Za-z0-9_.-]+$`)
 
 // Validate rejects a configuration the agent must not apply: names that are
 // not interface names, malformed MACs, addresses or routes, routes through
@@ -75,7 +77,7 @@ func (n Network) Validate() error {
 	names := map[string]bool{}
 	macs := map[string]bool{}
 	for _, in := range n.Interfaces {
-		if !ifNamePattern.MatchString(in.Name) || in.Name == "lo" {
+		if len(in.Name) > 15 || !ifNamePattern.MatchString(in.Name) || in.Name == "lo" {
 			return fmt.Errorf("interface name %q is invalid: use 1-15 characters from [A-Za-z0-9_.-], not lo", in.Name)
 		}
 		mac, err := net.ParseMAC(in.MAC)

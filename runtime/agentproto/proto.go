@@ -86,7 +86,7 @@ func (s Share) Validate() error {
 	if s.Type == ShareBlock && !blockFSTypes[s.FSType] {
 		return fmt.Errorf("block share %q: file system %q is not supported: use ext4 or xfs", s.Tag, s.FSType)
 	}
-	if !tagPattern.MatchString(s.Tag) {
+	if !isTag(s.Tag) {
 		return fmt.Errorf("share tag %q is invalid: use 1-36 characters from [A-Za-z0-9_.-]", s.Tag)
 	}
 	if err := ValidGuestPath(s.GuestPath); err != nil {
@@ -129,7 +129,7 @@ type Device struct {
 
 // Validate rejects a device the agent cannot map: an odd tag or a path outside /dev.
 func (d Device) Validate() error {
-	if !tagPattern.MatchString(d.Tag) {
+	if !isTag(d.Tag) {
 		return fmt.Errorf("device tag %q is invalid: use 1-36 characters from [A-Za-z0-9_.-]", d.Tag)
 	}
 	if err := ValidGuestPath(d.ContainerPath); err != nil || !strings.HasPrefix(d.ContainerPath, "/dev/") {
@@ -182,13 +182,26 @@ type Response struct {
 
 // Container and exec IDs become map keys and log fields in the guest; keep
 // them to the characters Docker and containerd use.
-var idPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$`)
+//
+// Names are checked by a pattern without a bound and a separate length: a
+// bounded repetition ({0,127}) compiles into a program as many times larger,
+// built when the agent binary starts, and every container process and exec
+// starts it again (containerinit), in an emulated guest at that.
+var (
+	idPattern  = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]*$`)
+	tagPattern = regexp.MustCompile(`^[A-Za-z0-9_.-]+$`)
+)
 
-var tagPattern = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,36}$`)
+// IsID reports whether id is a container or exec ID: 1-128 characters from
+// [A-Za-z0-9_.-], not starting with a punctuation mark.
+func IsID(id string) bool { return len(id) <= 128 && idPattern.MatchString(id) }
+
+// isTag reports whether tag names a share or device: 1-36 characters from [A-Za-z0-9_.-].
+func isTag(tag string) bool { return len(tag) <= 36 && tagPattern.MatchString(tag) }
 
 // ValidID accepts a container or exec ID.
 func ValidID(kind, id string) error {
-	if !idPattern.MatchString(id) {
+	if !IsID(id) {
 		return fmt.Errorf("%s ID %q is invalid: use 1-128 characters from [A-Za-z0-9_.-], not starting with a punctuation mark", kind, id)
 	}
 	return nil

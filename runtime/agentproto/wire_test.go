@@ -83,6 +83,7 @@ func TestShareValidate(t *testing.T) {
 		{Share{Type: ShareBlock, Tag: "kblk0", GuestPath: "/run/b"}, false},
 		{Share{Type: Share9P, Tag: "", GuestPath: "/run/x"}, false},
 		{Share{Type: Share9P, Tag: "a,trans=fd", GuestPath: "/run/x"}, false},
+		{Share{Type: Share9P, Tag: strings.Repeat("t", 36), GuestPath: "/run/x"}, true},
 		{Share{Type: Share9P, Tag: strings.Repeat("t", 37), GuestPath: "/run/x"}, false},
 		{Share{Type: Share9P, Tag: "t", GuestPath: "run/x"}, false},
 		{Share{Type: Share9P, Tag: "t", GuestPath: "/run/../x"}, false},
@@ -125,6 +126,7 @@ func TestValidID(t *testing.T) {
 		{"../etc", false},
 		{"a/b", false},
 		{"a b", false},
+		{strings.Repeat("a", 128), true},
 		{strings.Repeat("a", 129), false},
 	}
 	for _, tt := range tests {
