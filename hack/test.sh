@@ -17,3 +17,8 @@ export KATA_E2E_REQUIRED=1
 
 echo "== tests"
 go test -count=1 -timeout 60m ./... 2>&1 | tee /tmp/kata-deploy-test.log
+
+# The VM runtime's end-to-end tests again, each container a clone of a VM template
+# ([factory] template = true): templating must not change what a container sees (~5 min).
+echo "== end-to-end tests in clones of a VM template"
+KATA_E2E_TEMPLATE=1 go test -count=1 -timeout 30m -run '^TestKata' ./tests/e2e/ 2>&1 | tee -a /tmp/kata-deploy-test.log
