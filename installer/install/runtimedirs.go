@@ -11,8 +11,8 @@ import (
 	"time"
 
 	"github.com/kata-deploy/kata-deploy/installer/manifest"
-	"github.com/kata-deploy/kata-deploy/installer/runtimecache"
 	"github.com/kata-deploy/kata-deploy/internal/layout"
+	"github.com/kata-deploy/kata-deploy/internal/runtimecache"
 	"github.com/kata-deploy/kata-deploy/runtime/config"
 )
 

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/kata-deploy/kata-deploy/installer/dockerapi"
-	"github.com/kata-deploy/kata-deploy/installer/runtimecache"
+	"github.com/kata-deploy/kata-deploy/internal/runtimecache"
 	"github.com/kata-deploy/kata-deploy/runtime/config"
 )
 

@@ -331,7 +331,7 @@ func (s *Server) mountShare(ctx context.Context, sh agentproto.Share) error {
 		}
 		return fmt.Errorf("guest path %s already holds share %q (%s), cannot mount %q there", sh.GuestPath, have.Tag, have.Type, sh.Tag)
 	}
-	for _, group := range shareModules(sh.Type) {
+	for _, group := range agentproto.ShareModuleGroups(sh.Type) {
 		s.cfg.Modules.Need(group)
 	}
 	if err := s.cfg.Executor.MountShare(ctx, sh); err != nil {
@@ -340,19 +340,6 @@ func (s *Server) mountShare(ctx context.Context, sh agentproto.Share) error {
 	s.mu.Lock()
 	s.shares[sh.GuestPath] = sh
 	s.mu.Unlock()
-	return nil
-}
-
-// shareModules are the module groups a share of this type needs.
-func shareModules(shareType string) []string {
-	switch shareType {
-	case agentproto.Share9P:
-		return []string{agentproto.ModuleGroup9P}
-	case agentproto.ShareVirtioFS:
-		return []string{agentproto.ModuleGroupVirtioFS}
-	case agentproto.ShareBlock:
-		return []string{agentproto.ModuleGroupBlock, agentproto.ModuleGroupFS}
-	}
 	return nil
 }
 

@@ -49,6 +49,20 @@ const (
 	ModuleGroupVsock    = "vsock"    // the virtio vsock transport
 )
 
+// ShareModuleGroups are the module groups the guest needs to mount a share of this type
+// (Share9P, ShareVirtioFS, ShareBlock), in load order.
+func ShareModuleGroups(shareType string) []string {
+	switch shareType {
+	case Share9P:
+		return []string{ModuleGroup9P}
+	case ShareVirtioFS:
+		return []string{ModuleGroupVirtioFS}
+	case ShareBlock:
+		return []string{ModuleGroupBlock, ModuleGroupFS}
+	}
+	return nil
+}
+
 // IsModuleGroup tells a module group's name from anything else, which must never become a path.
 func IsModuleGroup(name string) bool {
 	switch name {

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -213,6 +214,28 @@ func TestHelloSplitAcrossSessions(t *testing.T) {
 		ch.data = []byte("next session")
 		if rest, _ := io.ReadAll(ch); string(rest) != "next session" {
 			t.Errorf("reads of %d: the next session reads %q", chunk, rest)
+		}
+	}
+}
+
+func TestShareModuleGroups(t *testing.T) {
+	for _, tc := range []struct {
+		share string
+		want  []string
+	}{
+		{Share9P, []string{ModuleGroup9P}},
+		{ShareVirtioFS, []string{ModuleGroupVirtioFS}},
+		{ShareBlock, []string{ModuleGroupBlock, ModuleGroupFS}},
+		{"nfs", nil},
+	} {
+		got := ShareModuleGroups(tc.share)
+		if !slices.Equal(got, tc.want) {
+			t.Errorf("ShareModuleGroups(%q) = %q, want %q", tc.share, got, tc.want)
+		}
+		for _, g := range got {
+			if !IsModuleGroup(g) {
+				t.Errorf("%q is not a module group", g)
+			}
 		}
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"syscall"
 
 	"github.com/kata-deploy/kata-deploy/internal/qemusandbox"
+	"github.com/kata-deploy/kata-deploy/internal/runtimecache"
 )
 
 // sandboxProbe is the cached answer for one QEMU binary: valid while the
@@ -43,7 +44,7 @@ func probeQEMUSandbox(ctx context.Context, c *Config) qemusandbox.Support {
 	file := ""
 	if c.CacheDir != "" {
 		sum := sha256.Sum256([]byte(c.QEMUPath))
-		file = filepath.Join(c.CacheDir, "qemu-sandbox-"+hex.EncodeToString(sum[:8])+".json")
+		file = filepath.Join(c.CacheDir, runtimecache.SandboxProbePrefix+hex.EncodeToString(sum[:8])+".json")
 		if s, ok := readSandboxProbe(file, key); ok {
 			return s
 		}
@@ -85,7 +86,7 @@ func writeSandboxProbe(file string, p sandboxProbe) error {
 	if err := os.MkdirAll(filepath.Dir(file), 0o700); err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(file), ".qemu-sandbox-*")
+	tmp, err := os.CreateTemp(filepath.Dir(file), "."+runtimecache.SandboxProbePrefix+"*")
 	if err != nil {
 		return err
 	}

@@ -25,28 +25,10 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/kata-deploy/kata-deploy/internal/runtimecache"
 	"github.com/kata-deploy/kata-deploy/runtime/agentproto"
 	"github.com/kata-deploy/kata-deploy/runtime/hypervisor"
 )
-
-// Files of a template directory (<cache>/template/<key>/).
-const (
-	templateRootName = "template"
-	templateMemory   = "memory"
-	templateState    = "state"
-	templateReady    = "ready"  // written last: a directory without it is not a template
-	templateFailed   = "failed" // why the last build failed
-	templateLock     = ".lock"
-	buildPrefix      = ".build-"
-)
-
-// templateMeta is the content of the ready file.
-type templateMeta struct {
-	Key       string    `json:"key"`
-	MemoryMiB int       `json:"memoryMiB"`
-	VCPUs     int       `json:"vcpus"`
-	Created   time.Time `json:"created"`
-}
 
 // templateStore is the template directory of one runtime configuration.
 type templateStore struct {
@@ -95,7 +77,7 @@ func startClone(ctx context.Context, opts Options, vc hypervisor.Config, logf fu
 	if err != nil {
 		return nil, nil, err
 	}
-	t := templateStore{root: filepath.Join(vc.CacheDir, templateRootName), key: key, logf: logf}
+	t := templateStore{root: runtimecache.TemplatesDir(vc.CacheDir), key: key, logf: logf}
 	if err := t.ensure(ctx, vc, opts.Config.Agent.BootTimeout.Duration()); err != nil {
 		return nil, nil, err
 	}
@@ -220,7 +202,7 @@ func (t templateStore) ensure(ctx context.Context, vc hypervisor.Config, timeout
 	if t.present() {
 		return nil
 	}
-	failed := t.path(templateFailed)
+	failed := t.path(runtimecache.TemplateFailed)
 	if fi, err := os.Stat(failed); err == nil && time.Since(fi.ModTime()) < retryFailedBuild {
 		return fmt.Errorf("building the VM template failed at %s (see %s); the next try is after %s",
 			fi.ModTime().Format(time.RFC3339), failed, fi.ModTime().Add(retryFailedBuild).Format(time.RFC3339))
@@ -241,21 +223,21 @@ func (t templateStore) ensure(ctx context.Context, vc hypervisor.Config, timeout
 
 // present reports whether a template was built (its ready file exists).
 func (t templateStore) present() bool {
-	_, err := os.Lstat(t.path(templateReady))
+	_, err := os.Lstat(t.path(runtimecache.TemplateReady))
 	return err == nil
 }
 
 // ready checks that the template's files are all there.
 func (t templateStore) ready() error {
-	b, err := os.ReadFile(t.path(templateReady))
+	b, err := os.ReadFile(t.path(runtimecache.TemplateReady))
 	if err != nil {
 		return err
 	}
-	var m templateMeta
+	var m runtimecache.ReadyFile
 	if err := json.Unmarshal(b, &m); err != nil || m.Key != t.key {
-		return fmt.Errorf("%s is not this template's", t.path(templateReady))
+		return fmt.Errorf("%s is not this template's", t.path(runtimecache.TemplateReady))
 	}
-	for _, name := range []string{templateMemory, templateState} {
+	for _, name := range []string{runtimecache.TemplateMemory, runtimecache.TemplateState} {
 		if fi, err := os.Lstat(t.path(name)); err != nil || !fi.Mode().IsRegular() {
 			return fmt.Errorf("the template's %s file is missing or not a regular file", name)
 		}
@@ -268,7 +250,7 @@ func (t templateStore) lock(ctx context.Context) (func(), error) {
 	if err := os.MkdirAll(t.root, 0o700); err != nil {
 		return nil, fmt.Errorf("create %s: %w", t.root, err)
 	}
-	f, err := os.OpenFile(filepath.Join(t.root, templateLock), os.O_RDWR|os.O_CREATE|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+	f, err := os.OpenFile(filepath.Join(t.root, runtimecache.TemplateLock), os.O_RDWR|os.O_CREATE|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("the template lock: %w", err)
 	}
@@ -299,7 +281,7 @@ const unusedAfter = 10 * time.Minute
 // the directory into place. Holds the lock.
 func (t templateStore) build(ctx context.Context, vc hypervisor.Config, timeout time.Duration) error {
 	t.removeUnused()
-	tmp := filepath.Join(t.root, buildPrefix+t.key)
+	tmp := filepath.Join(t.root, runtimecache.TemplateBuildPrefix+t.key)
 	if err := os.MkdirAll(filepath.Join(tmp, "share"), 0o700); err != nil {
 		return err
 	}
@@ -310,7 +292,7 @@ func (t templateStore) build(ctx context.Context, vc hypervisor.Config, timeout 
 		}
 	}()
 	tc := templateConfig(vc, filepath.Join(tmp, "vm"))
-	vm, err := hypervisor.StartTemplate(ctx, tc, filepath.Join(tmp, templateMemory))
+	vm, err := hypervisor.StartTemplate(ctx, tc, filepath.Join(tmp, runtimecache.TemplateMemory))
 	if err != nil {
 		return err
 	}
@@ -326,17 +308,17 @@ func (t templateStore) build(ctx context.Context, vc hypervisor.Config, timeout 
 	if err != nil {
 		return err
 	}
-	if err := vm.SaveTemplate(ctx, filepath.Join(tmp, templateState)); err != nil {
+	if err := vm.SaveTemplate(ctx, filepath.Join(tmp, runtimecache.TemplateState)); err != nil {
 		return err
 	}
 	if err := vm.Stop(ctx); err != nil {
 		return err
 	}
-	meta, err := json.Marshal(templateMeta{Key: t.key, MemoryMiB: vc.MemoryMiB, VCPUs: vc.VCPUs, Created: time.Now().UTC()})
+	meta, err := json.Marshal(runtimecache.ReadyFile{Key: t.key, MemoryMiB: vc.MemoryMiB, VCPUs: vc.VCPUs, Created: time.Now().UTC()})
 	if err != nil {
 		return err
 	}
-	if err := writeFileSync(filepath.Join(tmp, templateReady), meta); err != nil {
+	if err := writeFileSync(filepath.Join(tmp, runtimecache.TemplateReady), meta); err != nil {
 		return err
 	}
 	os.RemoveAll(t.dir()) // the record of a failed build
@@ -354,10 +336,10 @@ func (t templateStore) removeUnused() {
 	entries, _ := os.ReadDir(t.root)
 	for _, e := range entries {
 		old := filepath.Join(t.root, e.Name())
-		if e.Name() == templateLock {
+		if e.Name() == runtimecache.TemplateLock {
 			continue
 		}
-		if fi, err := os.Stat(filepath.Join(old, templateReady)); err == nil && time.Since(fi.ModTime()) < unusedAfter {
+		if fi, err := os.Stat(filepath.Join(old, runtimecache.TemplateReady)); err == nil && time.Since(fi.ModTime()) < unusedAfter {
 			continue
 		}
 		if err := hypervisor.Cleanup(filepath.Join(old, "vm")); err != nil {
@@ -409,7 +391,7 @@ func (t templateStore) clone(ctx context.Context, vc hypervisor.Config, timeout 
 	if err := t.ready(); err != nil {
 		return nil, nil, err
 	}
-	vm, err := hypervisor.Restore(ctx, vc, t.path(templateMemory), t.path(templateState))
+	vm, err := hypervisor.Restore(ctx, vc, t.path(runtimecache.TemplateMemory), t.path(runtimecache.TemplateState))
 	if err != nil {
 		return nil, nil, err
 	}
@@ -432,7 +414,7 @@ func (t templateStore) clone(ctx context.Context, vc hypervisor.Config, timeout 
 	}
 	// Marks the template as in use (removeUnused).
 	now := time.Now()
-	_ = os.Chtimes(t.path(templateReady), now, now)
+	_ = os.Chtimes(t.path(runtimecache.TemplateReady), now, now)
 	return vm, agent, nil
 }
 
@@ -446,7 +428,7 @@ func (t templateStore) discard(ctx context.Context, why error) {
 	if _, err := os.Stat(t.dir()); errors.Is(err, fs.ErrNotExist) {
 		return
 	}
-	trash := filepath.Join(t.root, buildPrefix+"discarded-"+strconv.FormatInt(time.Now().UnixNano(), 36))
+	trash := filepath.Join(t.root, runtimecache.TemplateBuildPrefix+"discarded-"+strconv.FormatInt(time.Now().UnixNano(), 36))
 	if err := os.Rename(t.dir(), trash); err == nil {
 		os.RemoveAll(trash)
 		t.logf("removed the VM template %s (%v): the next container rebuilds it", t.dir(), why)

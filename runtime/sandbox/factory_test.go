@@ -9,6 +9,7 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
+	"github.com/kata-deploy/kata-deploy/internal/runtimecache"
 	"github.com/kata-deploy/kata-deploy/runtime/config"
 	"github.com/kata-deploy/kata-deploy/runtime/hypervisor"
 )
@@ -111,19 +112,19 @@ func TestFitsTemplate(t *testing.T) {
 // cost a container a cold boot more.
 func TestFailedBuildIsNotRetriedAtOnce(t *testing.T) {
 	opts, vc := factoryOptions(t)
-	ts := templateStore{root: filepath.Join(vc.CacheDir, templateRootName), key: "k", logf: t.Logf}
+	ts := templateStore{root: runtimecache.TemplatesDir(vc.CacheDir), key: "k", logf: t.Logf}
 	// The fake QEMU is not executable: the build fails before any VM exists.
 	err := ts.ensure(t.Context(), vc, opts.Config.Agent.BootTimeout.Duration())
 	if err == nil {
 		t.Fatal("the build succeeded with a fake QEMU")
 	}
-	if _, serr := os.Stat(ts.path(templateFailed)); serr != nil {
+	if _, serr := os.Stat(ts.path(runtimecache.TemplateFailed)); serr != nil {
 		t.Fatalf("no record of the failed build: %v", serr)
 	}
 	if err := ts.ensure(t.Context(), vc, 0); err == nil || !strings.Contains(err.Error(), "next try") {
 		t.Errorf("the second container tried again: %v", err)
 	}
-	if _, err := os.Stat(filepath.Join(ts.root, buildPrefix+"k")); !os.IsNotExist(err) {
+	if _, err := os.Stat(filepath.Join(ts.root, runtimecache.TemplateBuildPrefix+"k")); !os.IsNotExist(err) {
 		t.Errorf("the failed build left its directory: %v", err)
 	}
 }
@@ -141,18 +142,18 @@ func TestRemoveUnusedTemplates(t *testing.T) {
 		then := time.Now().Add(-age)
 		os.Chtimes(p, then, then)
 	}
-	mk("in-use", templateReady, time.Minute)  // another configuration's, cloned lately
-	mk("unused", templateReady, time.Hour)    // an upgraded kernel's
-	mk("failed", templateFailed, 0)           // a failed build's record
-	mk(buildPrefix+"dead", templateMemory, 0) // a build a dead shim left
-	os.WriteFile(filepath.Join(root, templateLock), nil, 0o600)
+	mk("in-use", runtimecache.TemplateReady, time.Minute)                       // another configuration's, cloned lately
+	mk("unused", runtimecache.TemplateReady, time.Hour)                         // an upgraded kernel's
+	mk("failed", runtimecache.TemplateFailed, 0)                                // a failed build's record
+	mk(runtimecache.TemplateBuildPrefix+"dead", runtimecache.TemplateMemory, 0) // a build a dead shim left
+	os.WriteFile(filepath.Join(root, runtimecache.TemplateLock), nil, 0o600)
 	templateStore{root: root, key: "k", logf: t.Logf}.removeUnused()
 	var left []string
 	entries, _ := os.ReadDir(root)
 	for _, e := range entries {
 		left = append(left, e.Name())
 	}
-	if strings.Join(left, " ") != templateLock+" in-use" {
+	if strings.Join(left, " ") != runtimecache.TemplateLock+" in-use" {
 		t.Errorf("left %v, want the lock and the template in use", left)
 	}
 }

@@ -17,6 +17,7 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
+	"github.com/kata-deploy/kata-deploy/internal/runtimecache"
 	"github.com/kata-deploy/kata-deploy/internal/testguest"
 	"github.com/kata-deploy/kata-deploy/internal/testreq"
 	"github.com/kata-deploy/kata-deploy/runtime/agentproto"
@@ -165,8 +166,8 @@ func TestVMTemplate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tdir := filepath.Join(cfg.Runtime.StateDir+".cache", templateRootName, key)
-	if err := os.Remove(filepath.Join(tdir, templateMemory)); err != nil {
+	tdir := filepath.Join(runtimecache.TemplatesDir(runtimecache.Dir(cfg.Runtime.StateDir)), key)
+	if err := os.Remove(filepath.Join(tdir, runtimecache.TemplateMemory)); err != nil {
 		t.Fatalf("the template is not where expected: %v", err)
 	}
 	_, agent := boot("cold")

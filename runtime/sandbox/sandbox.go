@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"sync"
 	"time"
 
@@ -18,6 +19,7 @@ import (
 
 	"github.com/kata-deploy/kata-deploy/internal/accel"
 	"github.com/kata-deploy/kata-deploy/internal/directvolume"
+	"github.com/kata-deploy/kata-deploy/internal/runtimecache"
 	"github.com/kata-deploy/kata-deploy/runtime/agentproto"
 	"github.com/kata-deploy/kata-deploy/runtime/config"
 	"github.com/kata-deploy/kata-deploy/runtime/hostcgroup"
@@ -170,7 +172,7 @@ func vmConfig(opts Options, stateDir, accel, netnsPath string) hypervisor.Config
 		MemoryMiB:      memoryMiB,
 		MaxMemoryMiB:   maxMemoryMiB(memoryMiB),
 		StateDir:       filepath.Join(stateDir, "vm"),
-		CacheDir:       opts.Config.Runtime.StateDir + ".cache", // beside the state directory, which holds containers only
+		CacheDir:       runtimecache.Dir(opts.Config.Runtime.StateDir), // beside the state directory, which holds containers only
 		Shares:         []hypervisor.Share{{Tag: agentproto.SharedTag, HostPath: filepath.Join(stateDir, sharedDirName), Type: fsType}},
 		VirtiofsDaemon: h.VirtiofsDaemon,
 		NetNSPath:      netnsPath,
@@ -193,11 +195,8 @@ func kernelParams(cfg *config.Config) []string {
 // container's create, and the network's, at its start (a NIC may also come later, by hot-plug).
 // The agent loads them while the host sets up; disks' modules wait for a disk.
 func preloadParam(cfg *config.Config) string {
-	share := agentproto.ModuleGroup9P
-	if guestFSType(cfg.Hypervisor.SharedFS) == hypervisor.ShareVirtiofs {
-		share = agentproto.ModuleGroupVirtioFS
-	}
-	return agentproto.ModulesParam + "=" + share + "," + agentproto.ModuleGroupNet
+	groups := append(agentproto.ShareModuleGroups(guestFSType(cfg.Hypervisor.SharedFS)), agentproto.ModuleGroupNet)
+	return agentproto.ModulesParam + "=" + strings.Join(groups, ",")
 }
 
 func guestFSType(sharedFS string) string {

@@ -3,6 +3,7 @@ package sandbox
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -147,5 +148,22 @@ func TestRemoveShallowNeverDeletesThroughAMount(t *testing.T) {
 func TestMissingRootfs(t *testing.T) {
 	if _, _, err := share(t.TempDir(), "", &specs.Spec{}); err == nil || !strings.Contains(err.Error(), "root.path") {
 		t.Errorf("err = %v", err)
+	}
+}
+
+// The agent is told to preload the shared file system's modules and the network's.
+func TestPreloadParam(t *testing.T) {
+	for _, tc := range []struct{ sharedFS, want string }{
+		{"virtio-9p", "agent.modules=9p,net"},
+		{"virtio-fs", "agent.modules=virtiofs,net"},
+	} {
+		cfg := config.Default()
+		cfg.Hypervisor.SharedFS = tc.sharedFS
+		if got := preloadParam(cfg); got != tc.want {
+			t.Errorf("shared_fs %s: %q, want %q", tc.sharedFS, got, tc.want)
+		}
+		if !slices.Contains(kernelParams(cfg), tc.want) {
+			t.Errorf("shared_fs %s: the kernel parameters %q lack %q", tc.sharedFS, kernelParams(cfg), tc.want)
+		}
 	}
 }

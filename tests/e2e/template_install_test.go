@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/kata-deploy/kata-deploy/installer/install"
-	"github.com/kata-deploy/kata-deploy/installer/runtimecache"
+	"github.com/kata-deploy/kata-deploy/internal/runtimecache"
 	"github.com/kata-deploy/kata-deploy/runtime/config"
 )
 

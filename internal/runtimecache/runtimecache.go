@@ -1,9 +1,7 @@
-// Package runtimecache reads and removes what kata-deploy's runtime keeps in its cache directory,
+// Package runtimecache is the layout of what kata-deploy's runtime keeps in its cache directory,
 // <state_dir>.cache: the VM templates ([factory] template = true) and the QEMU sandbox probes.
-//
-// The runtime owns the layout (runtime/sandbox/factory.go for templates,
-// runtime/hypervisor/seccomp.go for probes); this package mirrors it, read-only for status and
-// removal for uninstall, so that the installer never imports the runtime's internals:
+// The runtime writes it (runtime/sandbox/factory.go, runtime/hypervisor/seccomp.go) with these
+// names; the installer reads it for status and removes it at uninstall:
 //
 //	<state_dir>.cache/
 //	  qemu-sandbox-<hash>.json       which -sandbox options a QEMU binary supports
@@ -32,16 +30,25 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Names in the cache directory, as the runtime writes them.
+// Names in the cache directory.
 const (
-	cacheSuffix       = ".cache"
-	templatesDirName  = "template"
-	templateMemory    = "memory"
-	templateReady     = "ready"
-	templateFailed    = "failed"
-	templateLock      = ".lock"
-	sandboxProbeGlob  = "qemu-sandbox-*.json"
-	sandboxProbeTemps = ".qemu-sandbox-*"
+	cacheSuffix      = ".cache"
+	templatesDirName = "template"
+	// TemplateMemory, TemplateState, TemplateReady and TemplateFailed are the files of a
+	// template's directory (<cache>/template/<key>/); the ready file (ReadyFile) is written last.
+	TemplateMemory = "memory"
+	TemplateState  = "state"
+	TemplateReady  = "ready"
+	TemplateFailed = "failed"
+	// TemplateLock serialises template builds; TemplateBuildPrefix starts the name of a build in
+	// progress (or one a dead shim left).
+	TemplateLock        = ".lock"
+	TemplateBuildPrefix = ".build-"
+	// SandboxProbePrefix starts the names of the QEMU sandbox probes (<prefix><hash>.json, written
+	// through a temporary "."+<prefix>* file).
+	SandboxProbePrefix = "qemu-sandbox-"
+	sandboxProbeGlob   = SandboxProbePrefix + "*.json"
+	sandboxProbeTemps  = "." + SandboxProbePrefix + "*"
 )
 
 // maxFailed bounds what is read of a failed file: it is one error message.
@@ -72,8 +79,8 @@ type Template struct {
 	Failed string
 }
 
-// ready is the content of a template's ready file.
-type ready struct {
+// ReadyFile is the content of a template's ready file.
+type ReadyFile struct {
 	Key       string    `json:"key"`
 	MemoryMiB int       `json:"memoryMiB"`
 	VCPUs     int       `json:"vcpus"`
@@ -105,19 +112,19 @@ func Templates(cacheDir string) ([]Template, error) {
 // not ready, not as an error.
 func readTemplate(dir string) Template {
 	t := Template{Key: filepath.Base(dir), Dir: dir}
-	if fi, err := os.Lstat(filepath.Join(dir, templateReady)); err == nil && fi.Mode().IsRegular() {
+	if fi, err := os.Lstat(filepath.Join(dir, TemplateReady)); err == nil && fi.Mode().IsRegular() {
 		t.LastUsed = fi.ModTime()
-		var r ready
-		if b, err := readSmall(filepath.Join(dir, templateReady)); err == nil && json.Unmarshal(b, &r) == nil && r.Key == t.Key {
+		var r ReadyFile
+		if b, err := readSmall(filepath.Join(dir, TemplateReady)); err == nil && json.Unmarshal(b, &r) == nil && r.Key == t.Key {
 			t.Ready, t.MemoryMiB, t.VCPUs, t.Created = true, r.MemoryMiB, r.VCPUs, r.Created
 		}
 	}
-	if fi, err := os.Lstat(filepath.Join(dir, templateMemory)); err == nil && fi.Mode().IsRegular() {
+	if fi, err := os.Lstat(filepath.Join(dir, TemplateMemory)); err == nil && fi.Mode().IsRegular() {
 		t.MemoryBytes = fi.Sys().(*syscall.Stat_t).Blocks * 512 // st_blocks counts 512-byte units
 	} else {
 		t.Ready = false // a clone needs it
 	}
-	if b, err := readSmall(filepath.Join(dir, templateFailed)); err == nil {
+	if b, err := readSmall(filepath.Join(dir, TemplateFailed)); err == nil {
 		t.Failed = strings.TrimSpace(string(b))
 	}
 	return t
@@ -188,7 +195,7 @@ func removeTemplates(root string) (bool, error) {
 	case !fi.IsDir():
 		return false, fmt.Errorf("%s is not a directory (%s): left as is", root, fi.Mode().Type())
 	}
-	lock, err := os.OpenFile(filepath.Join(root, templateLock), os.O_RDWR|os.O_CREATE|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+	lock, err := os.OpenFile(filepath.Join(root, TemplateLock), os.O_RDWR|os.O_CREATE|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
 	if err != nil {
 		return false, fmt.Errorf("the VM templates' lock: %w", err)
 	}
