@@ -5,6 +5,7 @@ package main
 
 import (
 	"context"
+	"os"
 
 	"github.com/containerd/containerd/v2/pkg/shim"
 
@@ -12,6 +13,10 @@ import (
 )
 
 func main() {
+	if os.Getenv(kshim.FillPoolEnv) == "1" {
+		// Started by a shim to refill the pool of clones ([factory] pool), detached.
+		os.Exit(kshim.FillPoolMain(os.Stdin, os.Stderr))
+	}
 	kshim.Register()
 	// No reaper, no subreaper: QEMU is watched and reaped through a pidfd, and a reaper in the
 	// shim would race that and any exec.Cmd.Wait.

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"runtime"
 	"sync"
 	"syscall"
@@ -87,27 +88,50 @@ func (e *NSExecutor) MountShare(ctx context.Context, s agentproto.Share) error {
 	if err := os.MkdirAll(s.GuestPath, 0o755); err != nil {
 		return fmt.Errorf("create share mount point %s: %w", s.GuestPath, err)
 	}
+	at := s.GuestPath
+	if s.Subdir != "" {
+		at = filepath.Join(agentproto.ShareRootsDir, s.Tag)
+		if err := os.MkdirAll(at, 0o700); err != nil {
+			return fmt.Errorf("create share mount point %s: %w", at, err)
+		}
+	}
+	if err := mountFS(ctx, s, at); err != nil {
+		return err
+	}
+	e.mu.Lock()
+	e.mounted = append(e.mounted, at)
+	e.mu.Unlock()
+	if s.Subdir != "" {
+		sub := filepath.Join(at, s.Subdir)
+		if err := unix.Mount(sub, s.GuestPath, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+			return fmt.Errorf("bind %s of share %q at %s: %w", s.Subdir, s.Tag, s.GuestPath, err)
+		}
+		e.mu.Lock()
+		e.mounted = append(e.mounted, s.GuestPath)
+		e.mu.Unlock()
+	}
+	e.log.Debugf("mounted %s share %q at %s", s.Type, s.Tag, s.GuestPath)
+	return nil
+}
+
+// mountFS mounts a 9p or virtio-fs share at dir, waiting for its device to appear.
+func mountFS(ctx context.Context, s agentproto.Share, dir string) error {
 	fstype, data := "9p", ninePOptions
 	if s.Type == agentproto.ShareVirtioFS {
 		fstype, data = "virtiofs", ""
 	}
 	deadline := time.Now().Add(shareMountTimeout)
 	for {
-		err := unix.Mount(s.Tag, s.GuestPath, fstype, unix.MS_NODEV, data)
+		err := unix.Mount(s.Tag, dir, fstype, unix.MS_NODEV, data)
 		if err == nil {
-			break
+			return nil
 		}
 		retry := errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENODEV)
 		if !retry || time.Now().After(deadline) || ctx.Err() != nil {
-			return fmt.Errorf("mount %s share %q at %s: %w (is the device on QEMU's command line with this tag, and the %s module in the image?)", s.Type, s.Tag, s.GuestPath, err, fstype)
+			return fmt.Errorf("mount %s share %q at %s: %w (is the device on QEMU's command line with this tag, and the %s module in the image?)", s.Type, s.Tag, dir, err, fstype)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	e.mu.Lock()
-	e.mounted = append(e.mounted, s.GuestPath)
-	e.mu.Unlock()
-	e.log.Debugf("mounted %s share %q at %s", s.Type, s.Tag, s.GuestPath)
-	return nil
 }
 
 // CreateInit starts containerinit as the first process of new mount, pid,

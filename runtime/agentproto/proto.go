@@ -72,7 +72,14 @@ type Share struct {
 	GuestPath string `json:"guestPath"`
 	FSType    string `json:"fsType,omitempty"`   // ShareBlock only: ext4 or xfs
 	ReadOnly  bool   `json:"readOnly,omitempty"` // ShareBlock only: mount read-only
+	// Subdir, if set, names the directory of the share that goes at GuestPath: the share itself
+	// is mounted elsewhere (ShareRootsDir). A VM made before its container (a pooled clone)
+	// exports a directory that only gets the container's files later, below it.
+	Subdir string `json:"subdir,omitempty"`
 }
+
+// ShareRootsDir is where the agent mounts a share given with a Subdir, under its tag.
+const ShareRootsDir = "/run/kata-containers/share-roots"
 
 // blockFSTypes are the file systems the agent mounts from a block share.
 var blockFSTypes = map[string]bool{"ext4": true, "xfs": true}
@@ -91,6 +98,9 @@ func (s Share) Validate() error {
 	}
 	if err := ValidGuestPath(s.GuestPath); err != nil {
 		return fmt.Errorf("share %q: %w", s.Tag, err)
+	}
+	if s.Subdir != "" && (s.Type == ShareBlock || !isTag(s.Subdir) || s.Subdir == "." || s.Subdir == "..") {
+		return fmt.Errorf("share %q: subdir %q must be one name of 1-36 characters from [A-Za-z0-9_.-], on a 9p or virtio-fs share", s.Tag, s.Subdir)
 	}
 	return nil
 }

@@ -73,6 +73,9 @@ type Runtime struct {
 type Factory struct {
 	// Template starts each VM as a clone of a template VM booted once (runtime/sandbox/factory.go).
 	Template bool `toml:"template"`
+	// Pool keeps this many clones of the template restored and running, ready to be handed to
+	// the next containers (runtime/sandbox/pool.go). 0: none. Needs Template.
+	Pool int `toml:"pool"`
 }
 
 // Duration is a time.Duration written in TOML as a Go duration string

@@ -216,6 +216,7 @@ func TestValidate(t *testing.T) {
 		{"no firmware is fine", func(c *Config) { c.Hypervisor.Firmware = "" }, ""},
 		{"versioned machine", func(c *Config) { c.Hypervisor.MachineType = "pc-q35-7.2" }, ""},
 		{"virtiofs", func(c *Config) { c.Hypervisor.SharedFS = SharedFSVirtiofs }, ""},
+		{"pool of clones", func(c *Config) { c.Factory.Template, c.Factory.Pool = true, 2 }, ""},
 		{"relative kernel", func(c *Config) { c.Hypervisor.Kernel = "vmlinux" }, "hypervisor.kernel = \"vmlinux\" is relative"},
 		{"unclean path", func(c *Config) { c.Hypervisor.Initrd = "/a/../b" }, "write it as \"/b\""},
 		{"comma in path", func(c *Config) { c.Hypervisor.Initrd = "/a,b" }, "comma"},
@@ -246,6 +247,9 @@ func TestValidate(t *testing.T) {
 		{"relative state dir", func(c *Config) { c.Runtime.StateDir = "run/kd" }, "runtime.state_dir"},
 		{"root state dir", func(c *Config) { c.Runtime.StateDir = "/" }, "root directory"},
 		{"long state dir", func(c *Config) { c.Runtime.StateDir = "/var/lib/kata-deploy/state/virtual-machines" }, "108-byte"},
+		{"pool without template", func(c *Config) { c.Factory.Pool = 2 }, "factory.pool = 2 needs factory.template = true"},
+		{"negative pool", func(c *Config) { c.Factory.Template, c.Factory.Pool = true, -1 }, "factory.pool = -1 is out of range"},
+		{"huge pool", func(c *Config) { c.Factory.Template, c.Factory.Pool = true, 100 }, "factory.pool = 100 is out of range"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

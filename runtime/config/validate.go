@@ -26,6 +26,8 @@ const (
 	// socket paths for the runtime's per-VM layout,
 	// "<state_dir>/<64-character container id>/vm/agent.sock".
 	maxStateDir = 28
+	// maxPool bounds the idle VMs a pool keeps: each costs memory all the time.
+	maxPool = 16
 )
 
 // Validate checks every key and reports all problems at once; each message
@@ -47,6 +49,7 @@ func (c *Config) Validate() error {
 		checkVirtiofsDaemon(h),
 		checkBootTimeout(a.BootTimeout.Duration()),
 		checkStateDir(r.StateDir),
+		checkPool(c.Factory),
 	}
 	return errors.Join(errs...)
 }
@@ -162,6 +165,18 @@ func checkStateDir(d string) error {
 	}
 	if len(d) > maxStateDir {
 		return fmt.Errorf("runtime.state_dir = %q is longer than %d bytes: unix socket paths below it would exceed the kernel's 108-byte limit; use a shorter directory such as %q", d, maxStateDir, DefaultStateDir)
+	}
+	return nil
+}
+
+// checkPool accepts a pool of 0 to maxPool clones, and one only with templating on: the pool
+// holds clones of the template.
+func checkPool(f Factory) error {
+	if err := checkRange("factory.pool", f.Pool, 0, maxPool); err != nil {
+		return err
+	}
+	if f.Pool > 0 && !f.Template {
+		return fmt.Errorf("factory.pool = %d needs factory.template = true: the pool holds clones of the template", f.Pool)
 	}
 	return nil
 }

@@ -80,6 +80,8 @@ type spawnSpec struct {
 	cloneFlags uintptr
 	// root, if set, is the only part of the file system the process sees.
 	root *rootSpec
+	// nice, if not 0, is the process's scheduling priority.
+	nice int
 }
 
 // spawn starts spec's process confined and returns it. The caller owns the
@@ -115,6 +117,12 @@ func spawn(spec spawnSpec) (*os.Process, error) {
 func spawnOnThisThread(spec spawnSpec) (*os.Process, error) {
 	if err := enterNetNS(spec.netNS); err != nil {
 		return nil, err
+	}
+	if spec.nice != 0 {
+		// This thread only (it is thrown away after): the child inherits it.
+		if err := unix.Setpriority(unix.PRIO_PROCESS, 0, spec.nice); err != nil {
+			return nil, fmt.Errorf("setting the priority %d for %s: %w", spec.nice, spec.path, err)
+		}
 	}
 	if err := confineThread(spec.keepCaps, spec.root); err != nil {
 		return nil, fmt.Errorf("confine %s: %w", spec.path, err)

@@ -67,6 +67,9 @@ type Config struct {
 	// with its vCPUs stopped and resumed only once Placed returned, so no guest code runs
 	// before. An error fails Start.
 	Placed func(pid int) error
+	// Nice is the scheduling priority QEMU starts with (0: the caller's thread's, usually 0; up
+	// to 19): a VM that waits for a container runs at a low one (SetNice changes it later).
+	Nice int
 	// Logf, if set, receives diagnostic messages (with Debug, QEMU's
 	// command line and govmm's own log).
 	Logf func(format string, args ...any)

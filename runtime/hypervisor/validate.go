@@ -42,6 +42,7 @@ func (c *Config) validate() error {
 		validateStateDir(c.StateDir, c.Shares),
 		validateNetNS(c.NetNSPath),
 		validateParams(c.KernelParams),
+		validateRange("Nice", c.Nice, 0, 19),
 	}
 	if c.MachineType == "" || strings.ContainsAny(c.MachineType, ", ") {
 		errs = append(errs, fmt.Errorf("machine type %q is invalid: use \"q35\"", c.MachineType))

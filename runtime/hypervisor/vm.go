@@ -190,6 +190,7 @@ func (vm *VM) launch(args []string) (*os.Process, error) {
 		netNS:      vm.cfg.NetNSPath,
 		keepCaps:   qemuCaps,
 		cloneFlags: unix.CLONE_NEWPID | unix.CLONE_NEWIPC | unix.CLONE_NEWUTS,
+		nice:       vm.cfg.Nice,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("QEMU failed to start: %w", err)

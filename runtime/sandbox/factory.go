@@ -40,27 +40,40 @@ type templateStore struct {
 func (t templateStore) dir() string             { return filepath.Join(t.root, t.key) }
 func (t templateStore) path(name string) string { return filepath.Join(t.dir(), name) }
 
-// startVM starts the container's VM and connects to its agent: a clone of the template when
-// templating is on and the container fits it, else a cold boot. The VM is returned with an
-// error when it started but its agent did not answer (the caller's Destroy stops it).
-func startVM(ctx context.Context, opts Options, vc hypervisor.Config, logf func(string, ...any)) (*hypervisor.VM, *agentproto.Client, error) {
-	timeout := opts.Config.Agent.BootTimeout.Duration()
-	if opts.Config.Factory.Template {
+// startVM starts the container's VM and connects to its agent (s.VM, s.Agent): a clone waiting in
+// the pool when there is one, else a clone of the template when templating is on and the
+// container fits it, else a cold boot. s.VM is set with an error when the VM started but its
+// agent did not answer (the caller's Destroy stops it).
+func (s *Sandbox) startVM(ctx context.Context, opts Options, vc hypervisor.Config, netnsPath string, logf func(string, ...any)) error {
+	f := opts.Config.Factory
+	if f.Template && f.Pool > 0 {
+		err := s.takePooled(ctx, opts, vc, netnsPath, logf)
+		if opts.RefillPool != nil && !errors.Is(err, errNotPoolable) {
+			opts.RefillPool()
+		}
+		if err == nil {
+			return nil
+		}
+		logf("no clone from the pool, restoring one: %v", err)
+	}
+	if f.Template {
 		vm, agent, err := startClone(ctx, opts, vc, logf)
 		if err == nil {
-			return vm, agent, nil
+			s.VM, s.Agent = vm, agent
+			return nil
 		}
 		if errors.Is(err, errCloneNotStopped) {
-			return nil, nil, err
+			return err
 		}
 		logf("VM template not used, booting the VM cold: %v", err)
 	}
 	vm, err := hypervisor.Start(ctx, vc)
 	if err != nil {
-		return nil, nil, fmt.Errorf("starting the VM: %w", err)
+		return fmt.Errorf("starting the VM: %w", err)
 	}
-	agent, err := connectAgent(ctx, vm, timeout, logf)
-	return vm, agent, err
+	s.VM = vm
+	s.Agent, err = connectAgent(ctx, vm, opts.Config.Agent.BootTimeout.Duration(), logf)
+	return err
 }
 
 // errCloneNotStopped: a failed clone's QEMU did not stop, so no cold boot may follow in its

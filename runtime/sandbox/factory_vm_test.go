@@ -86,7 +86,9 @@ func TestVMTemplate(t *testing.T) {
 	}
 	start := func(opts Options, vc hypervisor.Config) (*hypervisor.VM, *agentproto.Client, error) {
 		started := time.Now()
-		vm, agent, err := startVM(ctx, opts, vc, logf)
+		s := &Sandbox{ID: opts.ID, StateDir: filepath.Dir(vc.StateDir)}
+		err := s.startVM(ctx, opts, vc, "", logf)
+		vm, agent := s.VM, s.Agent
 		if vm != nil {
 			t.Cleanup(func() {
 				if agent != nil {
@@ -185,6 +187,12 @@ func TestVMTemplate(t *testing.T) {
 // runContainer runs args in a container of the VM (rootfs/ of its share) and returns stdout.
 func runContainer(ctx context.Context, t *testing.T, c *agentproto.Client, id string, args []string) string {
 	t.Helper()
+	return runContainerIn(ctx, t, c, id, args, agentproto.Share{Type: agentproto.Share9P, Tag: agentproto.SharedTag, GuestPath: agentproto.SharedGuestDir}, nil)
+}
+
+// runContainerIn is runContainer with the share given, and more mounts.
+func runContainerIn(ctx context.Context, t *testing.T, c *agentproto.Client, id string, args []string, share agentproto.Share, mounts []specs.Mount) string {
+	t.Helper()
 	spec := &specs.Spec{
 		Version: specs.Version,
 		Root:    &specs.Root{Path: path.Join(agentproto.SharedGuestDir, "rootfs")},
@@ -192,10 +200,9 @@ func runContainer(ctx context.Context, t *testing.T, c *agentproto.Client, id st
 		Linux: &specs.Linux{Namespaces: []specs.LinuxNamespace{
 			{Type: specs.PIDNamespace}, {Type: specs.MountNamespace}, {Type: specs.IPCNamespace}, {Type: specs.UTSNamespace},
 		}},
-		Mounts: []specs.Mount{{Destination: "/proc", Type: "proc", Source: "proc"}},
+		Mounts: append([]specs.Mount{{Destination: "/proc", Type: "proc", Source: "proc"}}, mounts...),
 	}
-	req := agentproto.CreateContainerRequest{ID: id, Spec: spec,
-		Shares: []agentproto.Share{{Type: agentproto.Share9P, Tag: agentproto.SharedTag, GuestPath: agentproto.SharedGuestDir}}}
+	req := agentproto.CreateContainerRequest{ID: id, Spec: spec, Shares: []agentproto.Share{share}}
 	if err := c.CreateContainer(ctx, req); err != nil {
 		t.Fatalf("create %s: %v", id, err)
 	}

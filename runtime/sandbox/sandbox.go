@@ -33,6 +33,9 @@ type Options struct {
 	Config *config.Config
 	// Logf receives warnings worth a line in the shim's log (e.g. the TCG fallback).
 	Logf func(format string, args ...any)
+	// RefillPool, if set, is called when the container took a clone from the pool of clones, or
+	// found none ([factory] pool): it starts refilling the pool in the background (FillPool).
+	RefillPool func()
 	// DirectVolumeRoot is where direct-assigned volume records are looked up; "" means
 	// upstream Kata's directvolume.Root.
 	DirectVolumeRoot string
@@ -52,6 +55,7 @@ type Sandbox struct {
 	cgroup      *hostcgroup.Manager // QEMU's and virtiofsd's host cgroup
 	memoryMiB   int                 // the VM's RAM
 	limits      *limits             // the container's resources as last applied (update.go)
+	slot        string              // the pool slot its VM came from (pool.go); "" for a VM of its own
 	destroyOnce sync.Once
 	destroyErr  error
 }
@@ -138,15 +142,18 @@ func Create(ctx context.Context, opts Options) (_ *Sandbox, err error) {
 	vc.Blocks = append(s.direct.blocks(), devs.blocks...)
 	s.limits = newLimits(opts.Spec, opts.Config.Hypervisor.MemoryOverheadMiB)
 	started := time.Now()
-	if s.VM, s.Agent, err = startVM(ctx, opts, vc, logf); err != nil {
+	if err := s.startVM(ctx, opts, vc, netnsPath, logf); err != nil {
 		return nil, err
 	}
 	s.BootTime = time.Since(started)
+	share := agentproto.Share{Type: guestFSType(opts.Config.Hypervisor.SharedFS), Tag: agentproto.SharedTag, GuestPath: agentproto.SharedGuestDir}
+	if s.slot != "" {
+		share.Subdir = runtimecache.SlotShareSubdir // below the pooled clone's export
+	}
 	req := agentproto.CreateContainerRequest{
-		ID:   opts.ID,
-		Spec: guestSpec,
-		Shares: append([]agentproto.Share{{Type: guestFSType(opts.Config.Hypervisor.SharedFS), Tag: agentproto.SharedTag, GuestPath: agentproto.SharedGuestDir}},
-			s.direct.shares()...),
+		ID:      opts.ID,
+		Spec:    guestSpec,
+		Shares:  append([]agentproto.Share{share}, s.direct.shares()...),
 		Devices: devs.devs,
 	}
 	if err := s.Agent.CreateContainer(ctx, req); err != nil {
@@ -295,6 +302,9 @@ func (s *Sandbox) destroy(ctx context.Context) error {
 			errs = append(errs, fmt.Errorf("stopping the VM: %w", err))
 		}
 	}
+	if err := s.releaseSlot(); err != nil {
+		errs = append(errs, fmt.Errorf("removing the VM's pool slot: %w", err))
+	}
 	if s.shared != nil {
 		if err := s.shared.unshare(); err != nil {
 			errs = append(errs, err)
@@ -318,7 +328,12 @@ func Cleanup(stateDir string) error {
 	}
 	errs := []error{
 		hypervisor.Cleanup(filepath.Join(stateDir, "vm")),
+		cleanupSlotRecord(stateDir),
 		cleanupShare(filepath.Join(stateDir, sharedDirName), filepath.Join(stateDir, sharedRecordName)),
+	}
+	if errs[1] != nil {
+		// The record names the pooled VM to stop: kept for the next attempt.
+		return errors.Join(errs...)
 	}
 	// Once QEMU and virtiofsd are gone. A cgroup that cannot be removed yet keeps its record
 	// (and so the directory) for the next attempt.

@@ -88,7 +88,8 @@ func bootQEMU(ctx context.Context, r *taskAPI.CreateTaskRequest) (vmSandbox, err
 		return nil, fmt.Errorf("recording the sandbox state directory: %w", err)
 	}
 	logger := log.G(ctx).WithField("id", r.ID)
-	sb, err := sandbox.Create(ctx, sandbox.Options{ID: r.ID, Spec: spec, Config: cfg, Logf: logger.Warnf})
+	sb, err := sandbox.Create(ctx, sandbox.Options{ID: r.ID, Spec: spec, Config: cfg, Logf: logger.Warnf,
+		RefillPool: func() { startPoolFill(cfg, logger.Warnf) }})
 	if err != nil {
 		os.Remove(filepath.Join(r.Bundle, bundleRecord))
 		return nil, err

@@ -6,10 +6,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/kata-deploy/kata-deploy/internal/runtimecache"
 	"github.com/kata-deploy/kata-deploy/internal/testenv"
 	"github.com/kata-deploy/kata-deploy/runtime/config"
 )
@@ -213,15 +215,30 @@ func assertNoLeftovers(t *testing.T) {
 	t.Errorf("left behind: %s", strings.Join(left, "; "))
 }
 
+// leftovers lists the QEMUs, mounts and container state directories of the runtime's state
+// directory; clones waiting in a pool of clones ([factory] pool) are not leftovers.
 func leftovers() []string {
 	stateDir := testenv.StateDir
+	var waiting []string
+	slots, _ := runtimecache.PoolSlots(runtimecache.Dir(stateDir))
+	for _, s := range slots {
+		if s.State == runtimecache.SlotStateReady {
+			waiting = append(waiting, s.Dir+"/")
+		}
+	}
+	isWaiting := func(line string) bool {
+		return slices.ContainsFunc(waiting, func(dir string) bool { return strings.Contains(line, dir) })
+	}
 	var left []string
-	if out, _ := exec.Command("pgrep", "-af", "qemu-system.*"+stateDir).Output(); len(out) > 0 {
-		left = append(left, "QEMU: "+strings.TrimSpace(string(out)))
+	out, _ := exec.Command("pgrep", "-af", "qemu-system.*"+stateDir).Output()
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		if line != "" && !isWaiting(line) {
+			left = append(left, "QEMU: "+line)
+		}
 	}
 	mounts, _ := os.ReadFile("/proc/self/mountinfo")
 	for _, line := range strings.Split(string(mounts), "\n") {
-		if strings.Contains(line, stateDir) {
+		if strings.Contains(line, stateDir) && !isWaiting(line) {
 			left = append(left, "mount: "+line)
 		}
 	}
