@@ -1,5 +1,6 @@
 // Package runtimecache is the layout of what kata-deploy's runtime keeps in its cache directory,
-// <state_dir>.cache: the VM templates ([factory] template = true) and the QEMU sandbox probes.
+// <state_dir>.cache: the VM templates ([factory] template = true), the pool of clones made of them
+// ([factory] pool) and the QEMU sandbox probes.
 // The runtime writes it (runtime/sandbox/factory.go, runtime/hypervisor/seccomp.go) with these
 // names; the installer reads it for status and removes it at uninstall:
 //
@@ -12,6 +13,7 @@
 //	    <key>/state                  its saved device state
 //	    <key>/ready                  JSON {key, memoryMiB, vcpus, created}, written last; a clone touches it
 //	    <key>/failed                 why the last build failed
+//	  pool/                          the pool of clones ([factory] pool = N): pool.go
 package runtimecache
 
 import (

@@ -83,11 +83,18 @@ func KernelDeb(ctx context.Context) (string, error) { return testguest.KernelDeb
 // configuration the tests register, so that the same tests run in clones of a template VM.
 const TemplateEnv = "KATA_E2E_TEMPLATE"
 
+// PoolEnv, set to N with TemplateEnv, keeps a pool of N restored clones ([factory] pool = N), so
+// that the tests' containers take clones that were started before them.
+const PoolEnv = "KATA_E2E_POOL"
+
 func (k *Kata) writeConfig() error {
 	var err error
 	k.ConfigPath = filepath.Join(k.BinDir, "configuration-qemu.toml")
 	k.Config, err = k.writeConfigFile(k.ConfigPath, func(c *config.Config) {
 		c.Factory.Template = os.Getenv(TemplateEnv) == "1"
+		if n, err := strconv.Atoi(os.Getenv(PoolEnv)); err == nil && c.Factory.Template {
+			c.Factory.Pool = n
+		}
 	})
 	return err
 }

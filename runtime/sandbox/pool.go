@@ -416,9 +416,10 @@ func warm(ctx context.Context, agent *agentproto.Client) error {
 	return nil
 }
 
-// sweep removes what is stale in the pool: waiting or half-made clones of other templates,
-// half-made clones of this one (the lock holder makes them, and that is the caller), and taken
-// clones whose sandbox is gone. Holds the lock.
+// sweep removes what is stale in the pool: half-made clones (the lock holder makes them, and
+// that is the caller), taken clones whose sandbox is gone, and clones of other templates that
+// waited longer than unusedAfter (after an upgrade or a configuration change nothing takes them;
+// another configuration sharing the state directory may still, so not at once). Holds the lock.
 func (p poolStore) sweep() {
 	slots, err := runtimecache.PoolSlots(filepath.Dir(p.root))
 	if err != nil {
@@ -428,7 +429,7 @@ func (p poolStore) sweep() {
 		if s.State == runtimecache.SlotStateTaken && !orphaned(s.Dir) {
 			continue
 		}
-		if s.Key == p.key && s.State == runtimecache.SlotStateReady {
+		if s.State == runtimecache.SlotStateReady && (s.Key == p.key || !waitedLonger(s.Dir, unusedAfter)) {
 			continue
 		}
 		if err := cleanupSlot(s.Dir); err != nil {
@@ -441,6 +442,12 @@ func (p poolStore) sweep() {
 			os.Remove(filepath.Join(p.root, k.Name())) // once empty
 		}
 	}
+}
+
+// waitedLonger reports whether a ready slot was made ready longer than d ago.
+func waitedLonger(slot string, d time.Duration) bool {
+	fi, err := os.Stat(filepath.Join(slot, runtimecache.SlotReady))
+	return err == nil && time.Since(fi.ModTime()) > d
 }
 
 // orphaned reports whether a taken slot's sandbox is gone, for a while.

@@ -7,6 +7,7 @@ package e2e
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -14,7 +15,10 @@ import (
 	"runtime"
 	"testing"
 
+	"github.com/kata-deploy/kata-deploy/internal/runtimecache"
+	"github.com/kata-deploy/kata-deploy/internal/testenv"
 	"github.com/kata-deploy/kata-deploy/internal/testreq"
+	"github.com/kata-deploy/kata-deploy/runtime/sandbox"
 )
 
 var (
@@ -36,6 +40,12 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, "e2e: building binaries:", err)
 	} else {
 		code = m.Run()
+	}
+	// A runtime with a pool of clones (KATA_E2E_POOL) leaves clones waiting for the next
+	// container: there is none.
+	if err := sandbox.RemovePool(context.Background(), runtimecache.Dir(testenv.StateDir)); err != nil {
+		fmt.Fprintln(os.Stderr, "e2e: removing the pool of clones:", err)
+		code = 1
 	}
 	if restoreDaemonJSON != nil {
 		restoreDaemonJSON()
