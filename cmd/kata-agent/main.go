@@ -4,6 +4,7 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"runtime/debug"
 
@@ -23,6 +24,11 @@ func main() {
 		if bi, ok := debug.ReadBuildInfo(); ok {
 			v = bi.Main.Version
 		}
+	}
+	if len(os.Args) > 1 && os.Args[1] == agent.VersionArg {
+		// Also the process of the agent's throwaway container (agent.OpWarm).
+		fmt.Println("kata-agent", v)
+		return
 	}
 	agent.Main(v)
 }

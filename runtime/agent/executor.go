@@ -23,6 +23,9 @@ type Executor interface {
 	Stats() (agentproto.Stats, error)
 	// Shutdown unmounts the shares and syncs; processes are dead by then.
 	Shutdown(ctx context.Context) error
+	// WarmRootfs makes the rootfs of the throwaway container (OpWarm): the agent's own binary
+	// at /w; cleanup removes it.
+	WarmRootfs() (rootfs string, cleanup func(), err error)
 }
 
 // Process is one prepared or running process.

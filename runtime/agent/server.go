@@ -209,6 +209,10 @@ func (s *Server) dispatch(ctx context.Context, req agentproto.Request) (resp age
 		resp.Info = &agentproto.AgentInfo{Version: s.cfg.Version, KernelRelease: s.cfg.KernelRelease, ProtocolVersion: agentproto.ProtocolVersion,
 			Preloaded: s.cfg.Modules.Preloaded()}
 	case agentproto.OpCreateContainer:
+		if req.Container == agentproto.WarmContainerID {
+			err = fmt.Errorf("container ID %q is the agent's own: use another", req.Container)
+			break
+		}
 		err = s.create(ctx, req)
 	case agentproto.OpStart:
 		resp.Pid, err = s.start(req)
@@ -234,6 +238,8 @@ func (s *Server) dispatch(ctx context.Context, req agentproto.Request) (resp age
 		err = s.remove(req)
 	case agentproto.OpRestored:
 		err = s.restored(req)
+	case agentproto.OpWarm:
+		err = s.warm(ctx)
 	case agentproto.OpShutdown:
 		err = s.shutdownAll(ctx)
 		if err == nil && s.cfg.PowerOff != nil {

@@ -32,6 +32,8 @@ type fakeExecutor struct {
 	mounts   []agentproto.Share
 	nextPid  int
 	shutdown bool
+	// warmRootfs counts the throwaway containers' rootfs made and not cleaned up.
+	warmRootfs int
 }
 
 func (f *fakeExecutor) MountShare(ctx context.Context, s agentproto.Share) error {
@@ -77,6 +79,17 @@ func (f *fakeExecutor) create(p *specs.Process) (agent.Process, error) {
 
 func (f *fakeExecutor) Stats() (agentproto.Stats, error) {
 	return agentproto.Stats{MemoryUsageBytes: 1, MemoryLimitBytes: 2, CPUUsageNs: 3}, nil
+}
+
+func (f *fakeExecutor) WarmRootfs() (string, func(), error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.warmRootfs++
+	return "/run/warm/rootfs", func() {
+		f.mu.Lock()
+		f.warmRootfs--
+		f.mu.Unlock()
+	}, nil
 }
 
 func (f *fakeExecutor) Shutdown(ctx context.Context) error {
@@ -134,6 +147,11 @@ func (p *fakeProcess) Resize(w, h uint32) error           { return errors.New("n
 // fakeScripts are the programs of the fake executor.
 func fakeScripts() map[string]script {
 	return map[string]script{
+		// The agent's own binary in its throwaway container (OpWarm).
+		"/w": func(in io.Reader, out, _ *os.File, _ <-chan syscall.Signal) int {
+			out.WriteString("kata-agent test\n")
+			return 0
+		},
 		"echo": func(in io.Reader, out, errOut *os.File, _ <-chan syscall.Signal) int {
 			out.WriteString("out\n")
 			errOut.WriteString("err\n")
@@ -726,5 +744,40 @@ func TestServeNewHostWithoutDisconnect(t *testing.T) {
 	}
 	if !strings.Contains(log.String(), "new host waiting: true") {
 		t.Errorf("the old session did not end on the new hello:\n%s", log.String())
+	}
+}
+
+// TestWarm: a VM that ran no container runs the agent's throwaway container, which leaves no
+// container, no rootfs and no count of a container that ran (the idle power-off still waits for
+// a host's container); once a host's container ran, warming is refused, and so is the throwaway
+// container's ID for a host's container.
+func TestWarm(t *testing.T) {
+	h := newHarness(t, 100*time.Millisecond)
+	ctx := testCtx(t)
+	if err := h.client.Warm(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if h.exec.warmRootfs != 0 {
+		t.Errorf("%d throwaway rootfs left", h.exec.warmRootfs)
+	}
+	if _, err := h.client.Wait(ctx, agentproto.WarmContainerID, ""); err == nil || !strings.Contains(err.Error(), "not found") {
+		t.Errorf("the throwaway container is still there: %v", err)
+	}
+	if err := h.client.CreateContainer(ctx, createReq(agentproto.WarmContainerID, "echo")); err == nil || !strings.Contains(err.Error(), "the agent's own") {
+		t.Errorf("a host's container took the throwaway container's ID: %v", err)
+	}
+	h.client.Close()
+	go h.srv.Serve(ctx, blockingTransport{})
+	select {
+	case <-h.poweroff:
+		t.Fatal("a warmed VM that ran no host container powered off when the host left")
+	case <-time.After(500 * time.Millisecond):
+	}
+	c := h.connect(t)
+	if err := c.CreateContainer(ctx, createReq("c1", "echo")); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Warm(ctx); err == nil || !strings.Contains(err.Error(), "run containers already") {
+		t.Errorf("warming after a container: %v", err)
 	}
 }

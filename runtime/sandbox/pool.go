@@ -45,8 +45,8 @@ const (
 
 // Bounds of the pool's upkeep.
 const (
-	// warmPings are the agent round trips that warm a fresh clone.
-	warmPings = 20
+	// warmPings are the agent round trips that warm a fresh clone after its throwaway container.
+	warmPings = 5
 	// orphanedAfter is how long a taken slot whose sandbox is gone is left alone: the sandbox
 	// may be writing its record.
 	orphanedAfter = time.Minute
@@ -405,9 +405,13 @@ func makeSlotShare(dir string) error {
 	return os.Mkdir(filepath.Join(dir, runtimecache.SlotShareSubdir), 0o700)
 }
 
-// warm runs agent round trips in a fresh clone, so that the guest code a container's start runs
-// first is translated (TCG) and paged in before a container waits for it.
+// warm has a fresh clone run the agent's throwaway container and a few round trips, so that the
+// guest code a container's start runs is translated (TCG) and paged in before a container waits
+// for it.
 func warm(ctx context.Context, agent *agentproto.Client) error {
+	if err := agent.Warm(ctx); err != nil {
+		return fmt.Errorf("warming the clone: %w", err)
+	}
 	for range warmPings {
 		if _, err := agent.Ping(ctx); err != nil {
 			return fmt.Errorf("warming the clone: %w", err)

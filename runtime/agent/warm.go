@@ -1,0 +1,116 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+
+	"github.com/kata-deploy/kata-deploy/runtime/agentproto"
+)
+
+// warmDir holds the throwaway container's rootfs: a small tmpfs with the agent's own binary.
+const warmDir = "/run/kata-containers/warm"
+
+// VersionArg makes the agent binary print its version and exit: the throwaway container's
+// process (cmd/kata-agent).
+const VersionArg = "--version"
+
+// warmTimeout bounds the throwaway container's run.
+const warmTimeout = 30 * time.Second
+
+// warm runs a throwaway container through the same steps as a host's (create, start, wait,
+// remove: namespaces, cgroups, mounts, the re-executed agent, a Go program's start), in a VM that
+// has run none yet, then removes every trace of it (OpWarm).
+func (s *Server) warm(ctx context.Context) (err error) {
+	s.mu.Lock()
+	ran := s.ranAny
+	s.mu.Unlock()
+	if ran {
+		return errors.New("warm: this VM has run containers already")
+	}
+	ctx, cancel := context.WithTimeout(ctx, warmTimeout)
+	defer cancel()
+	rootfs, cleanup, err := s.cfg.Executor.WarmRootfs()
+	if err != nil {
+		return fmt.Errorf("warm: %w", err)
+	}
+	defer cleanup()
+	req := agentproto.Request{Container: agentproto.WarmContainerID, Spec: warmSpec(rootfs)}
+	defer func() {
+		// Not a container of the host's: the VM must still count as one that ran none (an
+		// idle VM that ran containers powers off).
+		s.mu.Lock()
+		s.ranAny = ran
+		s.mu.Unlock()
+	}()
+	if err := s.create(ctx, req); err != nil {
+		return fmt.Errorf("warm: %w", err)
+	}
+	defer func() {
+		if rerr := s.remove(req); rerr != nil && err == nil {
+			err = fmt.Errorf("warm: %w", rerr)
+		}
+	}()
+	if _, err := s.start(req); err != nil {
+		return fmt.Errorf("warm: %w", err)
+	}
+	status, err := s.wait(ctx, req)
+	if err != nil {
+		return fmt.Errorf("warm: %w", err)
+	}
+	if status != 0 {
+		return fmt.Errorf("warm: the throwaway container exited %d", status)
+	}
+	return nil
+}
+
+// WarmRootfs makes the throwaway container's rootfs: a tmpfs holding the agent's binary at /w
+// (bound read-only) and the mount point of /proc.
+func (e *NSExecutor) WarmRootfs() (string, func(), error) {
+	rootfs := filepath.Join(warmDir, "rootfs")
+	if err := os.MkdirAll(rootfs, 0o700); err != nil {
+		return "", nil, err
+	}
+	if err := unix.Mount("tmpfs", rootfs, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "size=64k,mode=0755"); err != nil {
+		return "", nil, fmt.Errorf("mount the rootfs: %w", err)
+	}
+	cleanup := func() {
+		_ = unix.Unmount(rootfs, unix.MNT_DETACH)
+		_ = os.RemoveAll(warmDir)
+	}
+	exe := filepath.Join(rootfs, "w")
+	err := os.WriteFile(exe, nil, 0o755)
+	if err == nil {
+		err = os.Mkdir(filepath.Join(rootfs, "proc"), 0o555)
+	}
+	if err == nil {
+		err = unix.Mount("/proc/self/exe", exe, "", unix.MS_BIND, "")
+	}
+	if err == nil {
+		err = unix.Mount("", exe, "", unix.MS_BIND|unix.MS_REMOUNT|unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV, "")
+	}
+	if err != nil {
+		cleanup()
+		return "", nil, fmt.Errorf("the rootfs: %w", err)
+	}
+	return rootfs, cleanup, nil
+}
+
+// warmSpec is the throwaway container: the namespaces and /proc of a Docker container.
+func warmSpec(rootfs string) *specs.Spec {
+	return &specs.Spec{
+		Version: specs.Version,
+		Root:    &specs.Root{Path: rootfs, Readonly: true},
+		Process: &specs.Process{Args: []string{"/w", VersionArg}, Cwd: "/", Env: []string{"PATH=/"}},
+		Linux: &specs.Linux{Namespaces: []specs.LinuxNamespace{
+			{Type: specs.PIDNamespace}, {Type: specs.MountNamespace}, {Type: specs.IPCNamespace}, {Type: specs.UTSNamespace},
+		}},
+		Mounts: []specs.Mount{{Destination: "/proc", Type: "proc", Source: "proc"}},
+	}
+}
