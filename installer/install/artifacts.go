@@ -37,8 +37,11 @@ func (b *builtinPlan) changes() bool {
 func (b *builtinPlan) entryShim(p *plan) string   { return p.layout.EntryShim() }
 func (b *builtinPlan) entryConfig(p *plan) string { return p.layout.EntryConfig() }
 
-// report has nothing to add: the version and guest kernel are reported as they are decided.
-func (b *builtinPlan) report(res *Result) { res.Template = b.settings.Template }
+// report adds the [factory] settings; the version and guest kernel are reported as they are
+// decided.
+func (b *builtinPlan) report(res *Result) {
+	res.Template, res.Pool = b.settings.Template, b.settings.Pool
+}
 
 func (b *builtinPlan) steps(x *installer) []func(context.Context, *plan) error {
 	return []func(context.Context, *plan) error{x.makeDirs, x.startVersion, x.installShim, x.buildImage, x.writeConfig, x.finishVersion, x.switchVersion}

@@ -13,6 +13,7 @@ type configSettings struct {
 	Accelerator string // "" is what works here
 	StateDir    string // "" is config.DefaultStateDir
 	Template    bool   // [factory] template
+	Pool        int    // [factory] pool
 }
 
 // runtimeConfig is configuration-qemu.toml for this host: the QEMU found by the preflight, its
@@ -38,7 +39,7 @@ func runtimeConfig(h Host, l layout.Layout, s configSettings) ([]byte, error) {
 	if s.StateDir != "" {
 		c.Runtime.StateDir = s.StateDir
 	}
-	c.Factory.Template = s.Template
+	c.Factory.Template, c.Factory.Pool = s.Template, s.Pool
 	data, err := config.Encode(c)
 	if err != nil {
 		return nil, fmt.Errorf("writing the runtime configuration: %w", err)
@@ -56,16 +57,36 @@ func checkRuntimeConfig(data []byte, path string) error {
 }
 
 // configSettings are the settings of the version this run installs: the install's choices, the
-// version in use's template setting unless --template says otherwise.
-func (x *installer) configSettings(m *manifest.Manifest) configSettings {
+// version in use's template and pool settings unless --template or --pool say otherwise. A pool
+// needs templating: --pool N without it is refused, and --template=false also turns off the pool
+// the version in use has.
+func (x *installer) configSettings(m *manifest.Manifest) (configSettings, error) {
 	s := configSettings{Accelerator: x.o.Accelerator, StateDir: x.d.StateDir}
-	switch v := versionOf(m, currentID(m)); {
+	v := versionOf(m, currentID(m))
+	switch {
 	case x.o.Template != nil:
 		s.Template = *x.o.Template
 	case v != nil && v.Factory != nil:
 		s.Template = v.Factory.Template
 	}
-	return s
+	switch {
+	case x.o.Pool != nil:
+		s.Pool = *x.o.Pool
+	case v != nil && v.Factory != nil:
+		s.Pool = v.Factory.Pool
+	}
+	if s.Pool > 0 && !s.Template {
+		if x.o.Pool == nil {
+			s.Pool = 0 // the version in use's pool goes with its templating
+		} else {
+			off := "VM templating is off"
+			if v != nil {
+				off += " in the version in use"
+			}
+			return s, fmt.Errorf("--pool %d needs VM templating (the pool holds clones of the template), and %s: add --template", s.Pool, off)
+		}
+	}
+	return s, nil
 }
 
 // currentID is the version in use ("" without an install, or in the flat layout).
@@ -81,7 +102,7 @@ func (s configSettings) factoryRecord() *manifest.Factory {
 	if !s.Template {
 		return nil
 	}
-	return &manifest.Factory{Template: true}
+	return &manifest.Factory{Template: true, Pool: s.Pool}
 }
 
 // stateDir is the runtime's state directory the settings write.

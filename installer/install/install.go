@@ -67,6 +67,9 @@ type Result struct {
 	Plugin *PluginResult `json:"plugin,omitempty"`
 	// Template: VM templating is on in the version installed ([factory] template = true).
 	Template bool `json:"template,omitempty"`
+	// Pool is how many clones of the template the version installed keeps waiting
+	// ([factory] pool).
+	Pool int `json:"pool,omitempty"`
 }
 
 // installer carries one Install or Uninstall run.

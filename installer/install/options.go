@@ -30,6 +30,7 @@ import (
 	"github.com/kata-deploy/kata-deploy/installer/upstream"
 	"github.com/kata-deploy/kata-deploy/internal/layout"
 	"github.com/kata-deploy/kata-deploy/packaging/guestimage"
+	"github.com/kata-deploy/kata-deploy/runtime/config"
 )
 
 // Defaults.
@@ -113,6 +114,10 @@ type InstallOptions struct {
 	// ([factory] template); nil keeps what the version in use has (off for a new install).
 	// Upgrades keep it.
 	Template *bool
+	// Pool is how many clones of the template the runtime keeps waiting ([factory] pool, 0 to
+	// config.MaxPool; more than 0 needs templating on); nil keeps what the version in use has.
+	// Upgrades keep it.
+	Pool *int
 }
 
 // UpgradeOptions say which artifacts to upgrade to; the runtime name, default and engine are
@@ -339,6 +344,15 @@ func (o options) withDefaults() (options, error) {
 	}
 	if o.From != "" && o.Template != nil && *o.Template {
 		return o, fmt.Errorf("--template is a setting of kata-deploy's own runtime: an upstream release (--from) keeps its own configuration; set [factory] in it instead")
+	}
+	if o.From != "" && o.Pool != nil && *o.Pool > 0 {
+		return o, fmt.Errorf("--pool is a setting of kata-deploy's own runtime: an upstream release (--from) keeps its own configuration; set [factory] in it instead")
+	}
+	if o.Pool != nil && (*o.Pool < 0 || *o.Pool > config.MaxPool) {
+		return o, fmt.Errorf("--pool %d: the pool holds 0 to %d clones (each waiting clone holds its memory)", *o.Pool, config.MaxPool)
+	}
+	if o.Pool != nil && *o.Pool > 0 && o.Template != nil && !*o.Template {
+		return o, fmt.Errorf("--pool %d needs VM templating (the pool holds clones of the template): drop --template=false, or use --pool 0", *o.Pool)
 	}
 	if o.From != "" && (o.Kernel != "" || o.ArtifactsDir != "") {
 		return o, fmt.Errorf("--from installs an upstream release, which brings its own kernel and shim: drop --kernel and --artifacts-dir")

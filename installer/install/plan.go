@@ -347,7 +347,10 @@ func (x *installer) makePlan(ctx context.Context, m *manifest.Manifest, loc dock
 // planVersion names the version the inputs make, and decides the switch of current and what is
 // pruned once it is in use.
 func (x *installer) planVersion(p *plan, m *manifest.Manifest, in inputs) error {
-	p.settings = x.configSettings(m)
+	var err error
+	if p.settings, err = x.configSettings(m); err != nil {
+		return err
+	}
 	canonical, err := runtimeConfig(x.host, layout.Layout{Prefix: "/", Version: "@"}, p.settings)
 	if err != nil {
 		return err

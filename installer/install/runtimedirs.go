@@ -1,6 +1,7 @@
 package install
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -14,6 +15,7 @@ import (
 	"github.com/kata-deploy/kata-deploy/internal/layout"
 	"github.com/kata-deploy/kata-deploy/internal/runtimecache"
 	"github.com/kata-deploy/kata-deploy/runtime/config"
+	"github.com/kata-deploy/kata-deploy/runtime/sandbox"
 )
 
 // What the installed runtime keeps outside the prefix: its state directory (one directory per
@@ -86,12 +88,13 @@ func validStateDir(d string) bool {
 	return filepath.IsAbs(d) && filepath.Clean(d) == d && d != "/"
 }
 
-// removeRuntimeDirs empties the runtime's caches (VM templates, QEMU probes) and removes the
-// runtime's directories install found absent, when they are empty. Only once nothing of the
-// install runs: res.Containers are the containers Docker (or /proc, with containerd) found
-// using the runtime, and the install's shims are looked for again in /proc, which also covers a
-// Docker that could not be asked.
-func (x *installer) removeRuntimeDirs(res *UninstallResult) {
+// removeRuntimeDirs empties the runtime's caches (the pool of clones, VM templates, QEMU probes)
+// and removes the runtime's directories install found absent, when they are empty. Only once
+// nothing of the install runs: res.Containers are the containers Docker (or /proc, with
+// containerd) found using the runtime, and the install's shims are looked for again in /proc,
+// which also covers a Docker that could not be asked. The pool's waiting clones and its filler
+// are not containers: they are stopped here.
+func (x *installer) removeRuntimeDirs(ctx context.Context, res *UninstallResult) {
 	caches := runtimeCacheDirs(x.m)
 	if len(caches) == 0 && len(x.m.RuntimeDirs) == 0 {
 		return
@@ -102,6 +105,7 @@ func (x *installer) removeRuntimeDirs(res *UninstallResult) {
 		return
 	}
 	for _, c := range caches {
+		x.removePool(ctx, c, res)
 		removed, err := runtimecache.Remove(c)
 		res.Removed = append(res.Removed, removed...)
 		if err != nil {
@@ -114,6 +118,44 @@ func (x *installer) removeRuntimeDirs(res *UninstallResult) {
 	x.m.RuntimeDirs = nil
 }
 
+// poolRemoveTimeout bounds how long uninstall waits for a filler of the pool to finish (it holds
+// the pool's lock while it restores clones: 16 clones under emulation take about a minute, the
+// template's build one more).
+const poolRemoveTimeout = 3 * time.Minute
+
+// removePool stops the clones of cache's pool (their QEMU, their mounts) and removes it; what
+// fails is a warning. A filler still running afterwards could restore clones again: it is
+// waited for a moment, then reported.
+func (x *installer) removePool(ctx context.Context, cache string, res *UninstallResult) {
+	pool := runtimecache.PoolDir(cache)
+	if _, err := os.Lstat(pool); err != nil {
+		return
+	}
+	fillers := poolFillers("/proc", installDirs(x.m))
+	if len(fillers) > 0 {
+		x.o.progress(fmt.Sprintf("waiting for the filler of the pool of clones (pid %s) to finish", joinInts(fillers)))
+	}
+	rctx, cancel := context.WithTimeout(ctx, poolRemoveTimeout)
+	defer cancel()
+	if err := sandbox.RemovePool(rctx, cache); err != nil {
+		x.warn(fmt.Sprintf("the pool of clones %s: %v; left as is", pool, err))
+		return
+	}
+	res.Removed = append(res.Removed, pool+"/")
+	for deadline := time.Now().Add(fillerExitWait); len(fillers) > 0 && time.Now().Before(deadline); {
+		time.Sleep(50 * time.Millisecond)
+		fillers = poolFillers("/proc", installDirs(x.m))
+	}
+	if len(fillers) > 0 {
+		x.warn(fmt.Sprintf("a filler of the pool of clones still runs (pid %s) and may restore clones in %s again: stop it (kill %s), then the QEMU processes whose command line names %s, unmount what is mounted below it and remove it",
+			joinInts(fillers), pool, strings.ReplaceAll(joinInts(fillers), ",", ""), pool))
+	}
+}
+
+// fillerExitWait is how long a filler has to exit once the pool is removed: it let go of the
+// pool's lock, so it has finished.
+const fillerExitWait = 2 * time.Second
+
 // runtimeDirLeft says why a runtime directory stays: another runtime configuration naming the
 // same state directory may still have containers or caches there.
 const runtimeDirLeft = "containers or caches of another runtime configuration with the same state directory"
@@ -121,8 +163,10 @@ const runtimeDirLeft = "containers or caches of another runtime configuration wi
 // plannedRuntimeDirs lists what removeRuntimeDirs would remove (dry run).
 func (x *installer) plannedRuntimeDirs(res *UninstallResult) {
 	for _, c := range runtimeCacheDirs(x.m) {
-		if _, err := os.Lstat(runtimecache.TemplatesDir(c)); err == nil {
-			res.Removed = append(res.Removed, runtimecache.TemplatesDir(c)+"/")
+		for _, d := range []string{runtimecache.PoolDir(c), runtimecache.TemplatesDir(c)} {
+			if _, err := os.Lstat(d); err == nil {
+				res.Removed = append(res.Removed, d+"/")
+			}
 		}
 	}
 	for i := len(x.m.RuntimeDirs) - 1; i >= 0; i-- {
@@ -140,8 +184,36 @@ type FactoryStatus struct {
 	// TemplatesDir is where the runtime keeps its templates (<state_dir>.cache/template).
 	TemplatesDir string           `json:"templatesDir"`
 	Templates    []TemplateStatus `json:"templates"`
-	// Error is why the templates could not be listed.
+	// Pool is how many clones of the template the configuration in use keeps waiting
+	// ([factory] pool; 0: no pool).
+	Pool int `json:"pool"`
+	// PoolDir is where the runtime keeps them (<state_dir>.cache/pool), PoolFill what is there,
+	// per template, and PoolFillers the processes filling it.
+	PoolDir     string     `json:"poolDir,omitempty"`
+	PoolFill    []PoolFill `json:"poolFill"`
+	PoolFillers []int      `json:"poolFillers,omitempty"`
+	// Error is why the templates or the pool could not be listed.
 	Error string `json:"error,omitempty"`
+}
+
+// PoolFill counts the clones of one template in the pool by state.
+type PoolFill struct {
+	Key string `json:"key"`
+	// Waiting: restored, warm, ready to be taken.
+	Waiting int `json:"waiting"`
+	// Starting: being restored and warmed (or left half-made by a filler that died).
+	Starting int `json:"starting"`
+	// Taken: given to a container, which runs in it.
+	Taken int `json:"taken"`
+}
+
+// PoolWaiting is how many clones of any template wait in the pool.
+func (f *FactoryStatus) PoolWaiting() int {
+	n := 0
+	for _, p := range f.PoolFill {
+		n += p.Waiting
+	}
+	return n
 }
 
 // TemplateStatus is one VM template.
@@ -164,22 +236,52 @@ type TemplateStatus struct {
 	Failed string `json:"failed,omitempty"`
 }
 
-// factoryStatus reports templating from the configuration in use, and the templates on disk.
+// factoryStatus reports templating and the pool from the configuration in use, and the templates
+// and pooled clones on disk.
 func factoryStatus(c *config.Config, now time.Time) *FactoryStatus {
-	f := &FactoryStatus{Template: c.Factory.Template, Templates: []TemplateStatus{}}
+	f := &FactoryStatus{Template: c.Factory.Template, Pool: c.Factory.Pool, Templates: []TemplateStatus{}, PoolFill: []PoolFill{}}
 	if !validStateDir(c.Runtime.StateDir) {
 		return f
 	}
 	cache := runtimecache.Dir(c.Runtime.StateDir)
 	f.TemplatesDir = runtimecache.TemplatesDir(cache)
+	var errs []string
 	ts, err := runtimecache.Templates(cache)
 	if err != nil {
-		f.Error = err.Error()
+		errs = append(errs, err.Error())
 	}
 	for _, t := range ts {
 		f.Templates = append(f.Templates, templateStatus(t, now))
 	}
+	f.PoolDir = runtimecache.PoolDir(cache)
+	slots, err := runtimecache.PoolSlots(cache)
+	if err != nil {
+		errs = append(errs, err.Error())
+	}
+	f.PoolFill = poolFill(slots)
+	f.Error = strings.Join(errs, "; ")
 	return f
+}
+
+// poolFill counts slots by template and state, in the order PoolSlots lists them.
+func poolFill(slots []runtimecache.PoolSlot) []PoolFill {
+	out := []PoolFill{}
+	for _, s := range slots {
+		i := slices.IndexFunc(out, func(p PoolFill) bool { return p.Key == s.Key })
+		if i < 0 {
+			out = append(out, PoolFill{Key: s.Key})
+			i = len(out) - 1
+		}
+		switch s.State {
+		case runtimecache.SlotStateReady:
+			out[i].Waiting++
+		case runtimecache.SlotStateTaken:
+			out[i].Taken++
+		default:
+			out[i].Starting++
+		}
+	}
+	return out
 }
 
 func templateStatus(t runtimecache.Template, now time.Time) TemplateStatus {

@@ -5,7 +5,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"path/filepath"
 	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/kata-deploy/kata-deploy/installer/containerdcfg"
@@ -15,6 +18,7 @@ import (
 	"github.com/kata-deploy/kata-deploy/installer/registration"
 	"github.com/kata-deploy/kata-deploy/internal/accel"
 	"github.com/kata-deploy/kata-deploy/internal/layout"
+	"github.com/kata-deploy/kata-deploy/internal/runtimecache"
 	"github.com/kata-deploy/kata-deploy/runtime/config"
 )
 
@@ -146,6 +150,10 @@ func getStatus(ctx context.Context, o options, d Deps) (*Status, error) {
 	s.checkPlugin(ctx, m, d)
 	if m.Source != manifest.SourceUpstream {
 		s.readConfig(l, d.Now()) // an upstream release's configuration is upstream's format, not ours
+		if s.Factory != nil {
+			s.Factory.PoolFillers = poolFillers("/proc", installDirs(m))
+			s.notePool()
+		}
 	}
 	s.Healthy = len(s.Problems) == 0
 	return s, nil
@@ -428,4 +436,29 @@ func (s *Status) noteFailedTemplates() {
 			s.Notes = append(s.Notes, fmt.Sprintf("building the VM template %s failed (containers boot cold meanwhile): %s", t.Key, t.Failed))
 		}
 	}
+}
+
+// notePool notes a pool that is on but holds no waiting clone: containers then restore clones
+// as without the pool, which is expected until the first container ran, or while the pool is
+// refilled.
+func (s *Status) notePool() {
+	f := s.Factory
+	if !f.Template || f.Pool <= 0 || f.PoolWaiting() > 0 || f.PoolDir == "" {
+		return
+	}
+	if len(f.PoolFillers) > 0 {
+		s.Notes = append(s.Notes, fmt.Sprintf("the pool of clones is empty and being filled (pid %s); see %s",
+			joinInts(f.PoolFillers), filepath.Join(f.PoolDir, runtimecache.PoolFillLog)))
+		return
+	}
+	s.Notes = append(s.Notes, fmt.Sprintf("the pool of clones is empty: it fills after the first container; see %s",
+		filepath.Join(f.PoolDir, runtimecache.PoolFillLog)))
+}
+
+func joinInts(ns []int) string {
+	var parts []string
+	for _, n := range ns {
+		parts = append(parts, strconv.Itoa(n))
+	}
+	return strings.Join(parts, ", ")
 }

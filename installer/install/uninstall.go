@@ -112,7 +112,7 @@ func uninstall(ctx context.Context, o options, d Deps) (*UninstallResult, error)
 	}
 	res.ContainerdRestart = x.res.Containerd
 	// Before the files: the configurations say where the runtime keeps its caches.
-	x.removeRuntimeDirs(res)
+	x.removeRuntimeDirs(ctx, res)
 	x.removeFiles(res)
 	x.removeLinks(res)
 	x.m.Versions, x.m.Current, x.m.Previous, x.m.Switch = nil, "", "", nil

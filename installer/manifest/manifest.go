@@ -171,6 +171,8 @@ type Version struct {
 type Factory struct {
 	// Template: install --template turned VM templating on ([factory] template = true).
 	Template bool `json:"template,omitempty"`
+	// Pool: install --pool N kept N clones of the template waiting ([factory] pool = N).
+	Pool int `json:"pool,omitempty"`
 }
 
 // Switch is the intent of a change of <prefix>/current: once the link points at To, the

@@ -13,6 +13,7 @@ import (
 //
 //	<state_dir>.cache/pool/
 //	  .fill.lock                     held by the one process that fills the pool
+//	  fill.log                       what the fillers said
 //	  <key>/<slot>/                  one clone of the template <key>
 //	    vm/                          its VM state directory (QEMU's pid file, sockets, logs)
 //	    share/                       its 9p export, a tmpfs; the container's share goes at share/c
@@ -23,6 +24,11 @@ const (
 	poolDirName = "pool"
 	// PoolFillLock is held by the process filling the pool.
 	PoolFillLock = ".fill.lock"
+	// PoolFillLog gets the output of the processes filling the pool.
+	PoolFillLog = "fill.log"
+	// FillPoolEnv, set to "1" in its environment, makes the shim binary a filler of the pool
+	// instead of a shim; the installer tells fillers from containers' shims by it.
+	FillPoolEnv = "KATA_DEPLOY_FILL_POOL"
 	// Names in a slot.
 	SlotVM    = "vm"
 	SlotShare = "share"

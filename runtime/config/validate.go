@@ -26,9 +26,10 @@ const (
 	// socket paths for the runtime's per-VM layout,
 	// "<state_dir>/<64-character container id>/vm/agent.sock".
 	maxStateDir = 28
-	// maxPool bounds the idle VMs a pool keeps: each costs memory all the time.
-	maxPool = 16
 )
+
+// MaxPool bounds the idle VMs a pool keeps ([factory] pool): each costs memory all the time.
+const MaxPool = 16
 
 // Validate checks every key and reports all problems at once; each message
 // names the key and how to fix it.
@@ -169,10 +170,10 @@ func checkStateDir(d string) error {
 	return nil
 }
 
-// checkPool accepts a pool of 0 to maxPool clones, and one only with templating on: the pool
+// checkPool accepts a pool of 0 to MaxPool clones, and one only with templating on: the pool
 // holds clones of the template.
 func checkPool(f Factory) error {
-	if err := checkRange("factory.pool", f.Pool, 0, maxPool); err != nil {
+	if err := checkRange("factory.pool", f.Pool, 0, MaxPool); err != nil {
 		return err
 	}
 	if f.Pool > 0 && !f.Template {

@@ -24,14 +24,14 @@ import (
 
 // FillPoolEnv, set to "1", makes the shim binary fill the pool of clones (FillPoolMain) with the
 // configuration it reads as JSON on stdin, instead of serving containerd.
-const FillPoolEnv = "KATA_DEPLOY_FILL_POOL"
+const FillPoolEnv = runtimecache.FillPoolEnv
 
 const (
 	// fillTimeout bounds one filler's life: a pool of 16 clones under emulation fills in about a
 	// minute, a template build takes one more.
 	fillTimeout = 10 * time.Minute
 	// fillLogName, in the pool directory, gets the fillers' output; fillLogCap bounds it.
-	fillLogName = "fill.log"
+	fillLogName = runtimecache.PoolFillLog
 	fillLogCap  = 1 << 20
 )
 

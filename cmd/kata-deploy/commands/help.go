@@ -72,6 +72,12 @@ The version gets a new configuration, as with new artifacts (the one before stay
 upgrades keep the setting; --template=false turns it off; without the flag the version in use
 keeps its own.
 
+--pool N (with templating) keeps N clones of the template restored and waiting ([factory] pool =
+N, 0 to 16): a container takes one instead of restoring a clone, which halves its start under
+emulation, and a background process of the shim refills the pool. Each waiting clone costs about
+40 MiB of host memory under TCG and a little CPU. Kept like --template; --pool 0 turns it off,
+and so does --template=false.
+
 Exit status: 0 installed (or nothing to do), 1 failed (the message says what was left and how to
 finish), 2 usage error.`
 
@@ -111,9 +117,9 @@ const uninstallLong = `uninstall undoes "kata-deploy install" using its manifest
   - files: only those install created and that are unchanged since; changed ones are kept and
     reported, and files install replaced (--replace-foreign, --replace-modified) are put back
   - directories install created, when empty
-  - once no container of the runtime runs: its VM templates and QEMU probes in
-    <state_dir>.cache, and that directory and the state directory when install found them
-    absent and they are empty
+  - once no container of the runtime runs: the waiting clones of its pool (their QEMU stopped,
+    their mounts undone), its VM templates and QEMU probes in <state_dir>.cache, and that
+    directory and the state directory when install found them absent and they are empty
   - the plugin service of --with-plugins: stopped (systemctl disable --now, or SIGTERM to the
     recorded process), its unit, binary, log, socket and empty state removed. While Docker has
     volumes of its driver (docker volume ls --filter driver=kata-block) uninstall refuses, lists
@@ -136,7 +142,8 @@ the accelerator (configured, and what works on this host now), and the plugin se
 --with-plugins (running, socket reachable, how many volumes Docker has of it; not serving is a
 problem), and VM templating: on or off in the configuration in use, and each template the runtime
 keeps (its key, the memory its RAM file takes on disk, its age, its last clone, why its last build
-failed).
+failed), and the pool of clones: its size, and per template how many clones wait, start or were
+taken.
 
 Exit status: 0 installed and healthy, 1 not installed or a problem (listed), 2 usage error.
 The JSON output (--output json, schemaVersion 1) only ever gains fields.`

@@ -27,6 +27,7 @@ func newInstallCommand() *cobra.Command {
 		dockerHost string
 		hostRoot   string
 		template   bool
+		pool       int
 	)
 	cmd := &cobra.Command{
 		Use:   "install",
@@ -38,6 +39,7 @@ func newInstallCommand() *cobra.Command {
   docker run --rm --runtime=kata busybox uname -r
   sudo kata-deploy install --with-plugins           # also the kata-block volume plugin
   sudo kata-deploy install --template               # VM templating: containers start as clones
+  sudo kata-deploy install --template --pool 2      # and 2 clones kept waiting for the next containers
   sudo kata-deploy install --engine containerd      # Kubernetes node: RuntimeClass handler "kata"
   sudo kata-deploy install --from kata-static-3.18.0-amd64.tar.zst`,
 		Args: noArgs,
@@ -45,6 +47,9 @@ func newInstallCommand() *cobra.Command {
 			o.Replace, o.Version = replace.value(), version.Get().Version
 			if cmd.Flags().Changed("template") {
 				o.Template = &template // unset: the version in use keeps its setting
+			}
+			if cmd.Flags().Changed("pool") {
+				o.Pool = &pool
 			}
 			return runChange(cmd, output, &o.Common, o.Validate,
 				func(ctx context.Context) (*install.Result, error) {
@@ -72,6 +77,7 @@ func newInstallCommand() *cobra.Command {
 	bindSmoke(f, &o.SmokeOptions)
 	bindPlugins(f, &o)
 	bindTemplate(f, &template)
+	bindPool(f, &pool)
 	bindHostRoot(f, &hostRoot)
 	return cmd
 }
@@ -170,6 +176,9 @@ func printInstalled(w io.Writer, r *install.Result) {
 	}
 	if r.Template {
 		facts = append(facts, "VM templating on")
+	}
+	if r.Pool > 0 {
+		facts = append(facts, fmt.Sprintf("a pool of %d waiting clone(s)", r.Pool))
 	}
 	if len(facts) > 0 {
 		fmt.Fprintf(w, " (%s)", strings.Join(facts, ", "))

@@ -121,6 +121,12 @@ func printStatus(w io.Writer, s *install.Status) {
 		for _, t := range f.Templates {
 			row("Template", describeTemplate(t))
 		}
+		if f.Template || f.Pool > 0 || len(f.PoolFill) > 0 {
+			row("Pool", describePool(f))
+		}
+		for _, p := range f.PoolFill {
+			row("Pool fill", describePoolFill(p))
+		}
 	}
 	fmt.Fprintln(w, "  Artifacts")
 	for _, a := range s.Artifacts {
@@ -191,6 +197,33 @@ func describeFactory(f *install.FactoryStatus) string {
 		d += "; " + f.Error
 	}
 	return d
+}
+
+// describePool is the status line of the pool of clones.
+func describePool(f *install.FactoryStatus) string {
+	d := "off (kata-deploy install --template --pool N keeps N clones waiting)"
+	if f.Pool > 0 {
+		d = fmt.Sprintf("on: %d clone(s) kept waiting ([factory] pool = %d)", f.Pool, f.Pool)
+		if !f.Template {
+			d += ", but templating is off"
+		}
+	}
+	if f.PoolDir != "" && (f.Pool > 0 || len(f.PoolFill) > 0) {
+		d += fmt.Sprintf("; %d waiting in %s", f.PoolWaiting(), f.PoolDir)
+	}
+	if len(f.PoolFillers) > 0 {
+		var pids []string
+		for _, p := range f.PoolFillers {
+			pids = append(pids, fmt.Sprint(p))
+		}
+		d += "; being filled (pid " + strings.Join(pids, ", ") + ")"
+	}
+	return d
+}
+
+// describePoolFill is the status line of the clones of one template in the pool.
+func describePoolFill(p install.PoolFill) string {
+	return fmt.Sprintf("%s: %d waiting, %d starting, %d taken", p.Key, p.Waiting, p.Starting, p.Taken)
 }
 
 // describeTemplate is the status line of one VM template.

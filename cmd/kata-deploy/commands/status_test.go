@@ -31,6 +31,14 @@ func TestStatusTemplating(t *testing.T) {
 			[]string{"0123456789abcdef: not ready, 0.0 MiB of memory file on disk, last build failed: building the VM template: boom"}, []string{"built "}},
 		{"unreadable", &install.FactoryStatus{Template: true, TemplatesDir: "/x", Error: "reading the VM templates: permission denied"},
 			[]string{"0 template(s) in /x; reading the VM templates: permission denied"}, nil},
+		{"templating on, no pool", &install.FactoryStatus{Template: true, TemplatesDir: "/x", PoolDir: "/p"},
+			[]string{"Pool           off (kata-deploy install --template --pool N keeps N clones waiting)\n"}, []string{"Pool fill"}},
+		{"a pool, empty", &install.FactoryStatus{Template: true, Pool: 2, PoolDir: "/run/kata-deploy.cache/pool", PoolFill: []install.PoolFill{}},
+			[]string{"Pool           on: 2 clone(s) kept waiting ([factory] pool = 2); 0 waiting in /run/kata-deploy.cache/pool\n"}, []string{"Pool fill"}},
+		{"a pool being filled", &install.FactoryStatus{Template: true, Pool: 2, PoolDir: "/run/kata-deploy.cache/pool", PoolFillers: []int{42},
+			PoolFill: []install.PoolFill{{Key: "8d6b05ebecefb39e", Waiting: 1, Starting: 1, Taken: 3}, {Key: "0123456789abcdef", Waiting: 1}}},
+			[]string{"Pool           on: 2 clone(s) kept waiting ([factory] pool = 2); 2 waiting in /run/kata-deploy.cache/pool; being filled (pid 42)",
+				"Pool fill      8d6b05ebecefb39e: 1 waiting, 1 starting, 3 taken", "Pool fill      0123456789abcdef: 1 waiting, 0 starting, 0 taken"}, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
