@@ -19,6 +19,9 @@ type densityPoint struct {
 	N                     int
 	QEMU, Shim, Virtiofsd int64         // PSS in KiB, summed over the N containers
 	StartNth              time.Duration // docker run -d of the Nth container
+	// Waiting is the PSS in KiB of the QEMU of the clone waiting in the pool (kata+pool), read
+	// with the containers' and not in Total; 0 without a pool.
+	Waiting int64
 }
 
 func (p densityPoint) Total() int64 { return p.QEMU + p.Shim + p.Virtiofsd }
@@ -27,8 +30,10 @@ func (p densityPoint) Total() int64 { return p.QEMU + p.Shim + p.Virtiofsd }
 const settle = 3 * time.Second
 
 // density starts idle kata containers one after another and reads their host memory each time
-// their number reaches one of counts; every container is removed afterwards.
-func density(ctx context.Context, counts []int, runtime string) (points []densityPoint, err error) {
+// their number reaches one of counts; every container is removed afterwards. With waiting (a
+// runtime with a pool of clones), each figure is read once the pool holds a waiting clone again,
+// whose QEMU waiting returns: its PSS is read with the containers'.
+func density(ctx context.Context, counts []int, runtime string, waiting func(context.Context) (int, error)) (points []densityPoint, err error) {
 	removeLabelled()
 	defer removeLabelled()
 	var ids []string
@@ -43,6 +48,12 @@ func density(ctx context.Context, counts []int, runtime string) (points []densit
 		if !slices.Contains(counts, n) {
 			continue
 		}
+		clone := 0
+		if waiting != nil {
+			if clone, err = waiting(ctx); err != nil {
+				return nil, fmt.Errorf("with %d idle containers: %w", n, err)
+			}
+		}
 		select {
 		case <-time.After(settle):
 		case <-ctx.Done():
@@ -53,8 +64,17 @@ func density(ctx context.Context, counts []int, runtime string) (points []densit
 			return nil, err
 		}
 		p.StartNth = took
+		if clone != 0 {
+			if p.Waiting, err = pss(clone); err != nil {
+				return nil, fmt.Errorf("the waiting clone: %w", err)
+			}
+		}
 		points = append(points, p)
-		fmt.Printf("  %d idle containers: %s\n", n, mib(p.Total()))
+		if clone != 0 {
+			fmt.Printf("  %d idle containers: %s, and the waiting clone's QEMU %s\n", n, mib(p.Total()), mib(p.Waiting))
+		} else {
+			fmt.Printf("  %d idle containers: %s\n", n, mib(p.Total()))
+		}
 	}
 	return points, nil
 }

@@ -7,11 +7,16 @@
 //     9p, virtio-serial, no runtime code) to a minimal /init that mounts the share, runs busybox
 //     true and powers off: what any VM container costs at least;
 //   - kata+template (-template): kata with VM templating ([factory] template = true): the
-//     warm-up round builds the template, the counted runs start clones of it.
+//     warm-up round builds the template, the counted runs start clones of it;
+//   - kata+pool (-pool): the same with a pool of one clone ([factory] pool = 1): a container takes
+//     the clone waiting in the pool and a detached filler restores the next one in the background.
+//     The warm-up round builds the template and the pool is left to fill once; the counted runs do
+//     not wait for the refill (a container that comes before it restores a clone itself).
 //
 // Kinds are interleaved round by round, so the ratios of one run compare like with like on a
 // noisy machine. -density 1,5,10,20 also starts that many idle kata containers and reads the host
-// PSS of their QEMU, shim and virtiofsd; -report writes docs/benchmarks.md with PNG plots.
+// PSS of their QEMU, shim and virtiofsd (and so for each variant measured; for kata+pool the
+// waiting clone's QEMU apart); -report writes docs/benchmarks.md with PNG plots.
 //
 //	. "$(hack/engine.sh up)" && flock /run/kata-e2e.lock go run ./bench/startup -n 10
 //
@@ -32,6 +37,7 @@ import (
 const (
 	runtimeName         = "kata-bench"
 	templateRuntimeName = "kata-bench-template"
+	poolRuntimeName     = "kata-bench-pool"
 )
 
 // errTarget marks a run whose figures were read but miss a target given by flag.
@@ -43,6 +49,9 @@ type options struct {
 	maxKataRunc  float64
 	template     bool // also measure kata+template
 	maxTmplRunc  float64
+	pool         bool // also measure kata+pool
+	maxPoolRunc  float64
+	maxTmplPSS   float64 // MiB per templated container (kata+template, kata+pool) at N = 10
 	density      []int
 	report       string // docs/benchmarks.md to write, "" for none
 	trace        bool
@@ -56,13 +65,19 @@ func main() {
 	flag.Float64Var(&o.maxKataRunc, "max-kata-runc-ratio", 0, "fail (exit 3) when the kata/runc ratio of medians is above this (0: no target)")
 	flag.BoolVar(&o.template, "template", false, "also measure kata with VM templating ([factory] template = true), in start-up and density")
 	flag.Float64Var(&o.maxTmplRunc, "max-template-runc-ratio", 0, "fail (exit 3) when the kata+template/runc ratio of medians is above this (0: no target; needs -template)")
+	flag.BoolVar(&o.pool, "pool", false, "also measure kata with a pool of one waiting clone of the VM template ([factory] template = true, pool = 1), in start-up and density")
+	flag.Float64Var(&o.maxPoolRunc, "max-pool-runc-ratio", 0, "fail (exit 3) when the kata+pool/runc ratio of medians is above this (0: no target; needs -pool)")
+	flag.Float64Var(&o.maxTmplPSS, "max-template-pss-mib", 0, "fail (exit 3) when the host PSS per idle container of kata+template and of kata+pool (each measured) at 10 containers, or at the most measured, is above this many MiB (0: no target; needs -density and -template or -pool)")
 	flag.StringVar(&density, "density", "", "idle kata container counts to measure host memory at, e.g. 1,5,10,20")
 	flag.StringVar(&o.report, "report", "", "write the figures to this Markdown file, with PNG plots in bench/ beside it")
 	flag.BoolVar(&o.trace, "trace", false, "also break one kata container's start and stop down into steps, from process start times and the guest's console")
 	flag.Parse()
 	var err error
-	if o.density, err = parseCounts(density); err != nil || o.n < 1 || flag.NArg() > 0 {
-		fmt.Fprintln(os.Stderr, "startup: usage: -n N (>= 1) [-density 1,5,10] [-report FILE] [-max-kata-floor-ratio R] [-max-kata-runc-ratio R] [-template [-max-template-runc-ratio R]] [-trace]", err)
+	if o.density, err = parseCounts(density); err == nil {
+		err = o.check()
+	}
+	if err != nil || o.n < 1 || flag.NArg() > 0 {
+		fmt.Fprintln(os.Stderr, "startup: usage: -n N (>= 1) [-density 1,5,10] [-report FILE] [-max-kata-floor-ratio R] [-max-kata-runc-ratio R] [-template [-max-template-runc-ratio R]] [-pool [-max-pool-runc-ratio R]] [-max-template-pss-mib M] [-trace]", err)
 		os.Exit(2)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -76,4 +91,17 @@ func main() {
 		fmt.Fprintln(os.Stderr, "startup:", err)
 		os.Exit(1)
 	}
+}
+
+// check refuses a target that nothing measured would be checked against.
+func (o options) check() error {
+	switch {
+	case o.maxTmplRunc > 0 && !o.template:
+		return errors.New("-max-template-runc-ratio needs -template")
+	case o.maxPoolRunc > 0 && !o.pool:
+		return errors.New("-max-pool-runc-ratio needs -pool")
+	case o.maxTmplPSS > 0 && (len(o.density) == 0 || !o.template && !o.pool):
+		return errors.New("-max-template-pss-mib needs -density and -template or -pool")
+	}
+	return nil
 }

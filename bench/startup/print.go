@@ -5,7 +5,8 @@ import (
 	"slices"
 )
 
-var kindOrder = []string{kindRunc, kindKata, kindTemplate, kindFloor}
+// kindOrder is the order kinds are printed in.
+var kindOrder = []string{kindRunc, kindKata, kindTemplate, kindPool, kindFloor}
 
 func printStartup(r *results) {
 	m := r.Machine
@@ -20,19 +21,40 @@ func printStartup(r *results) {
 		}
 		fmt.Printf("  %-14s %10s %10s %10s\n", k, ms(median(d)), ms(slices.Min(d)), ms(slices.Max(d)))
 	}
-	fmt.Printf("  kata/floor = %.2fx   kata/runc = %.2fx", r.ratio(kindKata, kindFloor), r.ratio(kindKata, kindRunc))
-	if len(r.Times[kindTemplate]) > 0 {
-		fmt.Printf("   kata+template/floor = %.2fx   kata+template/runc = %.2fx", r.ratio(kindTemplate, kindFloor), r.ratio(kindTemplate, kindRunc))
+	for _, k := range append([]string{kindKata}, measuredVariants(r)...) {
+		fmt.Printf("  %s/floor = %.2fx   %s/runc = %.2fx\n", k, r.ratio(k, kindFloor), k, r.ratio(k, kindRunc))
 	}
-	fmt.Println()
 }
 
-func printDensity(kind string, points []densityPoint) {
+// measuredVariants are the kinds of the variants measured in start-up, in order.
+func measuredVariants(r *results) []string {
+	var kinds []string
+	for _, v := range variants {
+		if len(r.Times[v.kind]) > 0 {
+			kinds = append(kinds, v.kind)
+		}
+	}
+	return kinds
+}
+
+// printDensity prints the density of a kind; waiting adds the waiting clone's QEMU (kata+pool).
+func printDensity(kind string, points []densityPoint, waiting bool) {
 	fmt.Printf("\nidle %s containers (busybox sleep 1d): host PSS of QEMU + shim + virtiofsd\n", kind)
-	fmt.Printf("  %4s %12s %14s %12s %12s %12s %12s\n", "N", "total", "per container", "QEMU", "shim", "virtiofsd", "start of Nth")
+	if waiting {
+		fmt.Printf("(the pool's waiting clone is not counted in them: its QEMU is the last column, add it once)\n")
+	}
+	line := func(cols ...any) {
+		f := "  %4v %12v %14v %12v %12v %12v %12v"
+		if waiting {
+			f += " %16v"
+		} else {
+			cols = cols[:len(cols)-1]
+		}
+		fmt.Printf(f+"\n", cols...)
+	}
+	line("N", "total", "per container", "QEMU", "shim", "virtiofsd", "start of Nth", "waiting clone")
 	for _, p := range points {
-		fmt.Printf("  %4d %12s %14s %12s %12s %12s %12s\n", p.N, mib(p.Total()), mib(p.Total()/int64(p.N)),
-			mib(p.QEMU), mib(p.Shim), mib(p.Virtiofsd), ms(p.StartNth))
+		line(p.N, mib(p.Total()), mib(p.Total()/int64(p.N)), mib(p.QEMU), mib(p.Shim), mib(p.Virtiofsd), ms(p.StartNth), mib(p.Waiting))
 	}
 }
 

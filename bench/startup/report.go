@@ -30,8 +30,8 @@ func writeReport(path string, r *results) error {
 	if err := plotStartup(filepath.Join(plots, startupPlot), r); err != nil {
 		return fmt.Errorf("plotting start-up: %w", err)
 	}
-	if len(r.Density) > 0 {
-		if err := plotDensity(filepath.Join(plots, densityPlot), r.Density); err != nil {
+	if len(r.Density[kindKata]) > 0 {
+		if err := plotDensity(filepath.Join(plots, densityPlot), r.Density[kindKata]); err != nil {
 			return fmt.Errorf("plotting density: %w", err)
 		}
 	}
@@ -56,17 +56,23 @@ func reportData(r *results) map[string]any {
 		}
 		rows = append(rows, kindRow{k, ms(median(d)), ms(slices.Min(d)), ms(slices.Max(d))})
 	}
-	tmplRatios := ""
-	if len(r.Times[kindTemplate]) > 0 {
-		tmplRatios = fmt.Sprintf("kata+template/floor = **%.2fx**, kata+template/runc = **%.2fx**.",
-			r.ratio(kindTemplate, kindFloor), r.ratio(kindTemplate, kindRunc))
+	var variantRatios []string
+	for _, k := range measuredVariants(r) {
+		variantRatios = append(variantRatios, fmt.Sprintf("%s/floor = **%.2fx**, %s/runc = **%.2fx**.",
+			k, r.ratio(k, kindFloor), k, r.ratio(k, kindRunc)))
+	}
+	var variantDensity []densityTable
+	for _, v := range variants {
+		if points := r.Density[v.kind]; len(points) > 0 {
+			variantDensity = append(variantDensity, densityTable{Intro: v.densityIntro, Waiting: v.pool, Rows: densityRows(points)})
+		}
 	}
 	return map[string]any{
-		"TemplateRatios": tmplRatios, "TemplateDensity": densityRows(r.TemplateDensity),
+		"VariantRatios": variantRatios, "VariantDensity": variantDensity,
 		"M": r.Machine, "Date": r.Machine.Date.Format(time.RFC3339), "Runs": r.Runs, "Rows": rows,
 		"KataFloor": fmt.Sprintf("%.2fx", r.ratio(kindKata, kindFloor)),
 		"KataRunc":  fmt.Sprintf("%.2fx", r.ratio(kindKata, kindRunc)),
-		"Memory":    mib(r.Machine.MemoryKiB), "Density": densityRows(r.Density),
+		"Memory":    mib(r.Machine.MemoryKiB), "Density": densityTable{Rows: densityRows(r.Density[kindKata])},
 		"Trace":       traceRows(r.Trace),
 		"StartupPlot": "bench/" + startupPlot, "DensityPlot": "bench/" + densityPlot,
 	}
@@ -98,6 +104,12 @@ like on a shared machine.
 - **kata**: this tree's runtime.
 - **kata+template**: kata with VM templating (` + "`[factory] template = true`" + `, measured with ` + "`-template`" + `):
   the warm-up round builds the template, the counted runs start clones of it. "n/a" when not measured.
+- **kata+pool**: kata+template with a pool of one clone (` + "`[factory] pool = 1`" + `, measured with ` + "`-pool`" + `):
+  a container takes the clone waiting in the pool (restored from the template and warmed ahead of
+  time) and a detached filler restores the next one in the background. The warm-up round builds the
+  template and the pool is left to fill once; the counted runs do not wait for the refill (a
+  container that comes before it restores a clone itself), and the refill runs while the next kinds
+  are measured. "n/a" when not measured.
 - **floor**: no Docker and no runtime code: a plain ` + "`qemu-system-x86_64`" + ` command line (the same kernel,
   initrd modules, qboot, machine, vCPUs and memory; a serial console, virtio-serial and one 9p share,
   no PCIe root ports) booting a minimal Go ` + "`/init`" + ` that loads 11 modules, mounts the share, runs
@@ -108,7 +120,7 @@ like on a shared machine.
 {{range .Rows}}| {{.Name}} | {{.Median}} | {{.Min}} | {{.Max}} |
 {{end}}
 kata/floor = **{{.KataFloor}}**, kata/runc = **{{.KataRunc}}**.
-{{with .TemplateRatios}}{{.}}
+{{range .VariantRatios}}{{.}}
 {{end}}
 ![start-up medians]({{.StartupPlot}})
 {{if .Trace}}
@@ -122,7 +134,7 @@ joined at the start request (so "QEMU setup + firmware" is an estimate). One run
 | step | took |
 |---|---:|
 {{range .Trace}}| {{.Name}} | {{.Median}} |
-{{end}}{{end}}{{if .Density}}
+{{end}}{{end}}{{if .Density.Rows}}
 ## Density
 
 N idle kata containers (` + "`docker run -d --runtime=kata busybox sleep 1d`" + `) started one after another;
@@ -130,18 +142,23 @@ host memory is the proportional set size (PSS, ` + "`/proc/<pid>/smaps_rollup`" 
 QEMU, shim and virtiofsd (none with 9p), read {{"3 s"}} after the Nth started. "start of Nth" is the
 ` + "`docker run -d`" + ` of the Nth container, with N-1 others idle.
 
-| N | total | per container | QEMU | shim | virtiofsd | start of Nth |
-|---:|---:|---:|---:|---:|---:|---:|
-{{range .Density}}| {{.N}} | {{.Total}} | {{.Per}} | {{.QEMU}} | {{.Shim}} | {{.Virtiofsd}} | {{.Start}} |
-{{end}}{{if .TemplateDensity}}
-The same with VM templating (kata+template):
+{{template "density" .Density}}{{range .VariantDensity}}
+{{.Intro}}
 
-| N | total | per container | QEMU | shim | virtiofsd | start of Nth |
-|---:|---:|---:|---:|---:|---:|---:|
-{{range .TemplateDensity}}| {{.N}} | {{.Total}} | {{.Per}} | {{.QEMU}} | {{.Shim}} | {{.Virtiofsd}} | {{.Start}} |
-{{end}}{{end}}
+{{template "density" .}}{{end}}
 ![host PSS vs idle containers]({{.DensityPlot}})
-{{end}}`))
+{{end}}{{define "density"}}| N | total | per container | QEMU | shim | virtiofsd | start of Nth |{{if .Waiting}} waiting clone's QEMU |{{end}}
+|---:|---:|---:|---:|---:|---:|---:|{{if .Waiting}}---:|{{end}}
+{{range .Rows}}| {{.N}} | {{.Total}} | {{.Per}} | {{.QEMU}} | {{.Shim}} | {{.Virtiofsd}} | {{.Start}} |{{if $.Waiting}} {{.Waiting}} |{{end}}
+{{end}}{{end}}`))
+
+// densityTable is one density table of the report: its introduction (none for kata's), its rows,
+// and whether it has the waiting clone's column (kata+pool).
+type densityTable struct {
+	Intro   string
+	Waiting bool
+	Rows    []map[string]string
+}
 
 func densityRows(points []densityPoint) []map[string]string {
 	var rows []map[string]string
@@ -149,6 +166,7 @@ func densityRows(points []densityPoint) []map[string]string {
 		rows = append(rows, map[string]string{
 			"N": fmt.Sprint(p.N), "Total": mib(p.Total()), "Per": mib(p.Total() / int64(p.N)),
 			"QEMU": mib(p.QEMU), "Shim": mib(p.Shim), "Virtiofsd": mib(p.Virtiofsd), "Start": ms(p.StartNth),
+			"Waiting": mib(p.Waiting),
 		})
 	}
 	return rows

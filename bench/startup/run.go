@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -12,14 +13,14 @@ import (
 	"github.com/kata-deploy/kata-deploy/internal/accel"
 	"github.com/kata-deploy/kata-deploy/internal/testenv"
 	"github.com/kata-deploy/kata-deploy/packaging/guestimage"
-	"github.com/kata-deploy/kata-deploy/runtime/config"
 )
 
-// The kinds of start-up measured, in the order printed.
+// The kinds of start-up measured.
 const (
 	kindRunc     = "runc"
 	kindKata     = "kata"
 	kindTemplate = "kata+template"
+	kindPool     = "kata+pool"
 	kindFloor    = "floor"
 )
 
@@ -28,13 +29,11 @@ type results struct {
 	Machine machine
 	Runs    int
 	Times   map[string][]time.Duration // per kind; a kind not built has none
-	Density []densityPoint
-	// TemplateDensity is Density for kata+template (-template).
-	TemplateDensity []densityPoint
-	Trace           []traceStep
+	Density map[string][]densityPoint  // per kind measured: kata and the variants
+	Trace   []traceStep
 }
 
-func run(ctx context.Context, o options) error {
+func run(ctx context.Context, o options) (err error) {
 	if !testenv.EngineUp() {
 		return fmt.Errorf("the test engine is not up: . \"$(hack/engine.sh up)\"")
 	}
@@ -61,23 +60,43 @@ func run(ctx context.Context, o options) error {
 		return err
 	}
 	kinds := []kind{
-		{kindRunc, func() error { return dockerRun(ctx, "runc") }},
-		{kindKata, func() error { return dockerRun(ctx, runtimeName) }},
-		{kindFloor, func() error { return fl.run(ctx) }},
+		{name: kindRunc, fn: func() error { return dockerRun(ctx, "runc") }},
+		{name: kindKata, fn: func() error { return dockerRun(ctx, runtimeName) }},
+		{name: kindFloor, fn: func() error { return fl.run(ctx) }},
 	}
-	if o.template {
-		unregister, err := setUpTemplate(k)
-		if err != nil {
-			return err
+	on, cleanup, err := setUpVariants(ctx, k, o)
+	if err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, cleanup()) }()
+	pool := false
+	for _, v := range on {
+		kd := kind{name: v.kind, fn: func() error { return dockerRun(ctx, v.runtime) }}
+		if v.pool {
+			// The warm-up round builds the template; the pool fills once before the counted
+			// rounds, which then do not wait for its refill.
+			kd.warmedUp = func() error {
+				if _, err := waitingClone(ctx); err != nil {
+					return fmt.Errorf("after the warm-up round: %w", err)
+				}
+				return nil
+			}
+			pool = true
 		}
-		defer unregister()
-		kinds = append(kinds, kind{kindTemplate, func() error { return dockerRun(ctx, templateRuntimeName) }})
+		kinds = append(kinds, kd)
 	}
 	res := &results{Runs: o.n, Machine: describeMachine(ctx, h.Path, k.GuestKernel, acc, why, h.VCPUs, h.MemoryMiB)}
 	if res.Times, err = startup(ctx, o.n, kinds); err != nil {
 		return err
 	}
 	printStartup(res)
+	if pool {
+		// No waiting clone (nor a filler at work) while the trace and the density of the other
+		// kinds are measured: it would share their pages and their CPU.
+		if err := removePool(ctx); err != nil {
+			return err
+		}
+	}
 	if o.trace {
 		if res.Trace, err = traceOne(ctx, k); err != nil {
 			return fmt.Errorf("tracing: %w", err)
@@ -85,15 +104,31 @@ func run(ctx context.Context, o options) error {
 		printTrace(res.Trace)
 	}
 	if len(o.density) > 0 {
-		if res.Density, err = density(ctx, o.density, runtimeName); err != nil {
-			return err
-		}
-		printDensity(kindKata, res.Density)
-		if o.template {
-			if res.TemplateDensity, err = density(ctx, o.density, templateRuntimeName); err != nil {
-				return err
+		res.Density = map[string][]densityPoint{}
+		for _, v := range append([]variant{{kind: kindKata, runtime: runtimeName}}, on...) {
+			var waiting func(context.Context) (int, error)
+			if v.pool {
+				// Started with a waiting clone, as a pool is once filled; each figure is read
+				// with one waiting (its QEMU's PSS apart), the starts in between do not wait.
+				if err := dockerRun(ctx, v.runtime); err != nil {
+					return err
+				}
+				if _, err := waitingClone(ctx); err != nil {
+					return fmt.Errorf("before the density of %s: %w", v.kind, err)
+				}
+				waiting = waitingClone
 			}
-			printDensity(kindTemplate, res.TemplateDensity)
+			points, err := density(ctx, o.density, v.runtime, waiting)
+			if err != nil {
+				return fmt.Errorf("density of %s: %w", v.kind, err)
+			}
+			res.Density[v.kind] = points
+			printDensity(v.kind, points, v.pool)
+			if v.pool {
+				if err := removePool(ctx); err != nil {
+					return err
+				}
+			}
 		}
 	}
 	if o.report != "" {
@@ -108,6 +143,8 @@ func run(ctx context.Context, o options) error {
 type kind struct {
 	name string
 	fn   func() error
+	// warmedUp, if set, runs once after the warm-up round, uncounted.
+	warmedUp func() error
 }
 
 // startup runs every kind once per round, n rounds after one warm-up round that is not counted.
@@ -126,6 +163,14 @@ func startup(ctx context.Context, n int, kinds []kind) (map[string][]time.Durati
 				times[k.name] = append(times[k.name], time.Since(start))
 			}
 		}
+		for _, k := range kinds {
+			if i >= 0 || k.warmedUp == nil {
+				continue
+			}
+			if err := k.warmedUp(); err != nil {
+				return nil, fmt.Errorf("%s: %w", k.name, err)
+			}
+		}
 		fmt.Printf("\rround %d/%d", i+1, n)
 	}
 	fmt.Println()
@@ -140,7 +185,7 @@ func dockerRun(ctx context.Context, rt string) error {
 	return nil
 }
 
-// checkTargets fails the run when a ratio given by flag is missed.
+// checkTargets fails the run when a target given by flag is missed, naming every miss.
 func checkTargets(res *results, o options) error {
 	var missed []string
 	check := func(name string, got, max float64) {
@@ -150,8 +195,15 @@ func checkTargets(res *results, o options) error {
 	}
 	check("kata/floor", res.ratio(kindKata, kindFloor), o.maxKataFloor)
 	check("kata/runc", res.ratio(kindKata, kindRunc), o.maxKataRunc)
-	if len(res.Times[kindTemplate]) > 0 {
-		check("kata+template/runc", res.ratio(kindTemplate, kindRunc), o.maxTmplRunc)
+	for _, v := range variants {
+		if len(res.Times[v.kind]) > 0 {
+			check(v.kind+"/runc", res.ratio(v.kind, kindRunc), v.maxRunc(o))
+		}
+		if p, ok := pssTargetPoint(res.Density[v.kind]); ok && v.templated && o.maxTmplPSS > 0 {
+			if got := float64(p.Total()) / float64(p.N) / 1024; got > o.maxTmplPSS {
+				missed = append(missed, fmt.Sprintf("%s PSS per container at N=%d = %.1f MiB, target <= %.1f MiB", v.kind, p.N, got, o.maxTmplPSS))
+			}
+		}
 	}
 	if len(missed) > 0 {
 		return fmt.Errorf("%w: %s", errTarget, strings.Join(missed, "; "))
@@ -159,24 +211,24 @@ func checkTargets(res *results, o options) error {
 	return nil
 }
 
+// pssTargetN is the number of idle containers -max-template-pss-mib is checked at.
+const pssTargetN = 10
+
+// pssTargetPoint is the density figure -max-template-pss-mib is checked against: at pssTargetN
+// containers, or else at the most measured.
+func pssTargetPoint(points []densityPoint) (densityPoint, bool) {
+	if len(points) == 0 {
+		return densityPoint{}, false
+	}
+	for _, p := range points {
+		if p.N == pssTargetN {
+			return p, true
+		}
+	}
+	return points[len(points)-1], true
+}
+
 // ratio of the medians of two kinds.
 func (r *results) ratio(a, b string) float64 {
 	return ratio(median(r.Times[a]), median(r.Times[b]))
-}
-
-// setUpTemplate registers the runtime with VM templating on, without a template yet: the
-// warm-up round builds it. The returned function unregisters it and removes the template.
-func setUpTemplate(k *testenv.Kata) (func(), error) {
-	templates := filepath.Join(testenv.StateDir+".cache", "template")
-	if err := os.RemoveAll(templates); err != nil {
-		return nil, err
-	}
-	unregister, err := k.RegisterVariant(templateRuntimeName, func(c *config.Config) { c.Factory.Template = true })
-	if err != nil {
-		return nil, fmt.Errorf("registering %s: %w", templateRuntimeName, err)
-	}
-	return func() {
-		unregister()
-		os.RemoveAll(templates)
-	}, nil
 }

@@ -152,6 +152,84 @@ func TestCheckTargets(t *testing.T) {
 	}
 }
 
+func TestCheckVariantTargets(t *testing.T) {
+	r := &results{
+		Times: map[string][]time.Duration{
+			kindRunc: {100 * time.Millisecond}, kindKata: {1500 * time.Millisecond}, kindFloor: {1000 * time.Millisecond},
+			kindTemplate: {300 * time.Millisecond}, kindPool: {250 * time.Millisecond},
+		},
+		Density: map[string][]densityPoint{
+			// Per container: 70 MiB at 10, 50 MiB at 20.
+			kindTemplate: {{N: 1, QEMU: 90 << 10}, {N: 10, QEMU: 10 * 60 << 10, Shim: 10 * 10 << 10}, {N: 20, QEMU: 20 * 40 << 10, Shim: 20 * 10 << 10}},
+			// Not measured at 10: per container 60 MiB at 5, the most measured (the waiting clone apart).
+			kindPool: {{N: 1, QEMU: 30 << 10}, {N: 5, QEMU: 5 * 50 << 10, Shim: 5 * 10 << 10, Waiting: 200 << 10}},
+		},
+	}
+	tests := []struct {
+		name string
+		o    options
+		want []string // the misses named, in order; none: met
+	}{
+		{"no targets", options{}, nil},
+		{"runc ratios met", options{maxTmplRunc: 3, maxPoolRunc: 2.5}, nil},
+		{"pool ratio missed", options{maxTmplRunc: 3, maxPoolRunc: 2}, []string{"kata+pool/runc = 2.50x, target <= 2.00x"}},
+		{"PSS met", options{maxTmplPSS: 70}, nil},
+		{"PSS missed at 10, not at the most measured", options{maxTmplPSS: 65}, []string{"kata+template PSS per container at N=10 = 70.0 MiB, target <= 65.0 MiB"}},
+		{"all misses", options{maxKataRunc: 10, maxTmplRunc: 2, maxPoolRunc: 2, maxTmplPSS: 55}, []string{
+			"kata/runc = 15.00x", "kata+template/runc = 3.00x", "kata+template PSS per container at N=10 = 70.0 MiB",
+			"kata+pool/runc = 2.50x", "kata+pool PSS per container at N=5 = 60.0 MiB",
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := checkTargets(r, tt.o)
+			if errors.Is(err, errTarget) != (len(tt.want) > 0) {
+				t.Fatalf("checkTargets = %v; want missed %v", err, tt.want)
+			}
+			if err == nil {
+				return
+			}
+			msg, rest := err.Error(), err.Error()
+			for _, w := range tt.want {
+				i := strings.Index(rest, w)
+				if i < 0 {
+					t.Fatalf("checkTargets = %v; want %q (in this order: %q)", msg, w, tt.want)
+				}
+				rest = rest[i+len(w):]
+			}
+			if n := strings.Count(msg, "target <="); n != len(tt.want) {
+				t.Errorf("checkTargets = %v; want %d misses", msg, len(tt.want))
+			}
+		})
+	}
+	// A variant not measured is not checked.
+	if err := checkTargets(&results{Times: r.Times}, options{maxTmplPSS: 1}); err != nil {
+		t.Errorf("PSS target without density figures: %v", err)
+	}
+}
+
+func TestOptionsCheck(t *testing.T) {
+	tests := []struct {
+		name string
+		o    options
+		ok   bool
+	}{
+		{"none", options{}, true},
+		{"template ratio", options{template: true, maxTmplRunc: 2}, true},
+		{"template ratio without -template", options{maxTmplRunc: 2}, false},
+		{"pool ratio", options{pool: true, maxPoolRunc: 2}, true},
+		{"pool ratio without -pool", options{template: true, maxPoolRunc: 2}, false},
+		{"PSS with the pool only", options{pool: true, density: []int{1, 10}, maxTmplPSS: 64}, true},
+		{"PSS without density", options{template: true, maxTmplPSS: 64}, false},
+		{"PSS without a templated kind", options{density: []int{1}, maxTmplPSS: 64}, false},
+	}
+	for _, tt := range tests {
+		if err := tt.o.check(); (err == nil) != tt.ok {
+			t.Errorf("%s: check = %v; want ok %v", tt.name, err, tt.ok)
+		}
+	}
+}
+
 func TestFloorArgs(t *testing.T) {
 	f := &floorVM{QEMU: "qemu", Firmware: "/q/qboot.rom", Machine: "q35", Accel: "tcg", Kernel: "/k/vmlinux",
 		Initrd: "/k/initrd", VCPUs: 1, MemoryMiB: 512, Share: "/s", Socket: "/x.sock", Console: "/c.log",
