@@ -48,8 +48,8 @@ func (s *Sandbox) startVM(ctx context.Context, opts Options, vc hypervisor.Confi
 	f := opts.Config.Factory
 	if f.Template && f.Pool > 0 {
 		err := s.takePooled(ctx, opts, vc, netnsPath, logf)
-		if opts.RefillPool != nil && !errors.Is(err, errNotPoolable) {
-			opts.RefillPool()
+		if !errors.Is(err, errNotPoolable) {
+			s.refill = opts.RefillPool // once the container started (RefillPool)
 		}
 		if err == nil {
 			return nil

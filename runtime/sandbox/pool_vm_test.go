@@ -93,8 +93,13 @@ func TestVMPool(t *testing.T) {
 	if s.slot != slot.Dir || s.VM.PID != pid {
 		t.Fatalf("the container did not get the pooled clone %s (pid %d): slot %q, pid %d", slot.Dir, pid, s.slot, s.VM.PID)
 	}
+	if *refills != 0 {
+		t.Errorf("taking a clone refilled the pool before the container started")
+	}
+	s.RefillPool()
+	s.RefillPool()
 	if *refills != 1 {
-		t.Errorf("taking a clone asked for %d refills, want 1", *refills)
+		t.Errorf("a container that took a clone asked for %d refills, want 1", *refills)
 	}
 	if n := niceOf(t, pid); n != workingNice {
 		t.Errorf("a taken clone's QEMU runs at nice %d, want %d", n, workingNice)

@@ -33,8 +33,9 @@ type Options struct {
 	Config *config.Config
 	// Logf receives warnings worth a line in the shim's log (e.g. the TCG fallback).
 	Logf func(format string, args ...any)
-	// RefillPool, if set, is called when the container took a clone from the pool of clones, or
-	// found none ([factory] pool): it starts refilling the pool in the background (FillPool).
+	// RefillPool, if set, starts refilling the pool of clones in the background (FillPool). It
+	// is called through Sandbox.RefillPool when the container took a clone from the pool or found
+	// none ([factory] pool).
 	RefillPool func()
 	// DirectVolumeRoot is where direct-assigned volume records are looked up; "" means
 	// upstream Kata's directvolume.Root.
@@ -56,6 +57,8 @@ type Sandbox struct {
 	memoryMiB   int                 // the VM's RAM
 	limits      *limits             // the container's resources as last applied (update.go)
 	slot        string              // the pool slot its VM came from (pool.go); "" for a VM of its own
+	refill      func()              // Options.RefillPool when the pool was asked for a clone
+	refillOnce  sync.Once
 	destroyOnce sync.Once
 	destroyErr  error
 }
@@ -313,6 +316,7 @@ func (s *Sandbox) destroy(ctx context.Context) error {
 	if err := Cleanup(s.StateDir); err != nil {
 		errs = append(errs, err)
 	}
+	s.RefillPool() // a container that never started did not refill the pool
 	// Once QEMU is gone: the image is no longer open.
 	if err := s.direct.release(); err != nil {
 		errs = append(errs, fmt.Errorf("releasing the direct volumes: %w", err))
