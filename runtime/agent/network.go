@@ -103,10 +103,14 @@ func awaitNICs(ctx context.Context, h *netlink.Handle, ifs []agentproto.Interfac
 		select {
 		case <-ctx.Done():
 			return nil, ctx.Err()
-		case <-time.After(50 * time.Millisecond):
+		case <-time.After(nicPoll):
 		}
 	}
 }
+
+// nicPoll is how often awaitNICs looks: a hot-plugged card appears within a few hundred ms, and
+// the container's start waits for it.
+const nicPoll = 10 * time.Millisecond
 
 // matchByMAC finds the link of each interface; missing is the first MAC not found.
 func matchByMAC(all []netlink.Link, ifs []agentproto.Interface) (links []netlink.Link, missing string) {

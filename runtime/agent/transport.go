@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -88,13 +89,20 @@ func (p *SerialPort) Accept(ctx context.Context) (io.ReadWriteCloser, error) {
 	}
 	p.Log.Debugf("%s (%s) is open, waiting for the host", dev, p.Name)
 	// The host usually connects first; when it does not, back off to a
-	// tenth of a second so an idle guest does not spin.
+	// tenth of a second so an idle guest does not spin, and wake at once
+	// when the host connects (a VM waiting in a pool, a restored clone).
+	hostEvents, stop := portEvents(f, p.Log)
+	defer stop()
 	wait := interval
 	err = poll(ctx, interval, func() (bool, error) {
 		ok, err := hostConnected(f)
 		if !ok && err == nil {
-			time.Sleep(wait)
-			wait = min(2*wait, 100*time.Millisecond)
+			select {
+			case <-hostEvents:
+				wait = interval
+			case <-time.After(wait):
+				wait = min(2*wait, 100*time.Millisecond)
+			}
 		}
 		return ok, err
 	})
@@ -226,6 +234,32 @@ func hostConnected(f *os.File) (bool, error) {
 		return false, fmt.Errorf("port reports an error (revents %#x)", revents)
 	}
 	return revents&unix.POLLHUP == 0, nil
+}
+
+// portEvents asks for SIGIO on the port: the guest kernel sends it to the port's owner when the
+// host opens or closes its end (virtio_console). stop ends the notification; without SIGIO (an
+// error, logged) the channel stays silent and Accept polls.
+func portEvents(f *os.File, log *Logger) (<-chan os.Signal, func()) {
+	ch := make(chan os.Signal, 1)
+	signal.Notify(ch, unix.SIGIO)
+	stop := func() { signal.Stop(ch) }
+	rc, err := f.SyscallConn()
+	if err == nil {
+		cerr := rc.Control(func(fd uintptr) {
+			if _, err = unix.FcntlInt(fd, unix.F_SETOWN, unix.Getpid()); err != nil {
+				return
+			}
+			var flags int
+			if flags, err = unix.FcntlInt(fd, unix.F_GETFL, 0); err == nil {
+				_, err = unix.FcntlInt(fd, unix.F_SETFL, flags|unix.O_ASYNC)
+			}
+		})
+		err = errors.Join(err, cerr)
+	}
+	if err != nil {
+		log.Debugf("no SIGIO from the port, polling for the host: %v", err)
+	}
+	return ch, stop
 }
 
 // poll calls check every interval until it reports done, fails, or ctx ends.

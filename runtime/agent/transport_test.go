@@ -2,6 +2,7 @@ package agent
 
 import (
 	"errors"
+	"golang.org/x/sys/unix"
 	"io"
 	"os"
 	"testing"
@@ -48,4 +49,24 @@ func TestPortSessionCloseKeepsInput(t *testing.T) {
 	if _, err := io.ReadFull(next, got); err != nil || string(got) != "hello" {
 		t.Errorf("the next session read %q, %v", got, err)
 	}
+}
+
+// TestPortEvents: portEvents delivers SIGIO when the descriptor's other end acts (on the real
+// port, the host opening or closing it), and nothing once stopped.
+func TestPortEvents(t *testing.T) {
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ours, peer := os.NewFile(uintptr(fds[0]), "ours"), os.NewFile(uintptr(fds[1]), "peer")
+	defer ours.Close()
+	defer peer.Close()
+	events, stop := portEvents(ours, NewLogger(io.Discard, false))
+	peer.Write([]byte("x"))
+	select {
+	case <-events:
+	case <-time.After(5 * time.Second):
+		t.Fatal("no SIGIO when the other end wrote")
+	}
+	stop()
 }

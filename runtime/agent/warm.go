@@ -71,13 +71,13 @@ func (s *Server) warm(ctx context.Context) (err error) {
 }
 
 // WarmRootfs makes the throwaway container's rootfs: a tmpfs holding the agent's binary at /w
-// (bound read-only) and the mount point of /proc.
+// (bound read-only); the container makes its mount points.
 func (e *NSExecutor) WarmRootfs() (string, func(), error) {
 	rootfs := filepath.Join(warmDir, "rootfs")
 	if err := os.MkdirAll(rootfs, 0o700); err != nil {
 		return "", nil, err
 	}
-	if err := unix.Mount("tmpfs", rootfs, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "size=64k,mode=0755"); err != nil {
+	if err := unix.Mount("tmpfs", rootfs, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "size=256k,mode=0755"); err != nil {
 		return "", nil, fmt.Errorf("mount the rootfs: %w", err)
 	}
 	cleanup := func() {
@@ -86,9 +86,6 @@ func (e *NSExecutor) WarmRootfs() (string, func(), error) {
 	}
 	exe := filepath.Join(rootfs, "w")
 	err := os.WriteFile(exe, nil, 0o755)
-	if err == nil {
-		err = os.Mkdir(filepath.Join(rootfs, "proc"), 0o555)
-	}
 	if err == nil {
 		err = unix.Mount("/proc/self/exe", exe, "", unix.MS_BIND, "")
 	}
@@ -102,15 +99,24 @@ func (e *NSExecutor) WarmRootfs() (string, func(), error) {
 	return rootfs, cleanup, nil
 }
 
-// warmSpec is the throwaway container: the namespaces and /proc of a Docker container.
+// warmSpec is the throwaway container: the namespaces and the kernel file systems Docker gives a
+// container, so that setting them up is warm too.
 func warmSpec(rootfs string) *specs.Spec {
 	return &specs.Spec{
 		Version: specs.Version,
-		Root:    &specs.Root{Path: rootfs, Readonly: true},
+		Root:    &specs.Root{Path: rootfs},
 		Process: &specs.Process{Args: []string{"/w", VersionArg}, Cwd: "/", Env: []string{"PATH=/"}},
 		Linux: &specs.Linux{Namespaces: []specs.LinuxNamespace{
 			{Type: specs.PIDNamespace}, {Type: specs.MountNamespace}, {Type: specs.IPCNamespace}, {Type: specs.UTSNamespace},
 		}},
-		Mounts: []specs.Mount{{Destination: "/proc", Type: "proc", Source: "proc"}},
+		Mounts: []specs.Mount{
+			{Destination: "/proc", Type: "proc", Source: "proc", Options: []string{"nosuid", "noexec", "nodev"}},
+			{Destination: "/dev", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "strictatime", "mode=755", "size=65536k"}},
+			{Destination: "/dev/pts", Type: "devpts", Source: "devpts", Options: []string{"nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"}},
+			{Destination: "/sys", Type: "sysfs", Source: "sysfs", Options: []string{"nosuid", "noexec", "nodev", "ro"}},
+			{Destination: "/sys/fs/cgroup", Type: "cgroup", Source: "cgroup", Options: []string{"ro", "nosuid", "noexec", "nodev"}},
+			{Destination: "/dev/mqueue", Type: "mqueue", Source: "mqueue", Options: []string{"nosuid", "noexec", "nodev"}},
+			{Destination: "/dev/shm", Type: "tmpfs", Source: "shm", Options: []string{"nosuid", "noexec", "nodev", "mode=1777", "size=65536k"}},
+		},
 	}
 }
