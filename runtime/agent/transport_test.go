@@ -2,11 +2,12 @@ package agent
 
 import (
 	"errors"
-	"golang.org/x/sys/unix"
 	"io"
 	"os"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // TestPortSessionCloseKeepsInput: ending a host session must release its blocked read without
