@@ -65,6 +65,7 @@ func (q qemuSandbox) Destroy(ctx context.Context) error { return q.sb.Destroy(ct
 func (q qemuSandbox) UpdateResources(ctx context.Context, res *specs.LinuxResources) error {
 	return q.sb.UpdateResources(ctx, res, log.G(ctx).WithField("id", q.sb.ID).Warnf)
 }
+
 // Start starts a process in the VM; once the container's own has, the pool of clones, if it gave
 // this container its VM, is refilled: not earlier, not to slow the start down.
 func (q qemuSandbox) Start(ctx context.Context, containerID, execID string) (int, error) {
