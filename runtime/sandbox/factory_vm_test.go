@@ -30,47 +30,8 @@ import (
 // or its siblings: random bytes and the clock. Then it breaks the template and expects a cold
 // boot.
 func TestVMTemplate(t *testing.T) {
-	testreq.Short(t, "boots VMs")
-	testreq.Root(t)
-	qemu := testreq.QEMU(t)
-	requireStaticBusybox(t)
-	img := testguest.Get(t)
-
-	// Short: the template VM's sockets live below <state>.cache/template/.build-<key>/vm.
-	base, err := os.MkdirTemp("", "kf")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(base) })
-	cfg := config.Default()
-	cfg.Hypervisor.Path, cfg.Hypervisor.Kernel, cfg.Hypervisor.Initrd = qemu, img.Vmlinux, img.Initrd
-	cfg.Hypervisor.Firmware = testreq.QbootROM
-	cfg.Hypervisor.Accelerator = config.AccelTCG
-	cfg.Hypervisor.MemoryMiB = 256
-	cfg.Agent.BootTimeout = config.Duration(90 * time.Second)
-	cfg.Runtime.StateDir = filepath.Join(base, "s")
-	cfg.Factory.Template = true
-
-	var logMu sync.Mutex
-	var logs []string
-	logf := func(format string, args ...any) {
-		msg := fmt.Sprintf(format, args...)
-		t.Log(msg)
-		logMu.Lock()
-		logs = append(logs, msg)
-		logMu.Unlock()
-	}
-	count := func(sub string) int {
-		logMu.Lock()
-		defer logMu.Unlock()
-		n := 0
-		for _, l := range logs {
-			if strings.Contains(l, sub) {
-				n++
-			}
-		}
-		return n
-	}
+	cfg := templateTestConfig(t)
+	logf, count := recordLog(t)
 	logged := func(sub string) bool { return count(sub) > 0 }
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
@@ -182,6 +143,58 @@ func TestVMTemplate(t *testing.T) {
 	if _, err := os.Stat(tdir); !os.IsNotExist(err) {
 		t.Errorf("the broken template %s is still there: %v", tdir, err)
 	}
+}
+
+// templateTestConfig needs what a VM of the real guest image needs and returns a configuration
+// with templating on, under a short temporary state directory (the template VM's sockets live
+// below <state>.cache/template/.build-<key>/vm).
+func templateTestConfig(t *testing.T) *config.Config {
+	t.Helper()
+	testreq.Short(t, "boots VMs")
+	testreq.Root(t)
+	qemu := testreq.QEMU(t)
+	requireStaticBusybox(t)
+	img := testguest.Get(t)
+	base, err := os.MkdirTemp("", "kf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(base) })
+	cfg := config.Default()
+	cfg.Hypervisor.Path, cfg.Hypervisor.Kernel, cfg.Hypervisor.Initrd = qemu, img.Vmlinux, img.Initrd
+	cfg.Hypervisor.Firmware = testreq.QbootROM
+	cfg.Hypervisor.Accelerator = config.AccelTCG
+	cfg.Hypervisor.MemoryMiB = 256
+	cfg.Agent.BootTimeout = config.Duration(90 * time.Second)
+	cfg.Runtime.StateDir = filepath.Join(base, "s")
+	cfg.Factory.Template = true
+	return cfg
+}
+
+// recordLog returns a logf that logs to t and keeps the lines, and a count of the kept lines
+// that contain a string.
+func recordLog(t *testing.T) (logf func(string, ...any), count func(sub string) int) {
+	var mu sync.Mutex
+	var logs []string
+	logf = func(format string, args ...any) {
+		msg := fmt.Sprintf(format, args...)
+		t.Log(msg)
+		mu.Lock()
+		logs = append(logs, msg)
+		mu.Unlock()
+	}
+	count = func(sub string) int {
+		mu.Lock()
+		defer mu.Unlock()
+		n := 0
+		for _, l := range logs {
+			if strings.Contains(l, sub) {
+				n++
+			}
+		}
+		return n
+	}
+	return logf, count
 }
 
 // runContainer runs args in a container of the VM (rootfs/ of its share) and returns stdout.

@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -17,8 +16,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/kata-deploy/kata-deploy/internal/runtimecache"
-	"github.com/kata-deploy/kata-deploy/internal/testguest"
-	"github.com/kata-deploy/kata-deploy/internal/testreq"
 	"github.com/kata-deploy/kata-deploy/runtime/agentproto"
 	"github.com/kata-deploy/kata-deploy/runtime/config"
 	"github.com/kata-deploy/kata-deploy/runtime/hypervisor"
@@ -29,37 +26,12 @@ import (
 // read-only), and checks that the container's end, a dead shim's cleanup and RemovePool leave
 // nothing: no QEMU, no slot, no mount.
 func TestVMPool(t *testing.T) {
-	testreq.Short(t, "boots VMs")
-	testreq.Root(t)
-	qemu := testreq.QEMU(t)
-	requireStaticBusybox(t)
-	img := testguest.Get(t)
-
-	base, err := os.MkdirTemp("", "kp") // short: sockets live below it
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(base) })
-	cfg := config.Default()
-	cfg.Hypervisor.Path, cfg.Hypervisor.Kernel, cfg.Hypervisor.Initrd = qemu, img.Vmlinux, img.Initrd
-	cfg.Hypervisor.Firmware = testreq.QbootROM
-	cfg.Hypervisor.Accelerator = config.AccelTCG
-	cfg.Hypervisor.MemoryMiB = 256
-	cfg.Agent.BootTimeout = config.Duration(90 * time.Second)
-	cfg.Runtime.StateDir = filepath.Join(base, "s")
-	cfg.Factory.Template, cfg.Factory.Pool = true, 1
+	cfg := templateTestConfig(t)
+	cfg.Factory.Pool = 1
+	base := filepath.Dir(cfg.Runtime.StateDir)
 	cache := runtimecache.Dir(cfg.Runtime.StateDir)
 	t.Cleanup(func() { RemovePool(context.Background(), cache) })
-
-	var logMu sync.Mutex
-	var logs []string
-	logf := func(format string, args ...any) {
-		msg := fmt.Sprintf(format, args...)
-		t.Log(msg)
-		logMu.Lock()
-		logs = append(logs, msg)
-		logMu.Unlock()
-	}
+	logf, _ := recordLog(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 
