@@ -17,6 +17,7 @@ import (
 //	  <key>/<slot>/                  one clone of the template <key>
 //	    vm/                          its VM state directory (QEMU's pid file, sockets, logs)
 //	    share/                       its 9p export, a tmpfs; the container's share goes at share/c
+//	    nic.json                     its spare network card (QEMU device, MAC, tap, slot)
 //	    ready                        written once the clone is restored and warm: it can be taken
 //	    taken                        the ready file renamed by the container that took it; holds
 //	                                 that container's state directory
@@ -34,6 +35,8 @@ const (
 	SlotShare = "share"
 	SlotReady = "ready"
 	SlotTaken = "taken"
+	// SlotNIC records the clone's spare network card, if it has one (JSON).
+	SlotNIC = "nic.json"
 	// SlotShareSubdir is where a container's share is bound in the slot's export.
 	SlotShareSubdir = "c"
 )

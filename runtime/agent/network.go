@@ -58,6 +58,9 @@ func applyNetwork(ctx context.Context, h *netlink.Handle, n agentproto.Network, 
 	if err != nil {
 		return err
 	}
+	if err := readdressCards(h, n.Interfaces, links); err != nil {
+		return err
+	}
 	if err := retireOthers(h, links); err != nil {
 		return err
 	}
@@ -81,6 +84,28 @@ func loopbackUp(h *netlink.Handle) error {
 	}
 	if err != nil {
 		return fmt.Errorf("bringing up the guest's loopback interface: %w", err)
+	}
+	return nil
+}
+
+// readdressCards gives the cards found by their Interface.CardMAC (plugged before their interface
+// was known) the interface's MAC, down: they come up configured.
+func readdressCards(h *netlink.Handle, ifs []agentproto.Interface, links []netlink.Link) error {
+	for i, in := range ifs {
+		mac, _ := net.ParseMAC(in.MAC) // validated
+		if slices.Equal(links[i].Attrs().HardwareAddr, mac) {
+			continue
+		}
+		err := h.LinkSetDown(links[i])
+		if err == nil {
+			err = h.LinkSetHardwareAddr(links[i], mac)
+		}
+		if err == nil {
+			links[i], err = h.LinkByIndex(links[i].Attrs().Index)
+		}
+		if err != nil {
+			return fmt.Errorf("giving the card %s the MAC %s of %s: %w", in.CardMAC, in.MAC, in.Name, err)
+		}
 	}
 	return nil
 }
@@ -112,22 +137,31 @@ func awaitNICs(ctx context.Context, h *netlink.Handle, ifs []agentproto.Interfac
 // the container's start waits for it.
 const nicPoll = 10 * time.Millisecond
 
-// matchByMAC finds the link of each interface; missing is the first MAC not found.
+// matchByMAC finds the link of each interface, by its MAC or else its card's (CardMAC); missing
+// is the first MAC not found.
 func matchByMAC(all []netlink.Link, ifs []agentproto.Interface) (links []netlink.Link, missing string) {
 	links = make([]netlink.Link, len(ifs))
 	for i, in := range ifs {
-		mac, _ := net.ParseMAC(in.MAC) // validated
-		for _, l := range all {
-			if l.Attrs().EncapType == "ether" && slices.Equal(l.Attrs().HardwareAddr, mac) {
-				links[i] = l
-				break
-			}
+		links[i] = linkWithMAC(all, in.MAC)
+		if links[i] == nil && in.CardMAC != "" {
+			links[i] = linkWithMAC(all, in.CardMAC)
 		}
 		if links[i] == nil && missing == "" {
 			missing = in.MAC
 		}
 	}
 	return links, missing
+}
+
+// linkWithMAC is the Ethernet link with the (validated) MAC, or nil.
+func linkWithMAC(all []netlink.Link, s string) netlink.Link {
+	mac, _ := net.ParseMAC(s)
+	for _, l := range all {
+		if l.Attrs().EncapType == "ether" && slices.Equal(l.Attrs().HardwareAddr, mac) {
+			return l
+		}
+	}
+	return nil
 }
 
 // retireOthers takes down the Ethernet links that are not in the configuration (cards of networks

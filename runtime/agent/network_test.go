@@ -310,3 +310,20 @@ func TestApplyNetworkCardAppearsLate(t *testing.T) {
 		t.Errorf("late card: %+v", got)
 	}
 }
+
+// A card plugged before its interface was known (a pooled VM's spare) is found by its own MAC and
+// given the interface's; applying again finds it by the interface's.
+func TestApplyNetworkSpareCard(t *testing.T) {
+	h := requireRootNetNS(t)
+	const spare, mac = "02:6b:64:00:00:01", "02:42:ac:12:00:0b"
+	mustAddNIC(t, h, "eth3", spare)
+	n := agentproto.Network{Interfaces: []agentproto.Interface{{Name: "eth0", MAC: mac, MTU: 1500, Addresses: []string{"10.6.0.2/24"}, CardMAC: spare}}}
+	for range 2 {
+		if err := applyNetwork(context.Background(), h.Handle, n, time.Second); err != nil {
+			t.Fatal(err)
+		}
+		if got, want := stateOf(t, h, mac), (linkState{"eth0", 1500, true, []string{"10.6.0.2/24"}}); !reflect.DeepEqual(got, want) {
+			t.Errorf("the spare card: %+v, want %+v", got, want)
+		}
+	}
+}

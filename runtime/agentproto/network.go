@@ -46,6 +46,9 @@ type Interface struct {
 	// link-local addresses are left out: the guest derives its own from the
 	// same MAC.
 	Addresses []string `json:"addresses,omitempty"`
+	// CardMAC, if set, is the MAC a card plugged before the container existed has (a pooled
+	// VM's spare card): the agent gives that card MAC instead of waiting for one with MAC.
+	CardMAC string `json:"cardMac,omitempty"`
 }
 
 // Route scopes, as in `ip route ... scope`.
@@ -83,6 +86,11 @@ func (n Network) Validate() error {
 		mac, err := net.ParseMAC(in.MAC)
 		if err != nil || len(mac) != 6 {
 			return fmt.Errorf("interface %s: MAC %q is not an Ethernet address", in.Name, in.MAC)
+		}
+		if in.CardMAC != "" {
+			if card, err := net.ParseMAC(in.CardMAC); err != nil || len(card) != 6 || card[0]&1 != 0 {
+				return fmt.Errorf("interface %s: card MAC %q is not a unicast Ethernet address", in.Name, in.CardMAC)
+			}
 		}
 		if names[in.Name] || macs[mac.String()] {
 			return fmt.Errorf("interface %s (%s) is listed twice", in.Name, in.MAC)

@@ -64,3 +64,22 @@ func (vm *VM) SetNice(nice int) error {
 	}
 	return nil
 }
+
+// NICSlot returns the slot of a NIC AddNIC plugged, -1 for none: with AdoptNIC, another process
+// that adopts the VM learns of it.
+func (vm *VM) NICSlot(id string) int { return vm.nics.find(id) }
+
+// AdoptNIC records a NIC that the process which started an adopted VM plugged into slot (NICSlot
+// there), so that RemoveNIC can unplug it and AddNIC does not reuse the slot.
+func (vm *VM) AdoptNIC(id string, slot int) error {
+	if !nicIDPattern.MatchString(id) || slot < 0 || slot >= NICSlots {
+		return fmt.Errorf("%s: NIC %q in slot %d: not a NIC this runtime plugs", &vm.cfg, id, slot)
+	}
+	vm.nics.mu.Lock()
+	defer vm.nics.mu.Unlock()
+	if have := vm.nics.taken[slot]; have != "" {
+		return fmt.Errorf("%s: slot %d already holds NIC %s", &vm.cfg, slot, have)
+	}
+	vm.nics.taken[slot] = id
+	return nil
+}

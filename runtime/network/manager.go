@@ -47,6 +47,9 @@ type Options struct {
 	Done <-chan struct{}
 	// Logf receives what goes wrong after Start returned (hot-plug on network connect, ...).
 	Logf func(format string, args ...any)
+	// Spare, if set, is a card already plugged (PlugSpare): the first link takes it over; Start
+	// unplugs it if none does.
+	Spare *SpareNIC
 }
 
 // Timeouts. A guest under emulation takes about a second to probe a hot-plugged card; the agent
@@ -88,6 +91,9 @@ type port struct {
 	src   guestSource // what the tap's ingress lets the guest send as
 	// bridged: the tap is a port of a kata-net bridge in the shim's namespace (bridged.go).
 	bridged bool
+	// cardMAC is the MAC of a spare card the link took over (spare.go), which the guest changes
+	// to mac.
+	cardMAC string
 }
 
 // Start wires every link Docker configured in the namespace into the VM, configures the guest,
@@ -126,6 +132,9 @@ func Start(ctx context.Context, opts Options) (_ *Manager, err error) {
 		m.watch(events)
 	}()
 	if err := m.reconcile(ctx); err != nil {
+		return nil, err
+	}
+	if err := m.dropSpare(ctx); err != nil {
 		return nil, err
 	}
 	if err := m.ensureDNS(ctx); err != nil {
@@ -222,6 +231,10 @@ func (m *Manager) plug(ctx context.Context, l netlink.Link) (*port, error) {
 		// Another VM's Manager wired this link: taking it over would cut that VM off.
 		return nil, fmt.Errorf("wiring %s into the VM: it is already wired into another VM (%s exists): a network namespace cannot serve two VMs", a.Name, tapName(a.Index))
 	}
+	if spare := m.opts.Spare; spare != nil {
+		m.opts.Spare = nil
+		return m.plugSpare(l, spare)
+	}
 	tap, tapIndex, err := newTap(m.ns, m.nl, tapName(a.Index), a.MTU)
 	if err != nil {
 		return nil, fmt.Errorf("wiring %s into the VM: %w", a.Name, err)
@@ -317,7 +330,9 @@ func (m *Manager) guestNetwork(current map[int]netlink.Link) (agentproto.Network
 		if err != nil {
 			return n, fmt.Errorf("listing the addresses of %s: %w", l.Attrs().Name, err)
 		}
-		n.Interfaces = append(n.Interfaces, guestInterface(l, addrs))
+		in := guestInterface(l, addrs)
+		in.CardMAC = m.plugged[idx].cardMAC
+		n.Interfaces = append(n.Interfaces, in)
 		names[idx] = l.Attrs().Name
 	}
 	routes, err := listRetrying(func() ([]netlink.Route, error) {

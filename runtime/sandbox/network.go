@@ -43,6 +43,7 @@ func (s *Sandbox) StartNetwork(ctx context.Context, bundle string, logf func(for
 		DNS:       func() bool { return usesDockerDNS(spec) },
 		Done:      done,
 		Logf:      logf,
+		Spare:     s.spareNIC,
 	})
 	if err != nil {
 		return fmt.Errorf("wiring the container's network into the VM: %w", err)

@@ -18,6 +18,7 @@ package sandbox
 import (
 	"context"
 	"crypto/rand"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -32,6 +33,7 @@ import (
 	"github.com/kata-deploy/kata-deploy/runtime/agentproto"
 	"github.com/kata-deploy/kata-deploy/runtime/config"
 	"github.com/kata-deploy/kata-deploy/runtime/hypervisor"
+	"github.com/kata-deploy/kata-deploy/runtime/network"
 )
 
 // poolSlotRecord, in a sandbox's state directory, names the pool slot its VM came from: Cleanup
@@ -91,7 +93,7 @@ func (s *Sandbox) takePooled(ctx context.Context, opts Options, vc hypervisor.Co
 		return err
 	}
 	s.slot = slot
-	if s.VM, s.Agent, err = adoptSlot(ctx, slot, vc, opts.Config.Agent.BootTimeout.Duration(), logf); err != nil {
+	if s.VM, s.Agent, s.spareNIC, err = adoptSlot(ctx, slot, vc, opts.Config.Agent.BootTimeout.Duration(), logf); err != nil {
 		err = fmt.Errorf("the clone in %s: %w", slot, err)
 		if rerr := s.releaseSlot(); rerr != nil {
 			err = fmt.Errorf("%w (and cleaning it up: %v)", err, rerr)
@@ -151,12 +153,12 @@ func slotConfig(vc hypervisor.Config, slot string) hypervisor.Config {
 // adoptSlot takes over the slot's QEMU for the container of vc: into its cgroup, at the normal
 // priority, with its share bound below the export and a fresh agent session, reseeded and with
 // the host's clock. On error the VM is left to the caller's releaseSlot.
-func adoptSlot(ctx context.Context, slot string, vc hypervisor.Config, timeout time.Duration, logf func(string, ...any)) (_ *hypervisor.VM, _ *agentproto.Client, err error) {
+func adoptSlot(ctx context.Context, slot string, vc hypervisor.Config, timeout time.Duration, logf func(string, ...any)) (_ *hypervisor.VM, _ *agentproto.Client, spare *network.SpareNIC, err error) {
 	cfg := slotConfig(vc, slot)
 	cfg.ID, cfg.Logf = vc.ID, vc.Logf
 	vm, err := hypervisor.Adopt(ctx, cfg)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	defer func() {
 		if err != nil {
@@ -165,24 +167,27 @@ func adoptSlot(ctx context.Context, slot string, vc hypervisor.Config, timeout t
 	}()
 	if vc.Placed != nil {
 		if err := vc.Placed(vm.PID); err != nil {
-			return nil, nil, fmt.Errorf("placing QEMU (pid %d): %w", vm.PID, err)
+			return nil, nil, nil, fmt.Errorf("placing QEMU (pid %d): %w", vm.PID, err)
 		}
 	}
 	if err := vm.SetNice(workingNice); err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
+	}
+	if spare, err = adoptSpare(vm, slot); err != nil {
+		return nil, nil, nil, err
 	}
 	if err := bindShare(vc.Shares, slot); err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	agent, err := connectAgent(ctx, vm, timeout, logf)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	if err := reseed(ctx, agent); err != nil {
 		agent.Close()
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	return vm, agent, nil
+	return vm, agent, spare, nil
 }
 
 // bindShare binds the container's share (its tmpfs and every bind under it, with their flags)
@@ -389,6 +394,10 @@ func (p poolStore) add(ctx context.Context, t templateStore, vc hypervisor.Confi
 		}
 		return "", err
 	}
+	if err := plugSpare(ctx, vm, slot); err != nil {
+		// A clone without one still saves the restore.
+		p.logf("no spare network card in %s: %v", slot, err)
+	}
 	err = warm(ctx, agent)
 	// The session ends here: the container's shim starts its own.
 	agent.Close()
@@ -400,6 +409,46 @@ func (p poolStore) add(ctx context.Context, t templateStore, vc hypervisor.Confi
 		return "", err
 	}
 	return slot, nil
+}
+
+// spareRecord is what a slot records of its spare card (runtimecache.SlotNIC).
+type spareRecord struct {
+	network.SpareNIC
+	Slot int `json:"slot"` // the VM's NIC slot (hypervisor.VM.NICSlot)
+}
+
+// plugSpare plugs a spare network card into a clone and records it in its slot: the guest probes
+// it while the clone waits, and the container's first network link takes it over.
+func plugSpare(ctx context.Context, vm *hypervisor.VM, slot string) error {
+	spare, err := network.PlugSpare(ctx, vm, fmt.Sprintf("/proc/%d/ns/net", vm.PID))
+	if err != nil {
+		return err
+	}
+	b, err := json.Marshal(spareRecord{SpareNIC: spare, Slot: vm.NICSlot(spare.ID)})
+	if err != nil {
+		return err
+	}
+	return writeFileSync(filepath.Join(slot, runtimecache.SlotNIC), b)
+}
+
+// adoptSpare tells the adopted VM of its slot's spare card, if it has one.
+func adoptSpare(vm *hypervisor.VM, slot string) (*network.SpareNIC, error) {
+	b, err := os.ReadFile(filepath.Join(slot, runtimecache.SlotNIC))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	var r spareRecord
+	if err == nil {
+		err = json.Unmarshal(b, &r)
+	}
+	if err == nil {
+		err = vm.AdoptNIC(r.ID, r.Slot)
+	}
+	if err != nil {
+		// The card would stay in the guest, unused and seen by the container.
+		return nil, fmt.Errorf("the clone's spare network card: %w", err)
+	}
+	return &r.SpareNIC, nil
 }
 
 // makeSlotShare mounts a slot's export: the tmpfs of a share root (mountShareRoot), made a shared

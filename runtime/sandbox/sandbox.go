@@ -24,6 +24,7 @@ import (
 	"github.com/kata-deploy/kata-deploy/runtime/config"
 	"github.com/kata-deploy/kata-deploy/runtime/hostcgroup"
 	"github.com/kata-deploy/kata-deploy/runtime/hypervisor"
+	"github.com/kata-deploy/kata-deploy/runtime/network"
 )
 
 // Options describe the container to run.
@@ -58,6 +59,7 @@ type Sandbox struct {
 	limits      *limits             // the container's resources as last applied (update.go)
 	slot        string              // the pool slot its VM came from (pool.go); "" for a VM of its own
 	refill      func()              // Options.RefillPool when the pool was asked for a clone
+	spareNIC    *network.SpareNIC   // the pooled VM's spare card, for the first network link
 	refillOnce  sync.Once
 	destroyOnce sync.Once
 	destroyErr  error

@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -139,6 +140,19 @@ func TestKataPool(t *testing.T) {
 			t.Errorf("two pooled clones read the same bytes: %s", a)
 		}
 	})
+	t.Run("the container sees its own network cards only", func(t *testing.T) {
+		// The waiting clone's spare card became eth0, or was unplugged for --network none.
+		for _, tc := range []struct {
+			network string
+			want    []string
+		}{{"bridge", []string{"lo", "eth0"}}, {"none", []string{"lo"}}} {
+			waitingClone(t, cache)
+			res := docker(t, "", "run", "--rm", "--network", tc.network, "--runtime=kata-pool", "busybox", "sh", "-c", "ls /sys/class/net")
+			if got := strings.Fields(res.stdout); res.code != 0 || !sameSet(got, tc.want) {
+				t.Errorf("--network %s: exit %d, cards %q, want %q (stderr %q)", tc.network, res.code, got, tc.want, res.stderr)
+			}
+		}
+	})
 	t.Run("a pooled clone reaches the network", func(t *testing.T) {
 		network := userNetwork(t)
 		server := netName(t, "web")
@@ -173,4 +187,12 @@ func waitingClone(t *testing.T, cache string) string {
 	log, _ := os.ReadFile(filepath.Join(runtimecache.PoolDir(cache), "fill.log"))
 	t.Fatalf("no clone waits in the pool after 2 minutes; the fill log says:\n%s", log)
 	return ""
+}
+
+// sameSet reports whether a and b hold the same strings, in any order.
+func sameSet(a, b []string) bool {
+	a, b = slices.Clone(a), slices.Clone(b)
+	slices.Sort(a)
+	slices.Sort(b)
+	return slices.Equal(a, b)
 }
