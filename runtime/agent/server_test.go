@@ -747,15 +747,19 @@ func TestServeNewHostWithoutDisconnect(t *testing.T) {
 	}
 }
 
-// TestWarm: a VM that ran no container runs the agent's throwaway container, which leaves no
-// container, no rootfs and no count of a container that ran (the idle power-off still waits for
+// TestWarm: a VM that ran no container mounts the shares given and runs the agent's throwaway
+// container, which leaves no container, no rootfs and no count of a container that ran (the idle power-off still waits for
 // a host's container); once a host's container ran, warming is refused, and so is the throwaway
 // container's ID for a host's container.
 func TestWarm(t *testing.T) {
 	h := newHarness(t, 100*time.Millisecond)
 	ctx := testCtx(t)
-	if err := h.client.Warm(ctx); err != nil {
+	share := createReq("x", "echo").Shares[0]
+	if err := h.client.Warm(ctx, share); err != nil {
 		t.Fatal(err)
+	}
+	if len(h.exec.mounts) != 1 {
+		t.Errorf("warming with a share mounted %d shares, want 1", len(h.exec.mounts))
 	}
 	if h.exec.warmRootfs != 0 {
 		t.Errorf("%d throwaway rootfs left", h.exec.warmRootfs)
@@ -776,6 +780,9 @@ func TestWarm(t *testing.T) {
 	c := h.connect(t)
 	if err := c.CreateContainer(ctx, createReq("c1", "echo")); err != nil {
 		t.Fatal(err)
+	}
+	if len(h.exec.mounts) != 1 {
+		t.Errorf("the container's create mounted the share warming mounted again (%d mounts)", len(h.exec.mounts))
 	}
 	if err := c.Warm(ctx); err == nil || !strings.Contains(err.Error(), "run containers already") {
 		t.Errorf("warming after a container: %v", err)

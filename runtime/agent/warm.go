@@ -24,10 +24,10 @@ const VersionArg = "--version"
 // warmTimeout bounds the throwaway container's run.
 const warmTimeout = 30 * time.Second
 
-// warm runs a throwaway container through the same steps as a host's (create, start, wait,
-// remove: namespaces, cgroups, mounts, the re-executed agent, a Go program's start), in a VM that
-// has run none yet, then removes every trace of it (OpWarm).
-func (s *Server) warm(ctx context.Context) (err error) {
+// warm mounts shares, then runs a throwaway container through the same steps as a host's
+// (create, start, wait, remove: namespaces, cgroups, mounts, the re-executed agent, a Go
+// program's start), in a VM that has run none yet, and removes every trace of it (OpWarm).
+func (s *Server) warm(ctx context.Context, shares []agentproto.Share) (err error) {
 	s.mu.Lock()
 	ran := s.ranAny
 	s.mu.Unlock()
@@ -36,6 +36,14 @@ func (s *Server) warm(ctx context.Context) (err error) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, warmTimeout)
 	defer cancel()
+	for _, sh := range shares {
+		if err := sh.Validate(); err != nil {
+			return fmt.Errorf("warm: %w", err)
+		}
+		if err := s.mountShare(ctx, sh); err != nil {
+			return fmt.Errorf("warm: %w", err)
+		}
+	}
 	rootfs, cleanup, err := s.cfg.Executor.WarmRootfs()
 	if err != nil {
 		return fmt.Errorf("warm: %w", err)

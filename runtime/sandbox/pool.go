@@ -398,7 +398,7 @@ func (p poolStore) add(ctx context.Context, t templateStore, vc hypervisor.Confi
 		// A clone without one still saves the restore.
 		p.logf("no spare network card in %s: %v", slot, err)
 	}
-	err = warm(ctx, agent)
+	err = warm(ctx, agent, poolShare(vc))
 	// The session ends here: the container's shim starts its own.
 	agent.Close()
 	if err == nil {
@@ -451,6 +451,12 @@ func adoptSpare(vm *hypervisor.VM, slot string) (*network.SpareNIC, error) {
 	return &r.SpareNIC, nil
 }
 
+// poolShare is the share a container in a pooled clone gets: the export, the container's part
+// of it below (runtimecache.SlotShareSubdir).
+func poolShare(vc hypervisor.Config) agentproto.Share {
+	return agentproto.Share{Type: vc.Shares[0].Type, Tag: vc.Shares[0].Tag, GuestPath: agentproto.SharedGuestDir, Subdir: runtimecache.SlotShareSubdir}
+}
+
 // makeSlotShare mounts a slot's export: the tmpfs of a share root (mountShareRoot), made a shared
 // mount so that what is bound below it later reaches QEMU, with the directory the container's
 // share will be bound at.
@@ -467,11 +473,11 @@ func makeSlotShare(dir string) error {
 	return os.Mkdir(filepath.Join(dir, runtimecache.SlotShareSubdir), 0o700)
 }
 
-// warm has a fresh clone run the agent's throwaway container and a few round trips, so that the
-// guest code a container's start runs is translated (TCG) and paged in before a container waits
-// for it.
-func warm(ctx context.Context, agent *agentproto.Client) error {
-	if err := agent.Warm(ctx); err != nil {
+// warm has a fresh clone mount its export (the share a container's create names: it finds it
+// mounted) and run the agent's throwaway container and a few round trips, so that the guest code a
+// container's start runs is translated (TCG) and paged in before a container waits for it.
+func warm(ctx context.Context, agent *agentproto.Client, share agentproto.Share) error {
+	if err := agent.Warm(ctx, share); err != nil {
 		return fmt.Errorf("warming the clone: %w", err)
 	}
 	for range warmPings {

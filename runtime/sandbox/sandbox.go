@@ -153,7 +153,7 @@ func Create(ctx context.Context, opts Options) (_ *Sandbox, err error) {
 	s.BootTime = time.Since(started)
 	share := agentproto.Share{Type: guestFSType(opts.Config.Hypervisor.SharedFS), Tag: agentproto.SharedTag, GuestPath: agentproto.SharedGuestDir}
 	if s.slot != "" {
-		share.Subdir = runtimecache.SlotShareSubdir // below the pooled clone's export
+		share = poolShare(vc) // mounted while the clone waited, the container's part below
 	}
 	req := agentproto.CreateContainerRequest{
 		ID:      opts.ID,
