@@ -59,6 +59,26 @@ func kernelCmdline(extra []string, debug bool) (string, error) {
 	return line, nil
 }
 
+// emulated reports whether argv, a QEMU command line qemuConfig wrote, runs its guest under
+// TCG.
+func emulated(argv []string) bool {
+	for i := 0; i+1 < len(argv); i++ {
+		switch argv[i] {
+		case "-accel":
+			if a, _, _ := strings.Cut(argv[i+1], ","); a == AccelTCG {
+				return true
+			}
+		case "-machine":
+			for _, opt := range strings.Split(argv[i+1], ",") {
+				if opt == "accel="+AccelTCG {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}
+
 func hasVirtiofs(shares []Share) bool {
 	return slices.ContainsFunc(shares, func(s Share) bool { return s.Type == ShareVirtiofs })
 }
