@@ -127,6 +127,9 @@ func spawnOnThisThread(spec spawnSpec) (*os.Process, error) {
 	if err := confineThread(spec.keepCaps, spec.root); err != nil {
 		return nil, fmt.Errorf("confine %s: %w", spec.path, err)
 	}
+	if emulated(spec.argv) {
+		noHugePages()
+	}
 	p, err := os.StartProcess(spec.path, spec.argv, &os.ProcAttr{
 		Files: spec.files,
 		Sys: &syscall.SysProcAttr{
@@ -140,6 +143,21 @@ func spawnOnThisThread(spec spawnSpec) (*os.Process, error) {
 		return nil, fmt.Errorf("start %s: %w", spec.path, err)
 	}
 	return p, nil
+}
+
+// noHugePages turns transparent huge pages off for this process and the processes it starts
+// from now on (PR_SET_THP_DISABLE belongs to the whole process and is kept across fork and
+// exec). QEMU asks for huge pages (MADV_HUGEPAGE) for its TCG translation buffer and every RAM
+// block: on a host whose THP mode is "madvise" (most distributions' default) each 2 MiB range it
+// touches at all then costs 2 MiB, and under emulation they buy little (guest memory is reached
+// through QEMU's software TLB). Measured under TCG: 2-3.5 MiB less PSS per idle clone, 6 MiB per
+// cold-booted VM, start time unchanged. Under KVM
+// QEMU keeps them: there they back guest memory in the hardware's second-level page tables. A
+// shim runs one VM (and the template its clones come from), all with one accelerator, so
+// turning them off for the shim for good is what its QEMU needs; the shim's Go heap does not ask
+// for huge pages. Failing to turn them off costs only that memory.
+func noHugePages() {
+	_ = unix.Prctl(unix.PR_SET_THP_DISABLE, 1, 0, 0, 0)
 }
 
 // confineThread gives the calling thread what its children must inherit.

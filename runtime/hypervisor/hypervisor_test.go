@@ -257,7 +257,8 @@ func TestCommandLine(t *testing.T) {
 			{"-qmp", "unix:STATE/qmp.sock,server=on,wait=off"}, {"-m", "256M"}, {"-smp", "1"},
 			{"-nodefaults"}, {"-no-user-config"}, {"-nographic"}, {"--no-reboot"},
 			{"-device", "virtio-9p-pci,disable-modern=false,fsdev=fs0,mount_tag=rootfs"},
-		}, []string{"-cpu", "-realtime", "mlock=off", "-daemonize", "-pidfile"}},
+			// A cold boot keeps QEMU's translation buffer: only templates and clones get a smaller one.
+		}, []string{"-cpu", "-realtime", "mlock=off", "-daemonize", "-pidfile", "-accel"}},
 		{"kvm without firmware", func(c *Config) { c.Accelerator = AccelKVM; c.Firmware = "" }, [][]string{
 			{"-machine", "q35,accel=kvm"}, {"-cpu", "host"},
 		}, []string{"-bios", "-realtime"}},
@@ -286,6 +287,42 @@ func TestCommandLine(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestEmulated checks that the command lines qemuConfig writes are told apart by accelerator: a
+// QEMU under TCG is started without transparent huge pages (confine.go), one under KVM keeps them.
+func TestEmulated(t *testing.T) {
+	for _, tt := range []struct {
+		accel string
+		file  bool // a template's or a clone's RAM (-accel tcg,tb-size= under TCG)
+		want  bool
+	}{
+		{AccelTCG, false, true}, {AccelTCG, true, true}, {AccelKVM, false, false}, {AccelKVM, true, false},
+	} {
+		c := testConfig(t)
+		c.Accelerator = tt.accel
+		if tt.file {
+			c.memory = &memoryFile{path: filepath.Join(t.TempDir(), "memory")}
+		}
+		q, err := qemuConfig(context.Background(), &c, newLayout(c.StateDir))
+		if err != nil {
+			t.Fatal(err)
+		}
+		args, err := commandLine(q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := emulated(append([]string{c.QEMUPath}, args...)); got != tt.want {
+			t.Errorf("%s (file-backed RAM %v): emulated = %v, want %v: %q", tt.accel, tt.file, got, tt.want, args)
+		}
+	}
+	for _, argv := range [][]string{
+		{"qemu", "-machine", "q35,accel=tcg:kvm"}, {"qemu", "-accel", "tcgx"}, {"qemu", "-name", "-accel"}, {"qemu", "-machine"},
+	} {
+		if emulated(argv) {
+			t.Errorf("emulated(%q) = true", argv)
+		}
 	}
 }
 

@@ -38,20 +38,20 @@ func TestTemplateCommandLine(t *testing.T) {
 	}{
 		{"tcg template", AccelTCG, 0, false, [][]string{
 			{"-m", "256M", "-object", "memory-backend-file,id=mem0,size=256M,mem-path=MEM,share=on", "-numa", "node,memdev=mem0"},
-			{"-machine", "q35,accel=tcg"},
-		}, []string{"-incoming", "-S", "-cpu"}},
+			{"-machine", "q35"}, {"-accel", "tcg,tb-size=24"},
+		}, []string{"-incoming", "-S", "-cpu", "q35,accel=tcg"}},
 		{"tcg clone", AccelTCG, 0, true, [][]string{
 			{"-m", "256M", "-object", "memory-backend-file,id=mem0,size=256M,mem-path=MEM,share=off", "-numa", "node,memdev=mem0"},
-			{"-incoming", "defer"}, {"-S"},
-		}, []string{"-cpu"}},
+			{"-incoming", "defer"}, {"-S"}, {"-machine", "q35"}, {"-accel", "tcg,tb-size=24"},
+		}, []string{"-cpu", "q35,accel=tcg"}},
 		{"kvm template", AccelKVM, 0, false, [][]string{
 			{"-object", "memory-backend-file,id=mem0,size=256M,mem-path=MEM,share=on"},
 			{"-machine", "q35,accel=kvm"}, {"-cpu", "host"},
-		}, []string{"-incoming", "-S"}},
+		}, []string{"-incoming", "-S", "-accel"}},
 		{"kvm clone", AccelKVM, 0, true, [][]string{
 			{"-object", "memory-backend-file,id=mem0,size=256M,mem-path=MEM,share=off"},
 			{"-machine", "q35,accel=kvm"}, {"-cpu", "host"}, {"-incoming", "defer"}, {"-S"},
-		}, nil},
+		}, []string{"-accel"}},
 		{"clone with room for hot-plugged RAM", AccelTCG, 4096, true, [][]string{
 			{"-m", "256M,slots=8,maxmem=4096M", "-object", "memory-backend-file,id=mem0,size=256M,mem-path=MEM,share=off"},
 		}, nil},

@@ -143,6 +143,12 @@ func TestVM(t *testing.T) {
 		if netnsOf(t, fmt.Sprint(vm.PID)) == netnsOf(t, "self") {
 			t.Error("QEMU runs in the host's network namespace, want a new one")
 		}
+		// Under TCG QEMU runs without transparent huge pages (confine.go).
+		if st, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", vm.PID)); err != nil {
+			t.Error(err)
+		} else if strings.Contains(string(st), "THP_enabled:") && !strings.Contains(string(st), "THP_enabled:\t0\n") {
+			t.Errorf("QEMU under TCG has transparent huge pages on:\n%s", st)
+		}
 		if got := readAgent(t, vm, bootTimeout); got != "hello share0=from-9p" {
 			t.Fatalf("agent.0 said %q", got)
 		}
