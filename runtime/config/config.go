@@ -55,6 +55,9 @@ type Hypervisor struct {
 	SharedFS          string `toml:"shared_fs"`
 	VirtiofsDaemon    string `toml:"virtio_fs_daemon"`
 	MemoryOverheadMiB int    `toml:"memory_overhead"`
+	// TCGTranslationMiB bounds the translation buffer of templated VMs under emulation (QEMU's
+	// -accel tcg,tb-size); 0 keeps QEMU's default.
+	TCGTranslationMiB int `toml:"tcg_translation_buffer"`
 }
 
 // Agent configures the runtime's side of the guest agent connection.

@@ -217,6 +217,8 @@ func TestValidate(t *testing.T) {
 		{"versioned machine", func(c *Config) { c.Hypervisor.MachineType = "pc-q35-7.2" }, ""},
 		{"virtiofs", func(c *Config) { c.Hypervisor.SharedFS = SharedFSVirtiofs }, ""},
 		{"pool of clones", func(c *Config) { c.Factory.Template, c.Factory.Pool = true, 2 }, ""},
+		{"translation buffer", func(c *Config) { c.Hypervisor.TCGTranslationMiB = 24 }, ""},
+		{"tiny translation buffer", func(c *Config) { c.Hypervisor.TCGTranslationMiB = 1 }, "hypervisor.tcg_translation_buffer = 1 is out of range"},
 		{"relative kernel", func(c *Config) { c.Hypervisor.Kernel = "vmlinux" }, "hypervisor.kernel = \"vmlinux\" is relative"},
 		{"unclean path", func(c *Config) { c.Hypervisor.Initrd = "/a/../b" }, "write it as \"/b\""},
 		{"comma in path", func(c *Config) { c.Hypervisor.Initrd = "/a,b" }, "comma"},

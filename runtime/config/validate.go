@@ -26,6 +26,9 @@ const (
 	// socket paths for the runtime's per-VM layout,
 	// "<state_dir>/<64-character container id>/vm/agent.sock".
 	maxStateDir = 28
+	// The TCG translation buffer, in MiB (QEMU's default is 1024).
+	minTranslationMiB = 8
+	maxTranslationMiB = 2048
 )
 
 // MaxPool bounds the idle VMs a pool keeps ([factory] pool): each costs memory all the time.
@@ -46,6 +49,7 @@ func (c *Config) Validate() error {
 		checkRange("hypervisor.default_vcpus", h.VCPUs, 1, maxVCPUs),
 		checkRange("hypervisor.default_memory", h.MemoryMiB, minMemoryMiB, maxMemoryMiB),
 		checkRange("hypervisor.memory_overhead", h.MemoryOverheadMiB, 0, maxOverheadMiB),
+		checkTranslationBuffer(h.TCGTranslationMiB),
 		checkEnum("hypervisor.shared_fs", h.SharedFS, SharedFS9P, SharedFSVirtiofs),
 		checkVirtiofsDaemon(h),
 		checkBootTimeout(a.BootTimeout.Duration()),
@@ -180,4 +184,13 @@ func checkPool(f Factory) error {
 		return fmt.Errorf("factory.pool = %d needs factory.template = true: the pool holds clones of the template", f.Pool)
 	}
 	return nil
+}
+
+// checkTranslationBuffer accepts 0 (QEMU's default) or a size QEMU takes: below a few MiB it
+// would flush all the time.
+func checkTranslationBuffer(mib int) error {
+	if mib == 0 {
+		return nil
+	}
+	return checkRange("hypervisor.tcg_translation_buffer", mib, minTranslationMiB, maxTranslationMiB)
 }

@@ -59,43 +59,10 @@ func kernelCmdline(extra []string, debug bool) (string, error) {
 	return line, nil
 }
 
-// emulated reports whether argv, a QEMU command line qemuConfig wrote, runs its guest under
-// TCG.
-func emulated(argv []string) bool {
-	for i := 0; i+1 < len(argv); i++ {
-		switch argv[i] {
-		case "-accel":
-			if a, _, _ := strings.Cut(argv[i+1], ","); a == AccelTCG {
-				return true
-			}
-		case "-machine":
-			for _, opt := range strings.Split(argv[i+1], ",") {
-				if opt == "accel="+AccelTCG {
-					return true
-				}
-			}
-		}
-	}
-	return false
-}
-
 func hasVirtiofs(shares []Share) bool {
 	return slices.ContainsFunc(shares, func(s Share) bool { return s.Type == ShareVirtiofs })
 }
 
-// templateTBSizeMiB is the TCG translation buffer (-accel tcg,tb-size=) of a template and its
-// clones. QEMU reserves 1 GiB for it by default and keeps every page it ever wrote there. A
-// clone's snapshot holds no translated code: each clone translates again all the guest code it
-// runs (its kernel's and its agent's paths of creating and starting a container, ~68000 blocks),
-// ~37 MiB in its first second, half of its host memory, and holds it while idle. With a smaller
-// buffer QEMU flushes it when full and translates again what runs after: a clone holds at most
-// this much, for a flush or two while it starts. Measured under TCG, 10 idle clones of each side
-// by side: QEMU 72.5 MiB PSS each with 1 GiB (and huge pages, confine.go), 63.2 with 32 MiB, 59.8
-// with 28, 54.9 with 24; docker run -d 1.07 s, 1.19, 1.18, 1.29 (a flush costs ~0.1 s); the
-// template's build, once, ~0.6 s more. The template gets its clones' command line (the buffer is
-// not in the migration stream, either would restore). Cold boots keep QEMU's default: a whole
-// boot translates several times as much.
-const templateTBSizeMiB = 24
 
 // qemuConfig translates a VM description into govmm's configuration.
 func qemuConfig(ctx context.Context, c *Config, l layout) (qemu.Config, error) {
@@ -135,11 +102,11 @@ func qemuConfig(ctx context.Context, c *Config, l layout) (qemu.Config, error) {
 		q.CPUModel = "host"
 	}
 	q.Devices = append(devices(c, l), blockDevices(c.Blocks)...)
-	if c.Accelerator == AccelTCG && c.memory != nil {
-		// A template or a clone: a translation buffer of templateTBSizeMiB. -accel and
-		// "-machine accel=" cannot be given together.
+	if c.Accelerator == AccelTCG && c.memory != nil && c.TCGTranslationMiB > 0 {
+		// A template or a clone with a bounded translation buffer (Config.TCGTranslationMiB).
+		// -accel and "-machine accel=" cannot be given together.
 		q.Machine.Acceleration = ""
-		q.Devices = append(q.Devices, rawArgs{"-accel", AccelTCG + ",tb-size=" + strconv.Itoa(templateTBSizeMiB)})
+		q.Devices = append(q.Devices, rawArgs{"-accel", AccelTCG + ",tb-size=" + strconv.Itoa(c.TCGTranslationMiB)})
 	}
 	mem := memoryLayout(c)
 	switch {

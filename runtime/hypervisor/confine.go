@@ -82,6 +82,8 @@ type spawnSpec struct {
 	root *rootSpec
 	// nice, if not 0, is the process's scheduling priority.
 	nice int
+	// noHugePages turns transparent huge pages off for it (noHugePages).
+	noHugePages bool
 }
 
 // spawn starts spec's process confined and returns it. The caller owns the
@@ -127,7 +129,7 @@ func spawnOnThisThread(spec spawnSpec) (*os.Process, error) {
 	if err := confineThread(spec.keepCaps, spec.root); err != nil {
 		return nil, fmt.Errorf("confine %s: %w", spec.path, err)
 	}
-	if emulated(spec.argv) {
+	if spec.noHugePages {
 		noHugePages()
 	}
 	p, err := os.StartProcess(spec.path, spec.argv, &os.ProcAttr{

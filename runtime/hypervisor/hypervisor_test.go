@@ -290,42 +290,6 @@ func TestCommandLine(t *testing.T) {
 	}
 }
 
-// TestEmulated checks that the command lines qemuConfig writes are told apart by accelerator: a
-// QEMU under TCG is started without transparent huge pages (confine.go), one under KVM keeps them.
-func TestEmulated(t *testing.T) {
-	for _, tt := range []struct {
-		accel string
-		file  bool // a template's or a clone's RAM (-accel tcg,tb-size= under TCG)
-		want  bool
-	}{
-		{AccelTCG, false, true}, {AccelTCG, true, true}, {AccelKVM, false, false}, {AccelKVM, true, false},
-	} {
-		c := testConfig(t)
-		c.Accelerator = tt.accel
-		if tt.file {
-			c.memory = &memoryFile{path: filepath.Join(t.TempDir(), "memory")}
-		}
-		q, err := qemuConfig(context.Background(), &c, newLayout(c.StateDir))
-		if err != nil {
-			t.Fatal(err)
-		}
-		args, err := commandLine(q)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got := emulated(append([]string{c.QEMUPath}, args...)); got != tt.want {
-			t.Errorf("%s (file-backed RAM %v): emulated = %v, want %v: %q", tt.accel, tt.file, got, tt.want, args)
-		}
-	}
-	for _, argv := range [][]string{
-		{"qemu", "-machine", "q35,accel=tcg:kvm"}, {"qemu", "-accel", "tcgx"}, {"qemu", "-name", "-accel"}, {"qemu", "-machine"},
-	} {
-		if emulated(argv) {
-			t.Errorf("emulated(%q) = true", argv)
-		}
-	}
-}
-
 func TestValidate(t *testing.T) {
 	tests := []struct {
 		name   string

@@ -33,33 +33,37 @@ func TestTemplateCommandLine(t *testing.T) {
 		accel   string
 		maxMem  int
 		clone   bool
+		tb      int // Config.TCGTranslationMiB
 		want    [][]string
 		notWant []string
 	}{
-		{"tcg template", AccelTCG, 0, false, [][]string{
+		{"tcg template", AccelTCG, 0, false, 24, [][]string{
 			{"-m", "256M", "-object", "memory-backend-file,id=mem0,size=256M,mem-path=MEM,share=on", "-numa", "node,memdev=mem0"},
 			{"-machine", "q35"}, {"-accel", "tcg,tb-size=24"},
 		}, []string{"-incoming", "-S", "-cpu", "q35,accel=tcg"}},
-		{"tcg clone", AccelTCG, 0, true, [][]string{
+		{"tcg clone, QEMU's default buffer", AccelTCG, 0, true, 0, [][]string{
+			{"-machine", "q35,accel=tcg"},
+		}, []string{"-accel"}},
+		{"tcg clone", AccelTCG, 0, true, 24, [][]string{
 			{"-m", "256M", "-object", "memory-backend-file,id=mem0,size=256M,mem-path=MEM,share=off", "-numa", "node,memdev=mem0"},
 			{"-incoming", "defer"}, {"-S"}, {"-machine", "q35"}, {"-accel", "tcg,tb-size=24"},
 		}, []string{"-cpu", "q35,accel=tcg"}},
-		{"kvm template", AccelKVM, 0, false, [][]string{
+		{"kvm template", AccelKVM, 0, false, 24, [][]string{
 			{"-object", "memory-backend-file,id=mem0,size=256M,mem-path=MEM,share=on"},
 			{"-machine", "q35,accel=kvm"}, {"-cpu", "host"},
 		}, []string{"-incoming", "-S", "-accel"}},
-		{"kvm clone", AccelKVM, 0, true, [][]string{
+		{"kvm clone", AccelKVM, 0, true, 24, [][]string{
 			{"-object", "memory-backend-file,id=mem0,size=256M,mem-path=MEM,share=off"},
 			{"-machine", "q35,accel=kvm"}, {"-cpu", "host"}, {"-incoming", "defer"}, {"-S"},
 		}, []string{"-accel"}},
-		{"clone with room for hot-plugged RAM", AccelTCG, 4096, true, [][]string{
+		{"clone with room for hot-plugged RAM", AccelTCG, 4096, true, 0, [][]string{
 			{"-m", "256M,slots=8,maxmem=4096M", "-object", "memory-backend-file,id=mem0,size=256M,mem-path=MEM,share=off"},
 		}, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			c := testConfig(t)
-			c.Accelerator, c.MaxMemoryMiB = tt.accel, tt.maxMem
+			c.Accelerator, c.MaxMemoryMiB, c.TCGTranslationMiB = tt.accel, tt.maxMem, tt.tb
 			mem := filepath.Join(t.TempDir(), "memory")
 			args := templateArgs(t, c, mem, tt.clone)
 			joined := "\x00" + strings.Join(args, "\x00") + "\x00"

@@ -191,6 +191,9 @@ func (vm *VM) launch(args []string) (*os.Process, error) {
 		keepCaps:   qemuCaps,
 		cloneFlags: unix.CLONE_NEWPID | unix.CLONE_NEWIPC | unix.CLONE_NEWUTS,
 		nice:       vm.cfg.Nice,
+		// Under TCG huge pages buy little and cost memory (noHugePages); under KVM they back
+		// guest memory.
+		noHugePages: vm.cfg.Accelerator == AccelTCG,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("QEMU failed to start: %w", err)

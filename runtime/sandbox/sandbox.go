@@ -187,8 +187,10 @@ func vmConfig(opts Options, stateDir, accel, netnsPath string) hypervisor.Config
 		CacheDir:       runtimecache.Dir(opts.Config.Runtime.StateDir), // beside the state directory, which holds containers only
 		Shares:         []hypervisor.Share{{Tag: agentproto.SharedTag, HostPath: filepath.Join(stateDir, sharedDirName), Type: fsType}},
 		VirtiofsDaemon: h.VirtiofsDaemon,
-		NetNSPath:      netnsPath,
-		Debug:          opts.Config.Runtime.Debug,
+		// Templated VMs only (hypervisor.Config.TCGTranslationMiB).
+		TCGTranslationMiB: h.TCGTranslationMiB,
+		NetNSPath:         netnsPath,
+		Debug:             opts.Config.Runtime.Debug,
 	}
 }
 
