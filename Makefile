@@ -65,12 +65,13 @@ demo:
 
 # Start-up and memory figures: runc, kata, kata from a VM template and a bare-VM floor, interleaved, and the host memory
 # of 1 to 20 idle VM containers; rewrites docs/benchmarks.md and docs/bench/*.png (test engine,
-# root; about 5 minutes on 2 cores under TCG). Holds the VM lock, so no other VM test skews it.
-# BENCH_FLAGS='-max-kata-floor-ratio 1.3 -max-kata-runc-ratio 2' fails the run on a missed target.
+# root; about 15 minutes on 2 cores under TCG). Holds the VM lock, so no other VM test skews it.
+# BENCH_FLAGS='-max-kata-floor-ratio 1.3 -max-pool-runc-ratio 2 -max-template-pss-mib 64' fails
+# the run on a missed target.
 BENCH_RUNS  ?= 10
 BENCH_FLAGS ?=
 bench:
-	. "$$(hack/engine.sh up)" && flock /run/kata-e2e.lock $(GO) run ./bench/startup -n $(BENCH_RUNS) -template -pool \
+	. "$$(hack/engine.sh up)" && flock /run/kata-e2e.lock $(GO) run ./bench/startup -n $(BENCH_RUNS) -template -pool -template-tb 24 \
 		-density 1,5,10,20 -trace -report docs/benchmarks.md $(BENCH_FLAGS)
 
 # Reliability: 200 kata containers in a row and 10 at once, then faults, then nothing may be left

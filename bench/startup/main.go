@@ -38,6 +38,7 @@ const (
 	runtimeName         = "kata-bench"
 	templateRuntimeName = "kata-bench-template"
 	poolRuntimeName     = "kata-bench-pool"
+	smallTBRuntimeName  = "kata-bench-template-tb"
 )
 
 // errTarget marks a run whose figures were read but miss a target given by flag.
@@ -51,7 +52,8 @@ type options struct {
 	maxTmplRunc  float64
 	pool         bool // also measure kata+pool
 	maxPoolRunc  float64
-	maxTmplPSS   float64 // MiB per templated container (kata+template, kata+pool) at N = 10
+	smallTB      int     // also measure kata+template with tcg_translation_buffer = smallTB (0: not)
+	maxTmplPSS   float64 // MiB per templated container (each templated kind) at N = 10
 	density      []int
 	report       string // docs/benchmarks.md to write, "" for none
 	trace        bool
@@ -67,11 +69,13 @@ func main() {
 	flag.Float64Var(&o.maxTmplRunc, "max-template-runc-ratio", 0, "fail (exit 3) when the kata+template/runc ratio of medians is above this (0: no target; needs -template)")
 	flag.BoolVar(&o.pool, "pool", false, "also measure kata with a pool of one waiting clone of the VM template ([factory] template = true, pool = 1), in start-up and density")
 	flag.Float64Var(&o.maxPoolRunc, "max-pool-runc-ratio", 0, "fail (exit 3) when the kata+pool/runc ratio of medians is above this (0: no target; needs -pool)")
-	flag.Float64Var(&o.maxTmplPSS, "max-template-pss-mib", 0, "fail (exit 3) when the host PSS per idle container of kata+template and of kata+pool (each measured) at 10 containers, or at the most measured, is above this many MiB (0: no target; needs -density and -template or -pool)")
+	flag.IntVar(&o.smallTB, "template-tb", 0, "also measure kata with VM templating and [hypervisor] tcg_translation_buffer = this many MiB (kata+template+tb; 0: not), in start-up and density")
+	flag.Float64Var(&o.maxTmplPSS, "max-template-pss-mib", 0, "fail (exit 3) when the host PSS per idle container of any templated kind measured (kata+template, kata+pool, kata+template+tb) at 10 containers, or at the most measured, is above this many MiB (0: no target; needs -density and a templated kind)")
 	flag.StringVar(&density, "density", "", "idle kata container counts to measure host memory at, e.g. 1,5,10,20")
 	flag.StringVar(&o.report, "report", "", "write the figures to this Markdown file, with PNG plots in bench/ beside it")
 	flag.BoolVar(&o.trace, "trace", false, "also break one kata container's start and stop down into steps, from process start times and the guest's console")
 	flag.Parse()
+	smallTBMiB = o.smallTB
 	var err error
 	if o.density, err = parseCounts(density); err == nil {
 		err = o.check()
@@ -100,7 +104,7 @@ func (o options) check() error {
 		return errors.New("-max-template-runc-ratio needs -template")
 	case o.maxPoolRunc > 0 && !o.pool:
 		return errors.New("-max-pool-runc-ratio needs -pool")
-	case o.maxTmplPSS > 0 && (len(o.density) == 0 || !o.template && !o.pool):
+	case o.maxTmplPSS > 0 && (len(o.density) == 0 || !o.template && !o.pool && o.smallTB == 0):
 		return errors.New("-max-template-pss-mib needs -density and -template or -pool")
 	}
 	return nil

@@ -6,7 +6,7 @@ import (
 )
 
 // kindOrder is the order kinds are printed in.
-var kindOrder = []string{kindRunc, kindKata, kindTemplate, kindPool, kindFloor}
+var kindOrder = []string{kindRunc, kindKata, kindTemplate, kindPool, kindSmallTB, kindFloor}
 
 func printStartup(r *results) {
 	m := r.Machine

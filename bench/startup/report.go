@@ -110,6 +110,9 @@ like on a shared machine.
   template and the pool is left to fill once; the counted runs do not wait for the refill (a
   container that comes before it restores a clone itself), and the refill runs while the next kinds
   are measured. "n/a" when not measured.
+- **kata+template+tb**: kata+template with ` + "`[hypervisor] tcg_translation_buffer`" + ` set (measured with
+  ` + "`-template-tb MiB`" + `): under TCG each clone keeps at most that much translated code (less host memory)
+  and translates again what a full buffer flushed (a slower start). "n/a" when not measured.
 - **floor**: no Docker and no runtime code: a plain ` + "`qemu-system-x86_64`" + ` command line (the same kernel,
   initrd modules, qboot, machine, vCPUs and memory; a serial console, virtio-serial and one 9p share,
   no PCIe root ports) booting a minimal Go ` + "`/init`" + ` that loads 11 modules, mounts the share, runs

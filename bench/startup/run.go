@@ -21,6 +21,7 @@ const (
 	kindKata     = "kata"
 	kindTemplate = "kata+template"
 	kindPool     = "kata+pool"
+	kindSmallTB  = "kata+template+tb"
 	kindFloor    = "floor"
 )
 

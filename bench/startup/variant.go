@@ -61,7 +61,20 @@ var variants = []variant{
 			"counted: add its QEMU's PSS once (last column, read with the containers; the benchmark waits " +
 			"for the pool to hold it before each figure).",
 	},
+	{
+		kind: kindSmallTB, runtime: smallTBRuntimeName,
+		mutate: func(c *config.Config) {
+			c.Factory.Template, c.Hypervisor.TCGTranslationMiB = true, smallTBMiB
+		},
+		enabled:      func(o options) bool { return o.smallTB > 0 },
+		maxRunc:      func(options) float64 { return 0 },
+		templated:    true,
+		densityIntro: "The same with VM templating and a bounded translation buffer (kata+template+tb, `[hypervisor] tcg_translation_buffer`, under TCG only):",
+	},
 }
+
+// smallTBMiB is kata+template+tb's translation buffer (-template-tb), set from the flag.
+var smallTBMiB int
 
 // cacheDir is the runtime's cache (templates, the pool of clones) under the test state directory.
 // A variable for tests.
