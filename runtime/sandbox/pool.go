@@ -96,8 +96,10 @@ func (s *Sandbox) takePooled(ctx context.Context, opts Options, vc hypervisor.Co
 	if s.VM, s.Agent, s.spareNIC, err = adoptSlot(ctx, slot, vc, opts.Config.Agent.BootTimeout.Duration(), logf); err != nil {
 		err = fmt.Errorf("the clone in %s: %w", slot, err)
 		if rerr := s.releaseSlot(); rerr != nil {
+			// The record stays: the sandbox's Cleanup tries again.
 			err = fmt.Errorf("%w (and cleaning it up: %v)", err, rerr)
 		}
+		s.slot = "" // the VM the container gets instead is its own
 		return err
 	}
 	return nil
@@ -152,7 +154,7 @@ func slotConfig(vc hypervisor.Config, slot string) hypervisor.Config {
 
 // adoptSlot takes over the slot's QEMU for the container of vc: into its cgroup, at the normal
 // priority, with its share bound below the export and a fresh agent session, reseeded and with
-// the host's clock. On error the VM is left to the caller's releaseSlot.
+// the host's clock. On error QEMU is stopped (the caller's releaseSlot removes the rest).
 func adoptSlot(ctx context.Context, slot string, vc hypervisor.Config, timeout time.Duration, logf func(string, ...any)) (_ *hypervisor.VM, _ *agentproto.Client, spare *network.SpareNIC, err error) {
 	cfg := slotConfig(vc, slot)
 	cfg.ID, cfg.Logf = vc.ID, vc.Logf
@@ -224,9 +226,8 @@ func (s *Sandbox) releaseSlot() error {
 	if s.slot == "" {
 		return nil
 	}
-	// Destroy has stopped the VM already; a failed takePooled had no VM (adoptSlot stops it).
-	errs := []error{cleanupSlot(s.slot)}
-	if err := errors.Join(errs...); err != nil {
+	// Destroy has stopped the VM already; a failed takePooled had none (adoptSlot stops it).
+	if err := cleanupSlot(s.slot); err != nil {
 		return err
 	}
 	s.slot = ""
@@ -281,8 +282,8 @@ func removeIfExists(p string) error {
 // FillPool restores clones until the pool of cfg holds cfg.Factory.Pool waiting ones, building
 // the template first if need be. One process fills at a time: FillPool returns at once when
 // another one holds the pool's lock (it sees the clones taken meanwhile before it lets go). It
-// also removes what is stale: other templates' waiting clones, clones a dead filler left
-// half-made, taken clones whose container is gone.
+// also removes what is stale (sweep): clones a dead filler left half-made, taken clones whose
+// container is gone, other templates' clones that waited long.
 func FillPool(ctx context.Context, cfg *config.Config, logf func(string, ...any)) error {
 	if !cfg.Factory.Template || cfg.Factory.Pool <= 0 {
 		return nil
