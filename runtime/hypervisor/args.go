@@ -63,7 +63,6 @@ func hasVirtiofs(shares []Share) bool {
 	return slices.ContainsFunc(shares, func(s Share) bool { return s.Type == ShareVirtiofs })
 }
 
-
 // qemuConfig translates a VM description into govmm's configuration.
 func qemuConfig(ctx context.Context, c *Config, l layout) (qemu.Config, error) {
 	cmdline, err := kernelCmdline(c.KernelParams, c.Debug)
