@@ -68,7 +68,7 @@ func reportData(r *results) map[string]any {
 		}
 	}
 	return map[string]any{
-		"VariantRatios": variantRatios, "VariantDensity": variantDensity,
+		"VariantRatios": variantRatios, "VariantDensity": variantDensity, "SmallTB": smallTBMiB,
 		"M": r.Machine, "Date": r.Machine.Date.Format(time.RFC3339), "Runs": r.Runs, "Rows": rows,
 		"KataFloor": fmt.Sprintf("%.2fx", r.ratio(kindKata, kindFloor)),
 		"KataRunc":  fmt.Sprintf("%.2fx", r.ratio(kindKata, kindRunc)),
@@ -110,7 +110,7 @@ like on a shared machine.
   template and the pool is left to fill once; the counted runs do not wait for the refill (a
   container that comes before it restores a clone itself), and the refill runs while the next kinds
   are measured. "n/a" when not measured.
-- **kata+template+tb**: kata+template with ` + "`[hypervisor] tcg_translation_buffer`" + ` set (measured with
+- **kata+template+tb**: kata+template with ` + "`[hypervisor] tcg_translation_buffer`" + ` set{{with .SmallTB}} to {{.}} MiB{{end}} (measured with
   ` + "`-template-tb MiB`" + `): under TCG each clone keeps at most that much translated code (less host memory)
   and translates again what a full buffer flushed (a slower start). "n/a" when not measured.
 - **floor**: no Docker and no runtime code: a plain ` + "`qemu-system-x86_64`" + ` command line (the same kernel,

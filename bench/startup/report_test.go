@@ -50,6 +50,8 @@ func TestWriteReport(t *testing.T) {
 		{N: 1, QEMU: 30 << 10, Shim: 17 << 10, StartNth: 300 * time.Millisecond, Waiting: 90 << 10},
 		{N: 2, QEMU: 2 * 25 << 10, Shim: 2 * 17 << 10, StartNth: 310 * time.Millisecond, Waiting: 60 << 10},
 	}
+	smallTBMiB = 24
+	t.Cleanup(func() { smallTBMiB = 0 })
 	if err := writeReport(path, r); err != nil {
 		t.Fatal(err)
 	}
@@ -57,6 +59,7 @@ func TestWriteReport(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, want := range []string{
+		"`[hypervisor] tcg_translation_buffer` set to 24 MiB",
 		"| kata | 2700 ms | 2600 ms | 2800 ms |",
 		"kata/floor = **1.50x**", "kata/runc = **10.38x**", "| 5 | 1380.0 MiB | 276.0 MiB |",
 		"| kata+template | 520 ms | 500 ms | 540 ms |", "kata+template/runc = **2.00x**", "kata+template/floor = **0.29x**",
