@@ -40,29 +40,14 @@ type templateStore struct {
 func (t templateStore) dir() string             { return filepath.Join(t.root, t.key) }
 func (t templateStore) path(name string) string { return filepath.Join(t.dir(), name) }
 
-// startVM starts the container's VM and connects to its agent (s.VM, s.Agent): a clone waiting in
-// the pool when there is one, else a clone of the template when templating is on and the
-// container fits it, else a cold boot. s.VM is set with an error when the VM started but its
-// agent did not answer (the caller's Destroy stops it).
+// startVM starts the container's VM and connects to its agent (s.VM, s.Agent): from the
+// template when templating is on and the container fits it (startFromTemplate), else by a cold
+// boot. s.VM is set with an error when the VM started but its agent did not answer (the caller's
+// Destroy stops it).
 func (s *Sandbox) startVM(ctx context.Context, opts Options, vc hypervisor.Config, netnsPath string, logf func(string, ...any)) error {
-	f := opts.Config.Factory
-	if f.Template && f.Pool > 0 {
-		err := s.takePooled(ctx, opts, vc, netnsPath, logf)
-		if !errors.Is(err, errNotPoolable) {
-			s.refill = opts.RefillPool // once the container started (RefillPool)
-		}
-		if err == nil {
-			return nil
-		}
-		logf("no clone from the pool, restoring one: %v", err)
-	}
-	if f.Template {
-		vm, agent, err := startClone(ctx, opts, vc, logf)
-		if err == nil {
-			s.VM, s.Agent = vm, agent
-			return nil
-		}
-		if errors.Is(err, errCloneNotStopped) {
+	if opts.Config.Factory.Template {
+		err := s.startFromTemplate(ctx, opts, vc, netnsPath, logf)
+		if err == nil || errors.Is(err, errCloneNotStopped) {
 			return err
 		}
 		logf("VM template not used, booting the VM cold: %v", err)
@@ -76,20 +61,41 @@ func (s *Sandbox) startVM(ctx context.Context, opts Options, vc hypervisor.Confi
 	return err
 }
 
+// startFromTemplate gives the container a clone of the template: one waiting in the pool when
+// there is one ([factory] pool), else one restored now.
+func (s *Sandbox) startFromTemplate(ctx context.Context, opts Options, vc hypervisor.Config, netnsPath string, logf func(string, ...any)) error {
+	if err := fitsTemplate(opts, vc); err != nil {
+		return err
+	}
+	key, err := templateKey(templateConfig(vc, ""))
+	if err != nil {
+		return err
+	}
+	if opts.Config.Factory.Pool > 0 {
+		err := s.takePooled(ctx, opts, vc, key, netnsPath, logf)
+		if !errors.Is(err, errNotPoolable) {
+			s.refill = opts.RefillPool // once the container started (RefillPool)
+		}
+		if err == nil {
+			return nil
+		}
+		logf("no clone from the pool, restoring one: %v", err)
+	}
+	vm, agent, err := startClone(ctx, opts, vc, key, logf)
+	if err != nil {
+		return err
+	}
+	s.VM, s.Agent = vm, agent
+	return nil
+}
+
 // errCloneNotStopped: a failed clone's QEMU did not stop, so no cold boot may follow in its
 // state directory.
 var errCloneNotStopped = errors.New("a clone that failed could not be stopped")
 
-// startClone restores a clone of the template, building the template first if there is none.
+// startClone restores a clone of the template key, building the template first if there is none.
 // On error nothing of the clone is left.
-func startClone(ctx context.Context, opts Options, vc hypervisor.Config, logf func(string, ...any)) (*hypervisor.VM, *agentproto.Client, error) {
-	if err := fitsTemplate(opts, vc); err != nil {
-		return nil, nil, err
-	}
-	key, err := templateKey(templateConfig(vc, ""))
-	if err != nil {
-		return nil, nil, err
-	}
+func startClone(ctx context.Context, opts Options, vc hypervisor.Config, key string, logf func(string, ...any)) (*hypervisor.VM, *agentproto.Client, error) {
 	t := templateStore{root: runtimecache.TemplatesDir(vc.CacheDir), key: key, logf: logf}
 	if err := t.ensure(ctx, vc, opts.Config.Agent.BootTimeout.Duration()); err != nil {
 		return nil, nil, err

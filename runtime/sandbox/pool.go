@@ -73,19 +73,13 @@ type poolStore struct {
 
 func (p poolStore) dir() string { return filepath.Join(p.root, p.key) }
 
-// takePooled gives the sandbox a waiting clone of the pool, or an error (errPoolEmpty when none
-// waits). On error nothing of the clone is left with the sandbox.
-func (s *Sandbox) takePooled(ctx context.Context, opts Options, vc hypervisor.Config, netnsPath string, logf func(string, ...any)) error {
-	if err := fitsTemplate(opts, vc); err != nil {
-		return fmt.Errorf("%w: %v", errNotPoolable, err)
-	}
+// takePooled gives the sandbox a waiting clone of the template key from the pool (the container
+// fits the template), or an error (errPoolEmpty when none waits, errNotPoolable when the
+// container cannot use one). On error nothing of the clone is left with the sandbox.
+func (s *Sandbox) takePooled(ctx context.Context, opts Options, vc hypervisor.Config, key, netnsPath string, logf func(string, ...any)) error {
 	if netnsPath != "" {
 		// A pooled QEMU already runs in a network namespace of its own.
 		return fmt.Errorf("%w: its network namespace %s is not the VM's own (Docker before 26)", errNotPoolable, netnsPath)
-	}
-	key, err := templateKey(templateConfig(vc, ""))
-	if err != nil {
-		return err
 	}
 	p := poolStore{root: runtimecache.PoolDir(vc.CacheDir), key: key, logf: logf}
 	slot, err := p.claim(s.StateDir)
@@ -455,7 +449,9 @@ func adoptSpare(vm *hypervisor.VM, slot string) (*network.SpareNIC, error) {
 // poolShare is the share a container in a pooled clone gets: the export, the container's part
 // of it below (runtimecache.SlotShareSubdir).
 func poolShare(vc hypervisor.Config) agentproto.Share {
-	return agentproto.Share{Type: vc.Shares[0].Type, Tag: vc.Shares[0].Tag, GuestPath: agentproto.SharedGuestDir, Subdir: runtimecache.SlotShareSubdir}
+	sh := guestShare(vc)
+	sh.Subdir = runtimecache.SlotShareSubdir
+	return sh
 }
 
 // makeSlotShare mounts a slot's export: the tmpfs of a share root (mountShareRoot), made a shared

@@ -151,7 +151,7 @@ func Create(ctx context.Context, opts Options) (_ *Sandbox, err error) {
 		return nil, err
 	}
 	s.BootTime = time.Since(started)
-	share := agentproto.Share{Type: guestFSType(opts.Config.Hypervisor.SharedFS), Tag: agentproto.SharedTag, GuestPath: agentproto.SharedGuestDir}
+	share := guestShare(vc)
 	if s.slot != "" {
 		share = poolShare(vc) // mounted while the clone waited, the container's part below
 	}
@@ -192,6 +192,12 @@ func vmConfig(opts Options, stateDir, accel, netnsPath string) hypervisor.Config
 		NetNSPath:         netnsPath,
 		Debug:             opts.Config.Runtime.Debug,
 	}
+}
+
+// guestShare is how the guest mounts the VM's share (vmConfig's): the container's files at
+// agentproto.SharedGuestDir.
+func guestShare(vc hypervisor.Config) agentproto.Share {
+	return agentproto.Share{Type: vc.Shares[0].Type, Tag: vc.Shares[0].Tag, GuestPath: agentproto.SharedGuestDir}
 }
 
 func kernelParams(cfg *config.Config) []string {
@@ -334,12 +340,13 @@ func Cleanup(stateDir string) error {
 	if stateDir == "" {
 		return nil
 	}
+	slotErr := cleanupSlotRecord(stateDir)
 	errs := []error{
 		hypervisor.Cleanup(filepath.Join(stateDir, "vm")),
-		cleanupSlotRecord(stateDir),
+		slotErr,
 		cleanupShare(filepath.Join(stateDir, sharedDirName), filepath.Join(stateDir, sharedRecordName)),
 	}
-	if errs[1] != nil {
+	if slotErr != nil {
 		// The record names the pooled VM to stop: kept for the next attempt.
 		return errors.Join(errs...)
 	}

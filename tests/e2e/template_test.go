@@ -53,14 +53,7 @@ func TestKataTemplate(t *testing.T) {
 	})
 
 	t.Run("two clones read different random bytes", func(t *testing.T) {
-		read := func() string {
-			res := docker(t, "", "run", "--rm", "--runtime=kata-template", "busybox", "sh", "-c", "head -c 16 /dev/urandom | od -An -tx1")
-			if res.code != 0 || len(strings.Fields(res.stdout)) != 16 {
-				t.Fatalf("exit %d, stdout %q, stderr %q", res.code, res.stdout, res.stderr)
-			}
-			return res.stdout
-		}
-		if a, b := read(), read(); a == b {
+		if a, b := randomBytes(t, "kata-template"), randomBytes(t, "kata-template"); a == b {
 			t.Errorf("two clones read the same bytes: %s", a)
 		}
 	})
@@ -85,6 +78,16 @@ func TestKataTemplate(t *testing.T) {
 		}
 	})
 	assertNoLeftovers(t)
+}
+
+// randomBytes runs a container that prints 16 bytes of /dev/urandom in hex.
+func randomBytes(t *testing.T, runtime string) string {
+	t.Helper()
+	res := docker(t, "", "run", "--rm", "--runtime="+runtime, "busybox", "sh", "-c", "head -c 16 /dev/urandom | od -An -tx1")
+	if res.code != 0 || len(strings.Fields(res.stdout)) != 16 {
+		t.Fatalf("exit %d, stdout %q, stderr %q", res.code, res.stdout, res.stderr)
+	}
+	return res.stdout
 }
 
 // requireKataVariant registers the kata runtime under name with a changed configuration.
@@ -128,15 +131,10 @@ func TestKataPool(t *testing.T) {
 		waitingClone(t, cache) // refilled
 	})
 	t.Run("two pooled clones read different random bytes", func(t *testing.T) {
-		read := func() string {
-			waitingClone(t, cache)
-			res := docker(t, "", "run", "--rm", "--runtime=kata-pool", "busybox", "sh", "-c", "head -c 16 /dev/urandom | od -An -tx1")
-			if res.code != 0 || len(strings.Fields(res.stdout)) != 16 {
-				t.Fatalf("exit %d, stdout %q, stderr %q", res.code, res.stdout, res.stderr)
-			}
-			return res.stdout
-		}
-		if a, b := read(), read(); a == b {
+		waitingClone(t, cache)
+		a := randomBytes(t, "kata-pool")
+		waitingClone(t, cache)
+		if b := randomBytes(t, "kata-pool"); a == b {
 			t.Errorf("two pooled clones read the same bytes: %s", a)
 		}
 	})
