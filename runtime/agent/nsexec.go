@@ -145,11 +145,11 @@ func (e *NSExecutor) CreateInit(ctx context.Context, id string, spec *specs.Spec
 		}
 	}
 	cfg := &containerinit.Config{Mode: containerinit.ModeInit, Spec: spec, Process: spec.Process}
+	if err := e.compileSeccomp(id, cfg); err != nil {
+		return nil, err
+	}
 	var confine func(pid int) error
 	var dc *devicesCgroup
-	if spec.Linux != nil {
-		cfg.Seccomp = spec.Linux.Seccomp
-	}
 	if e.opts.DeviceCgroup {
 		var rules []specs.LinuxDeviceCgroup
 		if spec.Linux != nil && spec.Linux.Resources != nil {
@@ -202,6 +202,27 @@ func (e *NSExecutor) CreateInit(ctx context.Context, id string, spec *specs.Spec
 		}()
 	}
 	return p, nil
+}
+
+// compileSeccomp compiles the spec's seccomp profile into cfg, and leaves the profile out of the
+// spec the child decodes.
+func (e *NSExecutor) compileSeccomp(id string, cfg *containerinit.Config) error {
+	spec := cfg.Spec
+	if spec.Linux == nil || spec.Linux.Seccomp == nil {
+		return nil
+	}
+	f, unknown, err := containerinit.CompileSeccomp(spec.Linux.Seccomp)
+	if err != nil {
+		return fmt.Errorf("container %s: %w", id, err)
+	}
+	if len(unknown) > 0 {
+		e.log.Infof("container %s: seccomp: %d syscalls of the profile are unknown to this agent and were left out (%v)", id, len(unknown), unknown)
+	}
+	slim, linux := *spec, *spec.Linux
+	linux.Seccomp = nil
+	slim.Linux = &linux
+	cfg.Spec, cfg.Seccomp = &slim, f
+	return nil
 }
 
 // CreateExec starts containerinit in init's pid, uts and ipc namespaces; it
@@ -390,8 +411,8 @@ type nsProcess struct {
 	sync    *os.File
 	pty     *os.File
 	procDir string
-	seccomp *specs.LinuxSeccomp // the container's profile, for its exec'd processes
-	cgroup  string              // the container's devices cgroup, for its exec'd processes
+	seccomp *containerinit.Filter // the container's filter, for its exec'd processes
+	cgroup  string                // the container's devices cgroup, for its exec'd processes
 	// resCgroup is the container's cgroup v2 (its limits), for its exec'd processes and updates.
 	resCgroup string
 	exited    chan struct{}

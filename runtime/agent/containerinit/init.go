@@ -46,9 +46,10 @@ type Config struct {
 	Spec    *specs.Spec    `json:"spec,omitempty"` // ModeInit: rootfs, mounts, hostname
 	Process *specs.Process `json:"process"`        // the program and its credentials
 	Root    string         `json:"root,omitempty"` // ModeExec: /proc/<init pid>/root
-	// Seccomp is the container's profile, applied to every process of the
-	// container (init and exec) as the last step before execve.
-	Seccomp *specs.LinuxSeccomp `json:"seccomp,omitempty"`
+	// Seccomp is the container's filter, applied to every process of the container (init and
+	// exec) as the last step before execve. The spec's own profile is not read here: the agent
+	// compiles it (CompileSeccomp).
+	Seccomp *Filter `json:"seccomp,omitempty"`
 	// Cgroup says the agent placed the process in a cgroup of the
 	// container's own: the spec's cgroup namespace and mounts show it.
 	Cgroup bool `json:"cgroup,omitempty"`
@@ -197,18 +198,11 @@ func (w *warnings) add(format string, args ...any) {
 // (with no_new_privs, as late as possible) is returned too.
 func prepare(cfg *Config, w *warnings) (*os.File, *seccompFilter, error) {
 	p := cfg.Process
-	profile := cfg.Seccomp
-	if profile == nil && cfg.Spec != nil && cfg.Spec.Linux != nil {
-		profile = cfg.Spec.Linux.Seccomp
-	}
 	var filter *seccompFilter
-	if profile != nil {
+	if cfg.Seccomp != nil {
 		var err error
-		if filter, err = compileSeccomp(profile); err != nil {
+		if filter, err = cfg.Seccomp.decode(); err != nil {
 			return nil, nil, err
-		}
-		if len(filter.unknown) > 0 {
-			w.add("seccomp: %d syscalls of the profile are unknown to this agent and were left out (%v)", len(filter.unknown), filter.unknown)
 		}
 	}
 	// Before any chroot: /proc is still the agent's here.

@@ -1,6 +1,7 @@
 package containerinit
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"sort"
@@ -168,6 +169,52 @@ func validOp(op specs.LinuxSeccompOperator) bool {
 		return true
 	}
 	return false
+}
+
+// Filter is a compiled seccomp filter, as the agent sends it to the child. The agent compiles a
+// container's profile once, in its own warm process: a fresh child would decode the profile (most
+// of a Docker container's spec) and compile it again for the container's start and every exec.
+type Filter struct {
+	// Program is the filter's struct sock_filter array, sockFilterSize bytes each, in the
+	// host's byte order.
+	Program []byte  `json:"program"`
+	Flags   uintptr `json:"flags,omitempty"`
+}
+
+// sockFilterSize is the size of a struct sock_filter: code (16 bits), jt, jf (8), k (32).
+const sockFilterSize = 8
+
+// bpfMaxInstructions is the kernel's limit on a classic BPF program (BPF_MAXINSNS).
+const bpfMaxInstructions = 4096
+
+// CompileSeccomp compiles a container's profile; unknown lists the syscall names no ABI of the
+// filter knows (left out, as runc does).
+func CompileSeccomp(s *specs.LinuxSeccomp) (f *Filter, unknown []string, err error) {
+	c, err := compileSeccomp(s)
+	if err != nil {
+		return nil, nil, err
+	}
+	prog := make([]byte, 0, len(c.prog)*sockFilterSize)
+	for _, in := range c.prog {
+		prog = binary.NativeEndian.AppendUint16(prog, in.Code)
+		prog = append(prog, in.Jt, in.Jf)
+		prog = binary.NativeEndian.AppendUint32(prog, in.K)
+	}
+	return &Filter{Program: prog, Flags: c.flags}, c.unknown, nil
+}
+
+// decode turns the program back into instructions to load.
+func (f *Filter) decode() (*seccompFilter, error) {
+	n := len(f.Program) / sockFilterSize
+	if n == 0 || n > bpfMaxInstructions || len(f.Program)%sockFilterSize != 0 {
+		return nil, fmt.Errorf("the seccomp filter is %d bytes, not 1 to %d instructions of %d bytes", len(f.Program), bpfMaxInstructions, sockFilterSize)
+	}
+	c := &seccompFilter{prog: make([]unix.SockFilter, n), flags: f.Flags}
+	for i := range c.prog {
+		b := f.Program[i*sockFilterSize:]
+		c.prog[i] = unix.SockFilter{Code: binary.NativeEndian.Uint16(b), Jt: b[2], Jf: b[3], K: binary.NativeEndian.Uint32(b[4:])}
+	}
+	return c, nil
 }
 
 // compileSeccomp compiles the profile for the x86 ABIs it names (x86_64 is

@@ -2,12 +2,14 @@ package containerinit
 
 import (
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 
@@ -344,5 +346,46 @@ func TestSeccompFilterLoaded(t *testing.T) {
 	out, err := cmd.CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "seccomp child ok") {
 		t.Fatalf("child: %v\n%s", err, out)
+	}
+}
+
+// TestFilterWire: the filter the agent compiles reaches the child intact through the config's
+// JSON, and a program of the wrong size is refused before it is loaded.
+func TestFilterWire(t *testing.T) {
+	profile := &specs.LinuxSeccomp{DefaultAction: specs.ActErrno, Flags: []specs.LinuxSeccompFlag{specs.LinuxSeccompFlagLog},
+		Syscalls: []specs.LinuxSyscall{
+			{Names: []string{"read", "no_such_syscall"}, Action: specs.ActAllow},
+			{Names: []string{"personality"}, Action: specs.ActAllow, Args: []specs.LinuxSeccompArg{{Index: 0, Value: 8, Op: specs.OpEqualTo}}},
+		}}
+	want, err := compileSeccomp(profile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, unknown, err := CompileSeccomp(profile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(unknown, []string{"no_such_syscall"}) {
+		t.Errorf("unknown = %v", unknown)
+	}
+	b, err := json.Marshal(Config{Seccomp: f})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cfg Config
+	if err := json.Unmarshal(b, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	got, err := cfg.Seccomp.decode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(got.prog, want.prog) || got.flags != want.flags {
+		t.Errorf("decoded filter differs: %d instructions, flags %#x; want %d, %#x", len(got.prog), got.flags, len(want.prog), want.flags)
+	}
+	for _, size := range []int{0, 7, 12, (bpfMaxInstructions + 1) * sockFilterSize} {
+		if _, err := (&Filter{Program: make([]byte, size)}).decode(); err == nil {
+			t.Errorf("a %d-byte program was accepted", size)
+		}
 	}
 }
