@@ -26,6 +26,9 @@ type Executor interface {
 	// WarmRootfs makes the rootfs of the throwaway container (OpWarm): the agent's own binary
 	// at /w; cleanup removes it.
 	WarmRootfs() (rootfs string, cleanup func(), err error)
+	// WarmNetwork runs the guest's network configuration once, with nothing to configure
+	// (OpWarm).
+	WarmNetwork() error
 }
 
 // Process is one prepared or running process.

@@ -239,7 +239,7 @@ func (s *Server) dispatch(ctx context.Context, req agentproto.Request) (resp age
 	case agentproto.OpRestored:
 		err = s.restored(req)
 	case agentproto.OpWarm:
-		err = s.warm(ctx, req.Shares)
+		err = s.warm(ctx, req.Shares, req.Spec)
 	case agentproto.OpShutdown:
 		err = s.shutdownAll(ctx)
 		if err == nil && s.cfg.PowerOff != nil {

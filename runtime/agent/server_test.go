@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -33,7 +34,9 @@ type fakeExecutor struct {
 	nextPid  int
 	shutdown bool
 	// warmRootfs counts the throwaway containers' rootfs made and not cleaned up.
-	warmRootfs int
+	warmRootfs  int
+	warmNetwork int
+	inits       []*specs.Spec // the specs of the containers created
 }
 
 func (f *fakeExecutor) MountShare(ctx context.Context, s agentproto.Share) error {
@@ -44,6 +47,9 @@ func (f *fakeExecutor) MountShare(ctx context.Context, s agentproto.Share) error
 }
 
 func (f *fakeExecutor) CreateInit(ctx context.Context, id string, spec *specs.Spec) (agent.Process, error) {
+	f.mu.Lock()
+	f.inits = append(f.inits, spec)
+	f.mu.Unlock()
 	return f.create(spec.Process)
 }
 
@@ -79,6 +85,13 @@ func (f *fakeExecutor) create(p *specs.Process) (agent.Process, error) {
 
 func (f *fakeExecutor) Stats() (agentproto.Stats, error) {
 	return agentproto.Stats{MemoryUsageBytes: 1, MemoryLimitBytes: 2, CPUUsageNs: 3}, nil
+}
+
+func (f *fakeExecutor) WarmNetwork() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.warmNetwork++
+	return nil
 }
 
 func (f *fakeExecutor) WarmRootfs() (string, func(), error) {
@@ -755,14 +768,30 @@ func TestWarm(t *testing.T) {
 	h := newHarness(t, 100*time.Millisecond)
 	ctx := testCtx(t)
 	share := createReq("x", "echo").Shares[0]
-	if err := h.client.Warm(ctx, share); err != nil {
+	like := &specs.Spec{
+		Process: &specs.Process{Args: []string{"/bin/sh"}, Capabilities: &specs.LinuxCapabilities{Bounding: []string{"CAP_CHOWN"}}},
+		Linux: &specs.Linux{Seccomp: &specs.LinuxSeccomp{DefaultAction: specs.ActErrno}, MaskedPaths: []string{"/proc/kcore"},
+			ReadonlyPaths: []string{"/proc/sys"}},
+		Mounts: []specs.Mount{{Destination: "/x", Type: "bind", Source: "/"}},
+	}
+	if err := h.client.Warm(ctx, like, share); err != nil {
 		t.Fatal(err)
+	}
+	if len(h.exec.inits) != 1 {
+		t.Fatalf("warming created %d containers, want 1", len(h.exec.inits))
+	}
+	if w := h.exec.inits[0]; w.Process.Args[0] != "/w" || w.Process.Capabilities == nil || w.Linux.Seccomp == nil ||
+		len(w.Linux.MaskedPaths) != 1 || len(w.Linux.ReadonlyPaths) != 1 || slices.ContainsFunc(w.Mounts, func(m specs.Mount) bool { return m.Destination == "/x" }) {
+		t.Errorf("the throwaway container is not confined like the spec given, or took more of it: %+v %+v", w.Process, w.Linux)
 	}
 	if len(h.exec.mounts) != 1 {
 		t.Errorf("warming with a share mounted %d shares, want 1", len(h.exec.mounts))
 	}
 	if h.exec.warmRootfs != 0 {
 		t.Errorf("%d throwaway rootfs left", h.exec.warmRootfs)
+	}
+	if h.exec.warmNetwork != 1 {
+		t.Errorf("the network configuration was warmed %d times, want 1", h.exec.warmNetwork)
 	}
 	if _, err := h.client.Wait(ctx, agentproto.WarmContainerID, ""); err == nil || !strings.Contains(err.Error(), "not found") {
 		t.Errorf("the throwaway container is still there: %v", err)
@@ -784,7 +813,7 @@ func TestWarm(t *testing.T) {
 	if len(h.exec.mounts) != 1 {
 		t.Errorf("the container's create mounted the share warming mounted again (%d mounts)", len(h.exec.mounts))
 	}
-	if err := c.Warm(ctx); err == nil || !strings.Contains(err.Error(), "run containers already") {
+	if err := c.Warm(ctx, nil); err == nil || !strings.Contains(err.Error(), "run containers already") {
 		t.Errorf("warming after a container: %v", err)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
 	"github.com/kata-deploy/kata-deploy/runtime/agentproto"
@@ -26,8 +27,9 @@ const warmTimeout = 30 * time.Second
 
 // warm mounts shares, then runs a throwaway container through the same steps as a host's
 // (create, start, wait, remove: namespaces, cgroups, mounts, the re-executed agent, a Go
-// program's start), in a VM that has run none yet, and removes every trace of it (OpWarm).
-func (s *Server) warm(ctx context.Context, shares []agentproto.Share) (err error) {
+// program's start, confined like `like`), in a VM that has run none yet, and removes every trace
+// of it (OpWarm). Then it warms the network configuration (Executor.WarmNetwork).
+func (s *Server) warm(ctx context.Context, shares []agentproto.Share, like *specs.Spec) (err error) {
 	s.mu.Lock()
 	ran := s.ranAny
 	s.mu.Unlock()
@@ -49,7 +51,7 @@ func (s *Server) warm(ctx context.Context, shares []agentproto.Share) (err error
 		return fmt.Errorf("warm: %w", err)
 	}
 	defer cleanup()
-	req := agentproto.Request{Container: agentproto.WarmContainerID, Spec: warmSpec(rootfs)}
+	req := agentproto.Request{Container: agentproto.WarmContainerID, Spec: warmSpec(rootfs, like)}
 	defer func() {
 		// Not a container of the host's: the VM must still count as one that ran none (an
 		// idle VM that ran containers powers off).
@@ -74,6 +76,9 @@ func (s *Server) warm(ctx context.Context, shares []agentproto.Share) (err error
 	}
 	if status != 0 {
 		return fmt.Errorf("warm: the throwaway container exited %d", status)
+	}
+	if err := s.cfg.Executor.WarmNetwork(); err != nil {
+		return fmt.Errorf("warm: %w", err)
 	}
 	return nil
 }
@@ -108,9 +113,9 @@ func (e *NSExecutor) WarmRootfs() (string, func(), error) {
 }
 
 // warmSpec is the throwaway container: the namespaces and the kernel file systems Docker gives a
-// container, so that setting them up is warm too.
-func warmSpec(rootfs string) *specs.Spec {
-	return &specs.Spec{
+// container, and the confinement of `like` (see Client.Warm), so that setting them up is warm too.
+func warmSpec(rootfs string, like *specs.Spec) *specs.Spec {
+	spec := &specs.Spec{
 		Version: specs.Version,
 		Root:    &specs.Root{Path: rootfs},
 		Process: &specs.Process{Args: []string{"/w", VersionArg}, Cwd: "/", Env: []string{"PATH=/"}},
@@ -127,4 +132,48 @@ func warmSpec(rootfs string) *specs.Spec {
 			{Destination: "/dev/shm", Type: "tmpfs", Source: "shm", Options: []string{"nosuid", "noexec", "nodev", "mode=1777", "size=65536k"}},
 		},
 	}
+	if like == nil {
+		return spec
+	}
+	if like.Process != nil {
+		spec.Process.Capabilities = like.Process.Capabilities
+		spec.Process.NoNewPrivileges = like.Process.NoNewPrivileges
+	}
+	if like.Linux != nil {
+		spec.Linux.Seccomp = like.Linux.Seccomp
+		spec.Linux.MaskedPaths = like.Linux.MaskedPaths
+		spec.Linux.ReadonlyPaths = like.Linux.ReadonlyPaths
+	}
+	return spec
+}
+
+// WarmNetwork brings lo up, as every container's network configuration does first, and every
+// Ethernet card up and down again (a pooled clone's spare card: its first bring-up fills its
+// receive ring), so that configuring a container's network runs warm code on a warm card.
+func (e *NSExecutor) WarmNetwork() error {
+	h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
+	if err != nil {
+		return fmt.Errorf("opening a netlink socket: %w", err)
+	}
+	defer h.Close()
+	if err := loopbackUp(h); err != nil {
+		return err
+	}
+	all, err := h.LinkList()
+	if err != nil {
+		return fmt.Errorf("listing the guest's links: %w", err)
+	}
+	for _, l := range all {
+		if l.Attrs().EncapType != "ether" {
+			continue
+		}
+		err := h.LinkSetUp(l)
+		if err == nil {
+			err = h.LinkSetDown(l)
+		}
+		if err != nil {
+			return fmt.Errorf("bringing %s up and down: %w", l.Attrs().Name, err)
+		}
+	}
+	return nil
 }

@@ -1,6 +1,10 @@
 package agentproto
 
-import "context"
+import (
+	"context"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+)
 
 // OpWarm asks the agent of a VM that has run no container yet to run one throwaway container of
 // its own (its own binary, printing its version) and remove it: a pooled clone does it before it
@@ -16,7 +20,10 @@ const WarmContainerID = "kata-warm"
 // Warm runs the agent's throwaway container (OpWarm). The shares given are mounted first, and
 // stay: a container's create that names the same share finds it mounted (a pooled clone mounts
 // its export while it waits, the container's files appear below it later).
-func (c *Client) Warm(ctx context.Context, shares ...Share) error {
-	_, err := c.call(ctx, Request{Op: OpWarm, Shares: shares})
+// The throwaway container is confined like `like` (its capabilities, no_new_privs, seccomp
+// profile, masked and read-only paths; nothing else of it is used), so that the code confining a
+// host's container is warm too; nil: no confinement.
+func (c *Client) Warm(ctx context.Context, like *specs.Spec, shares ...Share) error {
+	_, err := c.call(ctx, Request{Op: OpWarm, Shares: shares, Spec: like})
 	return err
 }

@@ -228,6 +228,17 @@ func (s *Sandbox) releaseSlot() error {
 	return removeIfExists(filepath.Join(s.StateDir, poolSlotRecord))
 }
 
+// unbindFromSlot unmounts the container's share from below the pooled VM's export (bindShare).
+func (s *Sandbox) unbindFromSlot() error {
+	if s.slot == "" {
+		return nil
+	}
+	if err := unmountAll(filepath.Join(s.slot, runtimecache.SlotShare, runtimecache.SlotShareSubdir)); err != nil {
+		return fmt.Errorf("unbinding the container's share from the VM's pool slot: %w", err)
+	}
+	return nil
+}
+
 // cleanupSlotRecord removes the pool slot a dead shim's sandbox had, if any.
 func cleanupSlotRecord(stateDir string) error {
 	record := filepath.Join(stateDir, poolSlotRecord)
@@ -474,7 +485,11 @@ func makeSlotShare(dir string) error {
 // mounted) and run the agent's throwaway container and a few round trips, so that the guest code a
 // container's start runs is translated (TCG) and paged in before a container waits for it.
 func warm(ctx context.Context, agent *agentproto.Client, share agentproto.Share) error {
-	if err := agent.Warm(ctx, share); err != nil {
+	like, err := dockerLike()
+	if err != nil {
+		return fmt.Errorf("warming the clone: Docker's default confinement: %w", err)
+	}
+	if err := agent.Warm(ctx, like, share); err != nil {
 		return fmt.Errorf("warming the clone: %w", err)
 	}
 	for range warmPings {
