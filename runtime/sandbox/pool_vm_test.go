@@ -85,6 +85,16 @@ func TestVMPool(t *testing.T) {
 	if b, _ := os.ReadFile(filepath.Join(data, "f")); string(b) != "host data\n" {
 		t.Errorf("the guest wrote the host's read-only bind: %q", b)
 	}
+	// A container's removal waits for Release only: nothing of the container's is mounted on the
+	// host any more by then. Destroy waits for the rest.
+	if err := s.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{filepath.Join(s.StateDir, sharedDirName), filepath.Join(slot.Dir, runtimecache.SlotShare, runtimecache.SlotShareSubdir)} {
+		if n, err := mountCount(p); err != nil || n != 0 {
+			t.Errorf("after Release, %s holds %d mounts (%v)", p, n, err)
+		}
+	}
 	if err := s.Destroy(ctx); err != nil {
 		t.Fatal(err)
 	}

@@ -50,19 +50,19 @@ type Sandbox struct {
 	VM       *hypervisor.VM
 	Agent    *agentproto.Client
 	// BootTime is how long it took from launching QEMU until the agent answered.
-	BootTime    time.Duration
-	Accelerator string
-	shared      *sharedDir
-	direct      *directVolumes      // disks attached in place of shared bind mounts (directvol.go)
-	cgroup      *hostcgroup.Manager // QEMU's and virtiofsd's host cgroup
-	memoryMiB   int                 // the VM's RAM
-	limits      *limits             // the container's resources as last applied (update.go)
-	slot        string              // the pool slot its VM came from (pool.go); "" for a VM of its own
-	refill      func()              // Options.RefillPool when the pool was asked for a clone
-	spareNIC    *network.SpareNIC   // the pooled VM's spare card, for the first network link
-	refillOnce  sync.Once
-	destroyOnce sync.Once
-	destroyErr  error
+	BootTime     time.Duration
+	Accelerator  string
+	shared       *sharedDir
+	direct       *directVolumes      // disks attached in place of shared bind mounts (directvol.go)
+	cgroup       *hostcgroup.Manager // QEMU's and virtiofsd's host cgroup
+	memoryMiB    int                 // the VM's RAM
+	limits       *limits             // the container's resources as last applied (update.go)
+	slot         string              // the pool slot its VM came from (pool.go); "" for a VM of its own
+	refill       func()              // Options.RefillPool when the pool was asked for a clone
+	spareNIC     *network.SpareNIC   // the pooled VM's spare card, for the first network link
+	refillOnce   sync.Once
+	teardownInit sync.Once
+	down         *teardownState // Release's and Destroy's progress (teardown)
 }
 
 // validID is what containerd and Docker use as container IDs; anything else could escape the
@@ -290,38 +290,100 @@ func connectAgent(ctx context.Context, vm *hypervisor.VM, timeout time.Duration,
 	}
 }
 
-// Destroy powers the VM off and removes everything the sandbox created on the host. It is safe to
-// call more than once and on a partly created sandbox.
+// Destroy powers the VM off and removes everything the sandbox created on the host, and returns
+// once all of it is gone. It is safe to call more than once and on a partly created sandbox.
 // The Agent and VM fields stay set afterwards: calls through them fail cleanly (closed session, dead
 // process) instead of racing with a nil pointer.
 func (s *Sandbox) Destroy(ctx context.Context) error {
-	s.destroyOnce.Do(func() { s.destroyErr = s.destroy(ctx) })
-	return s.destroyErr
+	err := s.Release(ctx)
+	<-s.teardown().done
+	return errors.Join(err, s.teardown().restErr)
 }
 
-func (s *Sandbox) destroy(ctx context.Context) error {
+// Release powers the VM off and releases what the removal of the container waits for: the guest
+// has written out its file systems, QEMU is stopped or killed, and no mount of the container's
+// files is left on the host. When QEMU was killed, what remains (its exit, the VM's state
+// directory and pool slot, the cgroup, the pool's refill) goes on in the background, as it no
+// longer touches the container's files: a container's removal does not wait for QEMU to unmap its
+// memory. Destroy waits for it. Safe to call more than once.
+func (s *Sandbox) Release(ctx context.Context) error {
+	t := s.teardown()
+	t.once.Do(func() { t.err = s.release(ctx, t) })
+	return t.err
+}
+
+// teardownState is the progress of a sandbox's teardown (Release, Destroy).
+type teardownState struct {
+	once    sync.Once
+	err     error         // Release's
+	done    chan struct{} // closed once the rest is done
+	restErr error         // the rest's
+}
+
+func (s *Sandbox) teardown() *teardownState {
+	s.teardownInit.Do(func() { s.down = &teardownState{done: make(chan struct{})} })
+	return s.down
+}
+
+func (s *Sandbox) release(ctx context.Context, t *teardownState) error {
+	synced := s.shutdownGuest(ctx)
+	// A synced guest without disks leaves nothing in QEMU worth writing out: it is killed, and
+	// its exit is waited for with the rest.
+	killed := synced && s.VM != nil && !s.VM.HasDisks() && s.VM.Kill() == nil
 	var errs []error
-	if s.Agent != nil {
-		// A guest that stopped answering is not asked: QEMU is stopped from the host below.
-		if s.Agent.Unresponsive() == nil {
-			sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-			_ = s.Agent.Shutdown(sctx) // the VM may already be gone
-			cancel()
-		}
-		s.Agent.Close()
-	}
-	if s.VM != nil {
+	if s.VM != nil && !killed {
 		if err := s.VM.Stop(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("stopping the VM: %w", err))
 		}
 	}
-	if err := s.releaseSlot(); err != nil {
-		errs = append(errs, fmt.Errorf("removing the VM's pool slot: %w", err))
+	if err := s.unbindFromSlot(); err != nil {
+		errs = append(errs, err)
 	}
 	if s.shared != nil {
 		if err := s.shared.unshare(); err != nil {
 			errs = append(errs, err)
 		}
+	}
+	rest := func() {
+		defer close(t.done)
+		t.restErr = s.removeRest(ctx, killed)
+	}
+	if killed {
+		go rest()
+	} else {
+		rest()
+	}
+	return errors.Join(errs...)
+}
+
+// shutdownGuest asks the agent to unmount the shares and sync, and reports whether it did.
+func (s *Sandbox) shutdownGuest(ctx context.Context) bool {
+	if s.Agent == nil {
+		return false
+	}
+	defer s.Agent.Close()
+	// A guest that stopped answering is not asked: QEMU is stopped from the host.
+	if s.Agent.Unresponsive() != nil {
+		return false
+	}
+	sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	return s.Agent.Shutdown(sctx) == nil // the VM may already be gone
+}
+
+// removeRest removes what Release left once QEMU is stopped or killed: QEMU's exit is waited for,
+// then the VM's state directory, the pool slot, the sandbox's state directory and cgroup go, the
+// pool is refilled and the direct volumes are released.
+func (s *Sandbox) removeRest(ctx context.Context, killed bool) error {
+	ctx = context.WithoutCancel(ctx)
+	var errs []error
+	if s.VM != nil && killed {
+		if err := s.VM.StopSynced(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("stopping the VM: %w", err))
+		}
+	}
+	if err := s.releaseSlot(); err != nil {
+		errs = append(errs, fmt.Errorf("removing the VM's pool slot: %w", err))
 	}
 	if err := Cleanup(s.StateDir); err != nil {
 		errs = append(errs, err)

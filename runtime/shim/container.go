@@ -185,14 +185,16 @@ func (c *container) shutdownAfterInit(ctx context.Context) {
 	}
 }
 
-// destroy powers the VM off and releases everything on the host. Idempotent.
+// destroy powers the VM off and releases what the container's removal waits for
+// (sandbox.Release); the rest of the teardown may still be under way (wait for it with
+// sb.Destroy). Idempotent.
 func (c *container) destroy(ctx context.Context) error {
 	c.cleanup.Do(func() {
 		c.init.closeStdin()
 		for _, p := range c.runningExecs() {
 			p.closeStdin()
 		}
-		c.err = c.sb.Destroy(ctx)
+		c.err = c.sb.Release(ctx)
 	})
 	return c.err
 }

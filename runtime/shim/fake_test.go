@@ -95,15 +95,18 @@ func (f *fakeSandbox) StartNetwork(context.Context, string, func(string, ...any)
 func (f *fakeSandbox) Pause(context.Context) error                                      { return f.alive() }
 func (f *fakeSandbox) Resume(context.Context) error                                     { return f.alive() }
 
-func (f *fakeSandbox) Destroy(context.Context) error {
+// Release powers the fake VM off; destroys counts the power-offs (one, however often called).
+func (f *fakeSandbox) Release(context.Context) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.destroys++
-	if f.destroys == 1 {
+	if f.destroys == 0 {
 		close(f.destroyed)
 	}
+	f.destroys = 1
 	return nil
 }
+
+func (f *fakeSandbox) Destroy(ctx context.Context) error { return f.Release(ctx) }
 
 func (f *fakeSandbox) alive() error {
 	select {

@@ -44,7 +44,11 @@ type vmSandbox interface {
 	// UpdateResources applies the container's new limits (docker update); unchanged ones are a
 	// no-op.
 	UpdateResources(ctx context.Context, res *specs.LinuxResources) error
-	// Destroy powers the VM off and releases everything on the host; it is called at most once.
+	// Release powers the VM off and releases what the container's removal waits for; the rest
+	// of the teardown may go on in the background. Idempotent.
+	Release(ctx context.Context) error
+	// Destroy releases the sandbox and returns once everything it made on the host is gone.
+	// Idempotent.
 	Destroy(ctx context.Context) error
 }
 
@@ -61,6 +65,7 @@ func (q qemuSandbox) PID() uint32                       { return uint32(q.sb.VM.
 func (q qemuSandbox) Pause(ctx context.Context) error   { return q.sb.VM.Pause(ctx) }
 func (q qemuSandbox) Resume(ctx context.Context) error  { return q.sb.VM.Resume(ctx) }
 func (q qemuSandbox) PowerOff() error                   { return q.sb.VM.Kill() }
+func (q qemuSandbox) Release(ctx context.Context) error { return q.sb.Release(ctx) }
 func (q qemuSandbox) Destroy(ctx context.Context) error { return q.sb.Destroy(ctx) }
 func (q qemuSandbox) UpdateResources(ctx context.Context, res *specs.LinuxResources) error {
 	return q.sb.UpdateResources(ctx, res, log.G(ctx).WithField("id", q.sb.ID).Warnf)

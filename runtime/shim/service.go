@@ -44,6 +44,7 @@ type service struct {
 
 	mu       sync.Mutex
 	c        *container // nil before Create and after Delete
+	deleted  *container // after Delete: its teardown may still be finishing
 	creating bool       // a Create is booting the VM: the shim is taken
 }
 
@@ -56,12 +57,18 @@ func NewTaskService(ctx context.Context, publisher shim.Publisher, sd shutdown.S
 func newService(ctx context.Context, publisher shim.Publisher, sd shutdown.Service, boot bootFunc) *service {
 	s := &service{publisher: publisher, shutdown: sd, events: make(chan any, 128), boot: boot}
 	go s.forward(ctx)
+	// The shim exits once its sandbox is gone: a deleted container's teardown may still be
+	// finishing (sandbox.Release).
 	sd.RegisterCallback(func(context.Context) error {
 		s.mu.Lock()
 		c := s.c
+		if c == nil {
+			c = s.deleted
+		}
 		s.mu.Unlock()
 		if c != nil {
-			return c.destroy(context.Background())
+			c.destroy(context.Background())
+			return c.sb.Destroy(context.Background())
 		}
 		return nil
 	})
@@ -250,7 +257,7 @@ func (s *service) Delete(ctx context.Context, r *taskAPI.DeleteRequest) (*taskAP
 	}
 	os.Remove(filepath.Join(c.bundle, bundleRecord))
 	s.mu.Lock()
-	s.c = nil
+	s.c, s.deleted = nil, c
 	s.mu.Unlock()
 	status, at := p.exitStatus()
 	s.send(&eventstypes.TaskDelete{ContainerID: c.id, Pid: c.pid(), ExitStatus: uint32(status), ExitedAt: protobuf.ToTimestamp(at)})
