@@ -10,8 +10,8 @@
 //     warm-up round builds the template, the counted runs start clones of it;
 //   - kata+pool (-pool): the same with a pool of one clone ([factory] pool = 1): a container takes
 //     the clone waiting in the pool and a detached filler restores the next one in the background.
-//     The warm-up round builds the template and the pool is left to fill once; the counted runs do
-//     not wait for the refill (a container that comes before it restores a clone itself).
+//     The warm-up round builds the template; after each run the benchmark waits, uncounted, for
+//     the refill, so that no refill runs while another kind is measured.
 //
 // Kinds are interleaved round by round, so the ratios of one run compare like with like on a
 // noisy machine. -density 1,5,10,20 also starts that many idle kata containers and reads the host

@@ -107,9 +107,8 @@ like on a shared machine.
 - **kata+pool**: kata+template with a pool of one clone (` + "`[factory] pool = 1`" + `, measured with ` + "`-pool`" + `):
   a container takes the clone waiting in the pool (restored from the template and warmed ahead of
   time) and a detached filler restores the next one in the background. The warm-up round builds the
-  template and the pool is left to fill once; the counted runs do not wait for the refill (a
-  container that comes before it restores a clone itself), and the refill runs while the next kinds
-  are measured. "n/a" when not measured.
+  template; after each run the benchmark waits, uncounted, until the pool holds a waiting clone
+  again, so that no refill runs while another kind is measured. "n/a" when not measured.
 - **kata+template+tb**: kata+template with ` + "`[hypervisor] tcg_translation_buffer`" + ` set{{with .SmallTB}} to {{.}} MiB{{end}} (measured with
   ` + "`-template-tb MiB`" + `): under TCG each clone keeps at most that much translated code (less host memory)
   and translates again what a full buffer flushed (a slower start). "n/a" when not measured.

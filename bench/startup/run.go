@@ -74,11 +74,12 @@ func run(ctx context.Context, o options) (err error) {
 	for _, v := range on {
 		kd := kind{name: v.kind, fn: func() error { return dockerRun(ctx, v.runtime) }}
 		if v.pool {
-			// The warm-up round builds the template; the pool fills once before the counted
-			// rounds, which then do not wait for its refill.
-			kd.warmedUp = func() error {
+			// After each run (uncounted) the pool is refilled: the warm-up round's run built the
+			// template, and no refill may run while another kind is measured (it would slow the
+			// baseline down).
+			kd.settle = func() error {
 				if _, err := waitingClone(ctx); err != nil {
-					return fmt.Errorf("after the warm-up round: %w", err)
+					return fmt.Errorf("waiting for the refill: %w", err)
 				}
 				return nil
 			}
@@ -144,8 +145,8 @@ func run(ctx context.Context, o options) (err error) {
 type kind struct {
 	name string
 	fn   func() error
-	// warmedUp, if set, runs once after the warm-up round, uncounted.
-	warmedUp func() error
+	// settle, if set, runs after each run of the kind, uncounted: the machine is back at rest.
+	settle func() error
 }
 
 // startup runs every kind once per round, n rounds after one warm-up round that is not counted.
@@ -163,13 +164,10 @@ func startup(ctx context.Context, n int, kinds []kind) (map[string][]time.Durati
 			if i >= 0 {
 				times[k.name] = append(times[k.name], time.Since(start))
 			}
-		}
-		for _, k := range kinds {
-			if i >= 0 || k.warmedUp == nil {
-				continue
-			}
-			if err := k.warmedUp(); err != nil {
-				return nil, fmt.Errorf("%s: %w", k.name, err)
+			if k.settle != nil {
+				if err := k.settle(); err != nil {
+					return nil, fmt.Errorf("%s, round %d: %w", k.name, i+1, err)
+				}
 			}
 		}
 		fmt.Printf("\rround %d/%d", i+1, n)
