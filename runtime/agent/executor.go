@@ -26,6 +26,8 @@ type Executor interface {
 	// WarmRootfs makes the rootfs of the throwaway container (OpWarm): the agent's own binary
 	// at /w; cleanup removes it.
 	WarmRootfs() (rootfs string, cleanup func(), err error)
+	// SyncFS writes the guest's file systems out (sync(2)).
+	SyncFS() error
 	// WarmNetwork runs the guest's network configuration once, with nothing to configure
 	// (OpWarm).
 	WarmNetwork() error

@@ -280,6 +280,12 @@ func (e *NSExecutor) Shutdown(ctx context.Context) error {
 	return nil
 }
 
+// SyncFS writes the guest's file systems out.
+func (e *NSExecutor) SyncFS() error {
+	unix.Sync()
+	return nil
+}
+
 // spawn starts containerinit and hands it cfg. confine, if set, runs on the
 // new pid before the child gets its config (it waits for it, doing nothing).
 func (e *NSExecutor) spawn(ctx context.Context, cfg *containerinit.Config, joinPid int, confine func(pid int) error) (*nsProcess, error) {

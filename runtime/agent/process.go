@@ -21,14 +21,18 @@ type proc struct {
 
 	done   chan struct{} // closed when exited and output drained
 	status int
+	// afterExit, if set, runs once the process exited, before done is closed; synced records
+	// that it succeeded.
+	afterExit func() error
+	synced    bool
 }
 
 // newProc wires p's stdio. Output is copied from the start (a prepared
 // process writes nothing before Start); it goes to whatever stream is
 // attached at the time, or nowhere.
-func newProc(p Process) *proc {
+func newProc(p Process, afterExit func() error) *proc {
 	s := p.Stdio()
-	pr := &proc{p: p, term: s.Terminal, done: make(chan struct{})}
+	pr := &proc{p: p, term: s.Terminal, done: make(chan struct{}), afterExit: afterExit}
 	pr.stdin = &inPipe{w: s.Stdin}
 	pr.stdout = newOutPipe()
 	go pr.stdout.copyFrom(s.Stdout)
@@ -48,6 +52,9 @@ func (pr *proc) monitor() {
 		<-pr.stderr.done
 	}
 	pr.status = pr.p.ExitStatus()
+	if pr.afterExit != nil {
+		pr.synced = pr.afterExit() == nil
+	}
 	close(pr.done)
 }
 

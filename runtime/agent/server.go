@@ -219,7 +219,7 @@ func (s *Server) dispatch(ctx context.Context, req agentproto.Request) (resp age
 	case agentproto.OpExec:
 		err = s.exec(ctx, req)
 	case agentproto.OpWait:
-		resp.ExitStatus, err = s.wait(ctx, req)
+		resp.ExitStatus, resp.Synced, err = s.wait(ctx, req)
 	case agentproto.OpSignal:
 		err = s.signal(req)
 	case agentproto.OpCloseStdin:
@@ -285,7 +285,10 @@ func (s *Server) create(ctx context.Context, req agentproto.Request) error {
 	if err != nil {
 		return fmt.Errorf("create container %q: %w", req.Container, err)
 	}
-	c := &container{id: req.Container, init: newProc(p), execs: make(map[string]*proc)}
+	// The init's exit is reported once the guest wrote its file systems out: the container's
+	// processes are all gone by then (they die with its pid namespace before its init can be
+	// reaped), and the host need not ask for it before it kills the VM (Response.Synced).
+	c := &container{id: req.Container, init: newProc(p, s.cfg.Executor.SyncFS), execs: make(map[string]*proc)}
 	s.mu.Lock()
 	s.containers[c.id] = c
 	s.ranAny = true
@@ -402,17 +405,20 @@ func (s *Server) exec(ctx context.Context, req agentproto.Request) error {
 		return fmt.Errorf("exec %q in container %q: %w", req.Exec, req.Container, err)
 	}
 	s.mu.Lock()
-	c.execs[req.Exec] = newProc(p)
+	c.execs[req.Exec] = newProc(p, nil)
 	s.mu.Unlock()
 	return nil
 }
 
-func (s *Server) wait(ctx context.Context, req agentproto.Request) (int, error) {
+// wait returns a process's exit status, and for a container's init whether the guest synced after
+// it exited.
+func (s *Server) wait(ctx context.Context, req agentproto.Request) (int, bool, error) {
 	_, pr, err := s.lookup(req.Container, req.Exec)
 	if err != nil {
-		return 0, err
+		return 0, false, err
 	}
-	return pr.wait(ctx)
+	status, err := pr.wait(ctx)
+	return status, err == nil && pr.synced, err
 }
 
 // signal signals a process. Signalling a process that already exited is not

@@ -36,6 +36,7 @@ type fakeExecutor struct {
 	// warmRootfs counts the throwaway containers' rootfs made and not cleaned up.
 	warmRootfs  int
 	warmNetwork int
+	syncs       int           // SyncFS calls
 	inits       []*specs.Spec // the specs of the containers created
 }
 
@@ -85,6 +86,13 @@ func (f *fakeExecutor) create(p *specs.Process) (agent.Process, error) {
 
 func (f *fakeExecutor) Stats() (agentproto.Stats, error) {
 	return agentproto.Stats{MemoryUsageBytes: 1, MemoryLimitBytes: 2, CPUUsageNs: 3}, nil
+}
+
+func (f *fakeExecutor) SyncFS() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.syncs++
+	return nil
 }
 
 func (f *fakeExecutor) WarmNetwork() error {
@@ -340,6 +348,10 @@ func TestProtocolRunWithOutput(t *testing.T) {
 	if r.status != 42 || r.stdout != "out\n" || r.stderr != "err\n" {
 		t.Errorf("got %+v", r)
 	}
+	// The init's exit is reported once the guest synced.
+	if !h.client.Synced() || h.exec.syncs != 1 {
+		t.Errorf("after the init's exit: %d syncs, reported synced %v; want 1, true", h.exec.syncs, h.client.Synced())
+	}
 	// Waiting again gives the same answer; attaching after the end gives EOF.
 	if st, err := h.client.Wait(ctx, "c1", ""); err != nil || st != 42 {
 		t.Errorf("second wait: %d, %v", st, err)
@@ -471,6 +483,9 @@ func TestProtocolSignalsExecAndErrors(t *testing.T) {
 	}
 	if r := startAndWait(ctx, t, c, "s", "e1", false, nil, nil); r.status != 42 || r.stdout != "out\n" {
 		t.Errorf("exec: %+v", r)
+	}
+	if c.Synced() || h.exec.syncs != 0 {
+		t.Errorf("an exec's exit synced the guest (%d syncs) or was reported as synced (%v)", h.exec.syncs, c.Synced())
 	}
 	if pids, err := c.Pids(ctx, "s"); err != nil || len(pids) != 1 {
 		t.Errorf("pids: %v, %v", pids, err)

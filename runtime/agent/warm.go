@@ -70,7 +70,7 @@ func (s *Server) warm(ctx context.Context, shares []agentproto.Share, like *spec
 	if _, err := s.start(req); err != nil {
 		return fmt.Errorf("warm: %w", err)
 	}
-	status, err := s.wait(ctx, req)
+	status, _, err := s.wait(ctx, req)
 	if err != nil {
 		return fmt.Errorf("warm: %w", err)
 	}

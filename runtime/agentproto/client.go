@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -42,6 +43,8 @@ type Client struct {
 
 	healthMu sync.Mutex
 	silent   error // why the guest is considered unresponsive; nil while it answers
+
+	synced atomic.Bool // a container's init exited and the guest synced after it (Synced)
 }
 
 // ClientOption configures a Client.
@@ -290,8 +293,16 @@ func (c *Client) Wait(ctx context.Context, containerID, execID string) (int, err
 	if err != nil {
 		return 0, err
 	}
+	if execID == "" && resp.Synced {
+		c.synced.Store(true)
+	}
 	return resp.ExitStatus, nil
 }
+
+// Synced reports whether a Wait for a container's init returned, and the guest said it wrote its
+// file systems out after the init exited (Response.Synced): a host that removes the container
+// then has nothing to ask the guest to write.
+func (c *Client) Synced() bool { return c.synced.Load() }
 
 // Signal sends sig to the process, or with all to every process of the
 // container (execID is then ignored).

@@ -184,8 +184,12 @@ type Response struct {
 	Info       *AgentInfo `json:"info,omitempty"`
 	Pid        int        `json:"pid,omitempty"`
 	ExitStatus int        `json:"exitStatus,omitempty"`
-	Pids       []int      `json:"pids,omitempty"`
-	Stats      *Stats     `json:"stats,omitempty"`
+	// Synced says, in the answer to waiting for a container's init (OpWait), that the guest
+	// wrote its file systems out after the init exited: every process of the container was gone
+	// by then (they die with its pid namespace), so nothing of the container's is left unwritten.
+	Synced bool   `json:"synced,omitempty"`
+	Pids   []int  `json:"pids,omitempty"`
+	Stats  *Stats `json:"stats,omitempty"`
 	// Notes are what an update could not apply in the guest (OpUpdateContainer).
 	Notes []string `json:"notes,omitempty"`
 }

@@ -356,12 +356,18 @@ func (s *Sandbox) release(ctx context.Context, t *teardownState) error {
 	return errors.Join(errs...)
 }
 
-// shutdownGuest asks the agent to unmount the shares and sync, and reports whether it did.
+// shutdownGuest asks the agent to unmount the shares and sync, and reports whether it did. A
+// guest without disks that synced when the container's init exited (agentproto.Response.Synced)
+// is not asked: nothing of the container's is left to write, and its shares need no unmounting in
+// a VM about to be killed.
 func (s *Sandbox) shutdownGuest(ctx context.Context) bool {
 	if s.Agent == nil {
 		return false
 	}
 	defer s.Agent.Close()
+	if s.Agent.Synced() && s.VM != nil && !s.VM.HasDisks() {
+		return true
+	}
 	// A guest that stopped answering is not asked: QEMU is stopped from the host.
 	if s.Agent.Unresponsive() != nil {
 		return false
