@@ -28,8 +28,8 @@ type Executor interface {
 	WarmRootfs() (rootfs string, cleanup func(), err error)
 	// SyncFS writes the guest's file systems out (sync(2)).
 	SyncFS() error
-	// WarmNetwork runs the guest's network configuration once, with nothing to configure
-	// (OpWarm).
+	// WarmNetwork runs the guest's network configuration once, with nothing to configure, and
+	// brings the cards up and down (OpWarm).
 	WarmNetwork() error
 }
 

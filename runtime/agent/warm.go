@@ -147,16 +147,17 @@ func warmSpec(rootfs string, like *specs.Spec) *specs.Spec {
 	return spec
 }
 
-// WarmNetwork brings lo up, as every container's network configuration does first, and every
-// Ethernet card up and down again (a pooled clone's spare card: its first bring-up fills its
-// receive ring), so that configuring a container's network runs warm code on a warm card.
+// WarmNetwork applies an empty network configuration (lo up, no card, no route), as a container's
+// does with its own, and brings every Ethernet card up and down again (a pooled clone's spare
+// card: its first bring-up fills its receive ring), so that configuring a container's network
+// runs warm code on a warm card.
 func (e *NSExecutor) WarmNetwork() error {
 	h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
 	if err != nil {
 		return fmt.Errorf("opening a netlink socket: %w", err)
 	}
 	defer h.Close()
-	if err := loopbackUp(h); err != nil {
+	if err := applyNetwork(context.Background(), h, agentproto.Network{}, 0); err != nil {
 		return err
 	}
 	all, err := h.LinkList()
