@@ -391,7 +391,7 @@ func (s *Sandbox) removeRest(ctx context.Context, killed bool) error {
 	if err := s.releaseSlot(); err != nil {
 		errs = append(errs, fmt.Errorf("removing the VM's pool slot: %w", err))
 	}
-	if err := Cleanup(s.StateDir); err != nil {
+	if err := cleanupRetrying(s.StateDir); err != nil {
 		errs = append(errs, err)
 	}
 	s.RefillPool() // a container that never started did not refill the pool
@@ -400,6 +400,18 @@ func (s *Sandbox) removeRest(ctx context.Context, killed bool) error {
 		errs = append(errs, fmt.Errorf("releasing the direct volumes: %w", err))
 	}
 	return errors.Join(errs...)
+}
+
+// cleanupRetrying is Cleanup, tried again for about a second while it fails: right after QEMU and
+// virtiofsd exited, the kernel may still count them in the host cgroup (until they are reaped),
+// and the cgroup cannot be removed yet.
+func cleanupRetrying(stateDir string) error {
+	err := Cleanup(stateDir)
+	for delay := 10 * time.Millisecond; err != nil && delay <= 640*time.Millisecond; delay *= 2 {
+		time.Sleep(delay)
+		err = Cleanup(stateDir)
+	}
+	return err
 }
 
 // Cleanup removes what a sandbox left in stateDir after its shim died: the QEMU process, the

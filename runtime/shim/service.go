@@ -66,11 +66,15 @@ func newService(ctx context.Context, publisher shim.Publisher, sd shutdown.Servi
 			c = s.deleted
 		}
 		s.mu.Unlock()
-		if c != nil {
-			c.destroy(context.Background())
-			return c.sb.Destroy(context.Background())
+		if c == nil {
+			return nil
 		}
-		return nil
+		c.destroy(context.Background())
+		err := c.sb.Destroy(context.Background())
+		if err != nil {
+			log.L.WithError(err).WithField("id", c.id).Warn("tearing the sandbox down")
+		}
+		return err
 	})
 	return s
 }
