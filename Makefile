@@ -71,7 +71,7 @@ demo:
 BENCH_RUNS  ?= 10
 BENCH_FLAGS ?=
 bench:
-	. "$$(hack/engine.sh up)" && flock /run/kata-e2e.lock $(GO) run ./bench/startup -n $(BENCH_RUNS) -template -pool -template-tb 24 \
+	. "$$(hack/engine.sh up)" && flock /run/kata-e2e.lock $(GO) run ./bench/startup -n $(BENCH_RUNS) -template -pool -template-tb 20 \
 		-density 1,5,10,20 -trace -report docs/benchmarks.md $(BENCH_FLAGS)
 
 # Reliability: 200 kata containers in a row and 10 at once, then faults, then nothing may be left
