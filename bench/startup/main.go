@@ -14,7 +14,9 @@
 //     the refill, so that no refill runs while another kind is measured.
 //
 // Kinds are interleaved round by round, so the ratios of one run compare like with like on a
-// noisy machine. -density 1,5,10,20 also starts that many idle kata containers and reads the host
+// noisy machine. After each kata run the benchmark waits, uncounted, until the runtime's teardown
+// has ended (Docker's removal does not wait for QEMU's exit), so that no kind is measured while
+// another's teardown runs. -density 1,5,10,20 also starts that many idle kata containers and reads the host
 // PSS of their QEMU, shim and virtiofsd (and so for each variant measured; for kata+pool the
 // waiting clone's QEMU apart); -report writes docs/benchmarks.md with PNG plots.
 //

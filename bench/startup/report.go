@@ -98,7 +98,9 @@ Written by ` + "`make bench`" + ` (bench/startup): do not edit, run it again. Me
 
 ` + "`docker run --rm --runtime=<runtime> busybox true`" + `, start to exit, {{.Runs}} runs of each kind,
 interleaved round by round (one warm-up round not counted), so that the ratios compare like with
-like on a shared machine.
+like on a shared machine. After each kata run the benchmark waits, uncounted, until the runtime's
+teardown has ended (Docker's removal of a container does not wait for its QEMU to exit), so that no
+kind is measured while another's teardown runs.
 
 - **runc**: Docker's default runtime, no VM.
 - **kata**: this tree's runtime.

@@ -60,9 +60,12 @@ func run(ctx context.Context, o options) (err error) {
 	if err != nil {
 		return err
 	}
+	// After a kata run (uncounted) the runtime's teardown ends: Docker's removal does not wait
+	// for QEMU's exit, and no kind is measured while one is still under way.
+	settled := func() error { return teardownsDone(ctx, k.Config.Runtime.StateDir) }
 	kinds := []kind{
 		{name: kindRunc, fn: func() error { return dockerRun(ctx, "runc") }},
-		{name: kindKata, fn: func() error { return dockerRun(ctx, runtimeName) }},
+		{name: kindKata, fn: func() error { return dockerRun(ctx, runtimeName) }, settle: settled},
 		{name: kindFloor, fn: func() error { return fl.run(ctx) }},
 	}
 	on, cleanup, err := setUpVariants(ctx, k, o)
@@ -72,16 +75,16 @@ func run(ctx context.Context, o options) (err error) {
 	defer func() { err = errors.Join(err, cleanup()) }()
 	pool := false
 	for _, v := range on {
-		kd := kind{name: v.kind, fn: func() error { return dockerRun(ctx, v.runtime) }}
+		kd := kind{name: v.kind, fn: func() error { return dockerRun(ctx, v.runtime) }, settle: settled}
 		if v.pool {
-			// After each run (uncounted) the pool is refilled: the warm-up round's run built the
-			// template, and no refill may run while another kind is measured (it would slow the
-			// baseline down).
+			// After each run (uncounted) the pool is refilled too: the warm-up round's run built
+			// the template, and no refill may run while another kind is measured (it would slow
+			// the baseline down).
 			kd.settle = func() error {
 				if _, err := waitingClone(ctx); err != nil {
 					return fmt.Errorf("waiting for the refill: %w", err)
 				}
-				return nil
+				return settled()
 			}
 			pool = true
 		}
@@ -147,6 +150,29 @@ type kind struct {
 	fn   func() error
 	// settle, if set, runs after each run of the kind, uncounted: the machine is back at rest.
 	settle func() error
+}
+
+// teardownsDone waits until the runtime's state directory holds no sandbox: every container's
+// teardown has ended (QEMU exited, its state and cgroup removed).
+func teardownsDone(ctx context.Context, stateDir string) error {
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		entries, err := os.ReadDir(stateDir)
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+		if len(entries) == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("a container's teardown has not ended after 10 s: %s holds %d entries", stateDir, len(entries))
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
 }
 
 // startup runs every kind once per round, n rounds after one warm-up round that is not counted.

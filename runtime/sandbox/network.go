@@ -23,7 +23,12 @@ import (
 // the VM or the agent session ends; logf receives what goes wrong then.
 //
 // bundle is the container's OCI bundle: its config.json names the resolv.conf Docker wrote.
+// A pooled QEMU's move into the container's host cgroup, begun at Create, is waited for first.
 func (s *Sandbox) StartNetwork(ctx context.Context, bundle string, logf func(format string, args ...any)) error {
+	// The container's process runs in QEMU's host cgroup from its start on.
+	if err := s.awaitPlaced(); err != nil {
+		return err
+	}
 	spec, err := readBundleSpec(bundle)
 	if err != nil {
 		return err

@@ -87,7 +87,7 @@ func (s *Sandbox) takePooled(ctx context.Context, opts Options, vc hypervisor.Co
 		return err
 	}
 	s.slot = slot
-	if s.VM, s.Agent, s.spareNIC, err = adoptSlot(ctx, slot, vc, opts.Config.Agent.BootTimeout.Duration(), logf); err != nil {
+	if s.VM, s.Agent, s.spareNIC, s.placing, err = adoptSlot(ctx, slot, vc, opts.Config.Agent.BootTimeout.Duration(), logf); err != nil {
 		err = fmt.Errorf("the clone in %s: %w", slot, err)
 		if rerr := s.releaseSlot(); rerr != nil {
 			// The record stays: the sandbox's Cleanup tries again.
@@ -146,44 +146,47 @@ func slotConfig(vc hypervisor.Config, slot string) hypervisor.Config {
 	return c
 }
 
-// adoptSlot takes over the slot's QEMU for the container of vc: into its cgroup, at the normal
-// priority, with its share bound below the export and a fresh agent session, reseeded and with
-// the host's clock. On error QEMU is stopped (the caller's releaseSlot removes the rest).
-func adoptSlot(ctx context.Context, slot string, vc hypervisor.Config, timeout time.Duration, logf func(string, ...any)) (_ *hypervisor.VM, _ *agentproto.Client, spare *network.SpareNIC, err error) {
+// adoptSlot takes over the slot's QEMU for the container of vc: at the normal priority, with its
+// share bound below the export and a fresh agent session, reseeded and with the host's clock. It
+// is moved into the container's cgroup in the background (placed): with cgroup v1 each hierarchy
+// waits for an RCU grace period, tens of ms in all, which the container's create in the guest
+// hides (Sandbox.awaitPlaced). On error QEMU is stopped (the caller's releaseSlot removes the
+// rest).
+func adoptSlot(ctx context.Context, slot string, vc hypervisor.Config, timeout time.Duration, logf func(string, ...any)) (_ *hypervisor.VM, _ *agentproto.Client, spare *network.SpareNIC, placed <-chan error, err error) {
 	cfg := slotConfig(vc, slot)
 	cfg.ID, cfg.Logf = vc.ID, vc.Logf
 	vm, err := hypervisor.Adopt(ctx, cfg)
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, nil, nil, nil, err
 	}
 	defer func() {
 		if err != nil {
 			vm.Stop(context.WithoutCancel(ctx))
 		}
 	}()
-	if vc.Placed != nil {
-		if err := vc.Placed(vm.PID); err != nil {
-			return nil, nil, nil, fmt.Errorf("placing QEMU (pid %d): %w", vm.PID, err)
-		}
-	}
 	if err := vm.SetNice(workingNice); err != nil {
-		return nil, nil, nil, err
+		return nil, nil, nil, nil, err
 	}
 	if spare, err = adoptSpare(vm, slot); err != nil {
-		return nil, nil, nil, err
+		return nil, nil, nil, nil, err
 	}
 	if err := bindShare(vc.Shares, slot); err != nil {
-		return nil, nil, nil, err
+		return nil, nil, nil, nil, err
 	}
 	agent, err := connectAgent(ctx, vm, timeout, logf)
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, nil, nil, nil, err
 	}
 	if err := reseed(ctx, agent); err != nil {
 		agent.Close()
-		return nil, nil, nil, err
+		return nil, nil, nil, nil, err
 	}
-	return vm, agent, spare, nil
+	if vc.Placed != nil {
+		ch := make(chan error, 1)
+		go func() { ch <- vc.Placed(vm.PID) }()
+		placed = ch
+	}
+	return vm, agent, spare, placed, nil
 }
 
 // bindShare binds the container's share (its tmpfs and every bind under it, with their flags)

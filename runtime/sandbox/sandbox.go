@@ -60,6 +60,9 @@ type Sandbox struct {
 	slot         string              // the pool slot its VM came from (pool.go); "" for a VM of its own
 	refill       func()              // Options.RefillPool when the pool was asked for a clone
 	spareNIC     *network.SpareNIC   // the pooled VM's spare card, for the first network link
+	placing      <-chan error        // a pooled QEMU's move into the host cgroup (adoptSlot)
+	placeOnce    sync.Once
+	placeErr     error
 	refillOnce   sync.Once
 	teardownInit sync.Once
 	down         *teardownState // Release's and Destroy's progress (teardown)
@@ -326,6 +329,7 @@ func (s *Sandbox) teardown() *teardownState {
 }
 
 func (s *Sandbox) release(ctx context.Context, t *teardownState) error {
+	s.awaitPlaced() // QEMU is not moved into a cgroup while it is torn down
 	synced := s.shutdownGuest(ctx)
 	// A synced guest without disks leaves nothing in QEMU worth writing out: it is killed, and
 	// its exit is waited for with the rest.
@@ -354,6 +358,18 @@ func (s *Sandbox) release(ctx context.Context, t *teardownState) error {
 		rest()
 	}
 	return errors.Join(errs...)
+}
+
+// awaitPlaced waits until a pooled QEMU is in the container's host cgroup (adoptSlot).
+func (s *Sandbox) awaitPlaced() error {
+	s.placeOnce.Do(func() {
+		if s.placing != nil {
+			if err := <-s.placing; err != nil {
+				s.placeErr = fmt.Errorf("placing QEMU (pid %d) in the container's cgroup: %w", s.VM.PID, err)
+			}
+		}
+	})
+	return s.placeErr
 }
 
 // shutdownGuest asks the agent to unmount the shares and sync, and reports whether it did. A
