@@ -152,10 +152,13 @@ type kind struct {
 	settle func() error
 }
 
+// teardownTimeout bounds the wait for the runtime's teardowns. A variable for tests.
+var teardownTimeout = 10 * time.Second
+
 // teardownsDone waits until the runtime's state directory holds no sandbox: every container's
 // teardown has ended (QEMU exited, its state and cgroup removed).
 func teardownsDone(ctx context.Context, stateDir string) error {
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(teardownTimeout)
 	for {
 		entries, err := os.ReadDir(stateDir)
 		if err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -165,7 +168,7 @@ func teardownsDone(ctx context.Context, stateDir string) error {
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("a container's teardown has not ended after 10 s: %s holds %d entries", stateDir, len(entries))
+			return fmt.Errorf("a container's teardown has not ended after %s: %s holds %d entries", teardownTimeout, stateDir, len(entries))
 		}
 		select {
 		case <-ctx.Done():

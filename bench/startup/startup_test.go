@@ -1,7 +1,10 @@
 package main
 
 import (
+	"context"
 	"errors"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -252,5 +255,26 @@ func TestFloorArgs(t *testing.T) {
 	f.Accel = "kvm"
 	if line := strings.Join(f.args(), " "); !strings.Contains(line, "-cpu host") {
 		t.Errorf("under kvm the floor should use -cpu host:\n%s", line)
+	}
+}
+
+// TestTeardownsDone: the wait after a kata run ends when the runtime's state directory is empty
+// (or absent), and fails loudly, naming what is left, when a teardown never ends.
+func TestTeardownsDone(t *testing.T) {
+	defer func(d time.Duration) { teardownTimeout = d }(teardownTimeout)
+	teardownTimeout = 50 * time.Millisecond
+	dir := t.TempDir()
+	ctx := context.Background()
+	if err := teardownsDone(ctx, dir); err != nil {
+		t.Errorf("empty state directory: %v", err)
+	}
+	if err := teardownsDone(ctx, filepath.Join(dir, "absent")); err != nil {
+		t.Errorf("absent state directory: %v", err)
+	}
+	if err := os.Mkdir(filepath.Join(dir, "c1"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := teardownsDone(ctx, dir); err == nil || !strings.Contains(err.Error(), "holds 1 entries") {
+		t.Errorf("a sandbox that stays: %v", err)
 	}
 }

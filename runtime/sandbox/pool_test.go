@@ -1,6 +1,8 @@
 package sandbox
 
 import (
+	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -9,6 +11,7 @@ import (
 	"time"
 
 	"github.com/kata-deploy/kata-deploy/internal/runtimecache"
+	"github.com/kata-deploy/kata-deploy/runtime/hypervisor"
 )
 
 // fakeSlot makes a slot directory with the given marker file ("" for none).
@@ -152,5 +155,23 @@ func TestSweep(t *testing.T) {
 		if _, err := os.Stat(s); !os.IsNotExist(err) {
 			t.Errorf("the sweep left %s", s)
 		}
+	}
+}
+
+// TestAwaitPlaced: a pooled QEMU's move into the container's cgroup runs in the background; the
+// container's start waits for it and fails with its error (once read, the same error every time),
+// before it reads anything of the bundle.
+func TestAwaitPlaced(t *testing.T) {
+	placing := make(chan error, 1)
+	placing <- errors.New("cgroup.procs: no such process")
+	s := &Sandbox{VM: &hypervisor.VM{PID: 42}, placing: placing}
+	for range 2 {
+		err := s.StartNetwork(context.Background(), t.TempDir(), t.Logf)
+		if err == nil || !strings.Contains(err.Error(), "placing QEMU (pid 42) in the container's cgroup: cgroup.procs: no such process") {
+			t.Fatalf("StartNetwork after a failed placement: %v", err)
+		}
+	}
+	if err := (&Sandbox{}).awaitPlaced(); err != nil {
+		t.Errorf("a sandbox placed at once (not pooled) waits for nothing, got %v", err)
 	}
 }
