@@ -16,9 +16,9 @@
 // Kinds are interleaved round by round, so the ratios of one run compare like with like on a
 // noisy machine. After each kata run the benchmark waits, uncounted, until the runtime's teardown
 // has ended (Docker's removal does not wait for QEMU's exit), so that no kind is measured while
-// another's teardown runs. -density 1,5,10,20 also starts that many idle kata containers and reads the host
-// PSS of their QEMU, shim and virtiofsd (and so for each variant measured; for kata+pool the
-// waiting clone's QEMU apart); -report writes docs/benchmarks.md with PNG plots.
+// another's teardown runs. -density 1,5,10,20 also starts that many idle kata containers and
+// reads the host PSS of their QEMU, shim and virtiofsd (and so for each variant measured; for
+// kata+pool the waiting clone's QEMU apart); -report writes docs/benchmarks.md with PNG plots.
 //
 //	. "$(hack/engine.sh up)" && flock /run/kata-e2e.lock go run ./bench/startup -n 10
 //
@@ -107,7 +107,7 @@ func (o options) check() error {
 	case o.maxPoolRunc > 0 && !o.pool:
 		return errors.New("-max-pool-runc-ratio needs -pool")
 	case o.maxTmplPSS > 0 && (len(o.density) == 0 || !o.template && !o.pool && o.smallTB == 0):
-		return errors.New("-max-template-pss-mib needs -density and -template or -pool")
+		return errors.New("-max-template-pss-mib needs -density and -template, -pool or -template-tb")
 	}
 	return nil
 }

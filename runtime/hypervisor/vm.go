@@ -278,10 +278,10 @@ func (vm *VM) Stop(ctx context.Context) error {
 }
 
 // StopSynced is Stop for a VM whose guest has written out its file systems (the agent's
-// shutdown, or its report of the container's exit): without a disk image QEMU holds nothing that still needs writing (what it wrote to a
-// share is the host's already), so it is killed at once rather than asked to quit, which saves
-// the QMP round trips on every container's removal. A VM with disks quits, so that QEMU flushes
-// its image caches.
+// shutdown, or its report of the container's exit): without a disk image QEMU holds nothing that
+// still needs writing (what it wrote to a share is the host's already), so it is killed at once
+// rather than asked to quit, which saves the QMP round trips on every container's removal. A VM
+// with disks quits, so that QEMU flushes its image caches.
 func (vm *VM) StopSynced(ctx context.Context) error {
 	return vm.stop(ctx, vm.HasDisks())
 }

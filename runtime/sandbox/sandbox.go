@@ -50,22 +50,21 @@ type Sandbox struct {
 	VM       *hypervisor.VM
 	Agent    *agentproto.Client
 	// BootTime is how long it took from launching QEMU until the agent answered.
-	BootTime     time.Duration
-	Accelerator  string
-	shared       *sharedDir
-	direct       *directVolumes      // disks attached in place of shared bind mounts (directvol.go)
-	cgroup       *hostcgroup.Manager // QEMU's and virtiofsd's host cgroup
-	memoryMiB    int                 // the VM's RAM
-	limits       *limits             // the container's resources as last applied (update.go)
-	slot         string              // the pool slot its VM came from (pool.go); "" for a VM of its own
-	refill       func()              // Options.RefillPool when the pool was asked for a clone
-	spareNIC     *network.SpareNIC   // the pooled VM's spare card, for the first network link
-	placing      <-chan error        // a pooled QEMU's move into the host cgroup (adoptSlot)
-	placeOnce    sync.Once
-	placeErr     error
-	refillOnce   sync.Once
-	teardownInit sync.Once
-	down         *teardownState // Release's and Destroy's progress (teardown)
+	BootTime    time.Duration
+	Accelerator string
+	shared      *sharedDir
+	direct      *directVolumes      // disks attached in place of shared bind mounts (directvol.go)
+	cgroup      *hostcgroup.Manager // QEMU's and virtiofsd's host cgroup
+	memoryMiB   int                 // the VM's RAM
+	limits      *limits             // the container's resources as last applied (update.go)
+	slot        string              // the pool slot its VM came from (pool.go); "" for a VM of its own
+	refill      func()              // Options.RefillPool when the pool was asked for a clone
+	spareNIC    *network.SpareNIC   // the pooled VM's spare card, for the first network link
+	placing     <-chan error        // a pooled QEMU's move into the host cgroup (adoptSlot)
+	placeOnce   sync.Once
+	placeErr    error
+	refillOnce  sync.Once
+	down        teardownState // Release's and Destroy's progress
 }
 
 // validID is what containerd and Docker use as container IDs; anything else could escape the
@@ -299,8 +298,8 @@ func connectAgent(ctx context.Context, vm *hypervisor.VM, timeout time.Duration,
 // process) instead of racing with a nil pointer.
 func (s *Sandbox) Destroy(ctx context.Context) error {
 	err := s.Release(ctx)
-	<-s.teardown().done
-	return errors.Join(err, s.teardown().restErr)
+	<-s.down.done
+	return errors.Join(err, s.down.restErr)
 }
 
 // Release powers the VM off and releases what the removal of the container waits for: the guest
@@ -310,22 +309,21 @@ func (s *Sandbox) Destroy(ctx context.Context) error {
 // longer touches the container's files: a container's removal does not wait for QEMU to unmap its
 // memory. Destroy waits for it. Safe to call more than once.
 func (s *Sandbox) Release(ctx context.Context) error {
-	t := s.teardown()
-	t.once.Do(func() { t.err = s.release(ctx, t) })
+	t := &s.down
+	t.once.Do(func() {
+		t.done = make(chan struct{})
+		t.err = s.release(ctx, t)
+	})
 	return t.err
 }
 
-// teardownState is the progress of a sandbox's teardown (Release, Destroy).
+// teardownState is the progress of a sandbox's teardown (Release, Destroy). done and restErr are
+// set in Release's once, and read after it.
 type teardownState struct {
 	once    sync.Once
 	err     error         // Release's
 	done    chan struct{} // closed once the rest is done
-	restErr error         // the rest's
-}
-
-func (s *Sandbox) teardown() *teardownState {
-	s.teardownInit.Do(func() { s.down = &teardownState{done: make(chan struct{})} })
-	return s.down
+	restErr error         // the rest's, set before done is closed
 }
 
 func (s *Sandbox) release(ctx context.Context, t *teardownState) error {
