@@ -262,6 +262,13 @@ func TestCommandLine(t *testing.T) {
 		{"kvm without firmware", func(c *Config) { c.Accelerator = AccelKVM; c.Firmware = "" }, [][]string{
 			{"-machine", "q35,accel=kvm"}, {"-cpu", "host"},
 		}, []string{"-bios", "-realtime"}},
+		// Several vCPUs under TCG share one host thread (tcgOptions); under KVM each has its own.
+		{"tcg with 2 vCPUs", func(c *Config) { c.VCPUs = 2 }, [][]string{
+			{"-machine", "q35"}, {"-accel", "tcg,thread=single"}, {"-smp", "2"},
+		}, []string{"q35,accel=tcg"}},
+		{"kvm with 2 vCPUs", func(c *Config) { c.Accelerator = AccelKVM; c.VCPUs = 2 }, [][]string{
+			{"-machine", "q35,accel=kvm"}, {"-smp", "2"},
+		}, []string{"-accel"}},
 		{"virtiofs", func(c *Config) { c.Shares[0].Type = ShareVirtiofs; c.VCPUs = 2 }, [][]string{
 			{"-m", "256M", "-object", "memory-backend-memfd,id=mem0,size=256M,share=on", "-numa", "node,memdev=mem0"},
 			{"-device", "vhost-user-fs-pci,chardev=vfschr0,tag=rootfs"}, {"-smp", "2"},
@@ -537,6 +544,31 @@ func TestReadPidFile(t *testing.T) {
 		}
 		if _, err := readPidFile(p); (err == nil) != tt.ok {
 			t.Errorf("readPidFile(%q): %v", tt.content, err)
+		}
+	}
+}
+
+func TestTCGOptions(t *testing.T) {
+	mem := &memoryFile{}
+	tests := []struct {
+		name   string
+		accel  string
+		vcpus  int
+		memory *memoryFile
+		tb     int
+		want   string
+	}{
+		{"tcg, one vCPU", AccelTCG, 1, nil, 0, ""},
+		{"tcg, two vCPUs", AccelTCG, 2, nil, 0, ",thread=single"},
+		{"tcg, a buffer asked for a cold boot is not used", AccelTCG, 1, nil, 24, ""},
+		{"tcg clone with a bounded buffer", AccelTCG, 1, mem, 24, ",tb-size=24"},
+		{"tcg clone, two vCPUs, bounded buffer", AccelTCG, 2, mem, 24, ",thread=single,tb-size=24"},
+		{"kvm, two vCPUs", AccelKVM, 2, mem, 24, ""},
+	}
+	for _, tt := range tests {
+		c := &Config{Accelerator: tt.accel, VCPUs: tt.vcpus, TCGTranslationMiB: tt.tb, memory: tt.memory}
+		if got := tcgOptions(c); got != tt.want {
+			t.Errorf("%s: tcgOptions = %q, want %q", tt.name, got, tt.want)
 		}
 	}
 }
