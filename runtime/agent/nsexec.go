@@ -72,8 +72,10 @@ func NewExecutor(log *Logger, reaper *Reaper, opts ExecutorOptions) *NSExecutor 
 const (
 	ninePOptions      = "trans=virtio,version=9p2000.L,msize=512000,cache=mmap"
 	shareMountTimeout = 5 * time.Second
-	// setupTimeout bounds a container process's setup (mounts, user).
-	setupTimeout = 2 * time.Minute
+	// setupTimeout bounds a container process's setup (mounts, user). It is below the host's
+	// deadline for the create (agentproto.OpTimeout), so that the host gets this agent's account
+	// of a stuck setup rather than its own timeout.
+	setupTimeout = 90 * time.Second
 	// execWait bounds how long Start waits for the program's execve (a PATH search over a slow
 	// share); the process counts as started either way.
 	execWait = 10 * time.Second
@@ -518,14 +520,19 @@ func closeFds(fds []int) {
 	}
 }
 
-// setupError explains a broken handshake by the child's exit, if it exited.
+// setupError explains a broken handshake by the child's exit, if it exited, or else by where it
+// waits, if it ran out of time.
 func (p *nsProcess) setupError(err error) error {
 	select {
 	case <-p.exited:
 		return fmt.Errorf("the container process exited with status %d during setup: %w", p.status, err)
 	case <-time.After(100 * time.Millisecond):
-		return err
 	}
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		// Say where it is stuck: the host sees only this error.
+		return fmt.Errorf("the container process did not finish its setup in time (%s): %w", DescribeStuck(p.procDir, p.pid), err)
+	}
+	return err
 }
 
 func (p *nsProcess) Pid() int                { return p.pid }

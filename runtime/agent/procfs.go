@@ -139,3 +139,45 @@ func ParseOOMKills(vmstat []byte) uint64 {
 	}
 	return 0
 }
+
+// maxDescribedThreads bounds DescribeStuck's account (a Go process has a handful of threads).
+const maxDescribedThreads = 8
+
+// DescribeStuck says where each thread of pid waits, from procDir: its state (R, S, D...), the
+// kernel function it sleeps in, and the system call it is in (its number, -1 for none). It is for
+// an error about a process that stopped making progress; what cannot be read is left out.
+func DescribeStuck(procDir string, pid int) string {
+	taskDir := filepath.Join(procDir, strconv.Itoa(pid), "task")
+	entries, err := os.ReadDir(taskDir)
+	if err != nil {
+		return ""
+	}
+	var parts []string
+	for _, e := range entries {
+		if len(parts) == maxDescribedThreads {
+			parts = append(parts, fmt.Sprintf("%d more threads", len(entries)-maxDescribedThreads))
+			break
+		}
+		parts = append(parts, describeThread(filepath.Join(taskDir, e.Name()), e.Name()))
+	}
+	return strings.Join(parts, "; ")
+}
+
+func describeThread(dir, tid string) string {
+	desc := "thread " + tid
+	if stat, err := os.ReadFile(filepath.Join(dir, "stat")); err == nil {
+		// The state follows the command's closing parenthesis (the command may hold spaces).
+		if i := bytes.LastIndexByte(stat, ')'); i >= 0 && i+2 < len(stat) {
+			desc += " state " + string(stat[i+2])
+		}
+	}
+	if wchan, err := os.ReadFile(filepath.Join(dir, "wchan")); err == nil && len(wchan) > 0 && string(wchan) != "0" {
+		desc += " in " + string(wchan)
+	}
+	if sc, err := os.ReadFile(filepath.Join(dir, "syscall")); err == nil {
+		if f := strings.Fields(string(sc)); len(f) > 0 && f[0] != "running" {
+			desc += " syscall " + f[0]
+		}
+	}
+	return desc
+}

@@ -2,10 +2,13 @@ package agent
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"reflect"
 	"strconv"
+	"strings"
 	"testing"
+	"time"
 )
 
 func TestParseMeminfo(t *testing.T) {
@@ -51,4 +54,45 @@ func TestPidsInNamespace(t *testing.T) {
 	if _, err := PidsInNamespace(proc, 999); err == nil {
 		t.Errorf("unknown pid: no error")
 	}
+}
+
+func TestDescribeStuck(t *testing.T) {
+	proc := t.TempDir()
+	write := func(tid, name, content string) {
+		dir := filepath.Join(proc, "42", "task", tid)
+		os.MkdirAll(dir, 0o755)
+		os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644)
+	}
+	write("42", "stat", "42 (kata agent) D 1 42 42 0 -1")
+	write("42", "wchan", "p9_client_rpc")
+	write("42", "syscall", "165 0x1 0x2 0x3 0x4 0x5 0x6 0x7ffd 0x4567")
+	write("43", "stat", "43 (kata agent) S 1 42 42 0 -1")
+	write("43", "wchan", "0")
+	write("43", "syscall", "running")
+	got := DescribeStuck(proc, 42)
+	want := "thread 42 state D in p9_client_rpc syscall 165; thread 43 state S"
+	if got != want {
+		t.Errorf("DescribeStuck = %q, want %q", got, want)
+	}
+	if got := DescribeStuck(proc, 7); got != "" {
+		t.Errorf("a process that is gone: %q, want nothing", got)
+	}
+}
+
+// A real sleeping process reads as sleeping.
+func TestDescribeStuckLive(t *testing.T) {
+	cmd := exec.Command("sleep", "30")
+	if err := cmd.Start(); err != nil {
+		t.Skipf("cannot start sleep: %v", err)
+	}
+	defer cmd.Wait()
+	defer cmd.Process.Kill()
+	var got string
+	for range 100 { // until it sleeps
+		if got = DescribeStuck("/proc", cmd.Process.Pid); strings.Contains(got, "state S") {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Errorf("DescribeStuck of a sleeping process = %q, want state S", got)
 }

@@ -164,9 +164,23 @@ func Create(ctx context.Context, opts Options) (_ *Sandbox, err error) {
 		Devices: devs.devs,
 	}
 	if err := s.Agent.CreateContainer(ctx, req); err != nil {
+		logUnexplained(s.VM, err, logf)
 		return nil, fmt.Errorf("creating the container in the VM: %w", err)
 	}
 	return s, nil
+}
+
+// logUnexplained logs the end of the guest's console when the agent did not explain a failed
+// request itself (no answer in time, a broken session): the kernel's own account of a stuck
+// guest (hung tasks, RCU stalls, an oops) is there, and the console goes with the VM.
+func logUnexplained(vm *hypervisor.VM, err error, logf func(string, ...any)) {
+	var remote *agentproto.RemoteError
+	if vm == nil || errors.As(err, &remote) {
+		return
+	}
+	if tail := strings.TrimSpace(vm.Console()); tail != "" {
+		logf("the guest did not answer (%v); its console ends with:\n%s", err, tail)
+	}
 }
 
 func vmConfig(opts Options, stateDir, accel, netnsPath string) hypervisor.Config {
