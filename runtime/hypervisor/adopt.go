@@ -23,15 +23,17 @@ func Adopt(ctx context.Context, cfg Config) (*VM, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", &cfg, err)
 	}
-	p, err := watchProc(pid)
+	p, err := openProc(pid)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", &cfg, err)
 	}
 	// Checked once the pidfd holds the process: a pid reused since the pid file was written is
-	// not taken for QEMU.
+	// not taken for QEMU, nor watched.
 	if !cmdlineMentions(pid, l.dir) {
+		p.close()
 		return nil, fmt.Errorf("%s: pid %d (from %s) is not the QEMU of %s", &cfg, pid, l.pid, l.dir)
 	}
+	go p.watch()
 	logDone := make(chan struct{})
 	close(logDone)
 	vm := &VM{

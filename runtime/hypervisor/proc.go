@@ -28,13 +28,28 @@ type proc struct {
 // watchProc opens a pidfd for pid and closes the returned proc's done
 // channel when the process exits.
 func watchProc(pid int) (*proc, error) {
+	p, err := openProc(pid)
+	if err != nil {
+		return nil, err
+	}
+	go p.watch()
+	return p, nil
+}
+
+// openProc holds pid through a pidfd without watching it yet: a caller that checks first what the
+// process is can let go of it (close) without leaving a watcher behind.
+func openProc(pid int) (*proc, error) {
 	fd, err := unix.PidfdOpen(pid, 0)
 	if err != nil {
 		return nil, fmt.Errorf("pidfd_open(%d): %w", pid, err)
 	}
-	p := &proc{pid: pid, fd: fd, done: make(chan struct{})}
-	go p.watch()
-	return p, nil
+	return &proc{pid: pid, fd: fd, done: make(chan struct{})}, nil
+}
+
+// close lets go of a process openProc returned and that is not watched.
+func (p *proc) close() {
+	_ = unix.Close(p.fd)
+	p.fd = -1
 }
 
 func (p *proc) watch() {
