@@ -100,13 +100,14 @@ func startClone(ctx context.Context, opts Options, vc hypervisor.Config, key str
 	if err := t.ensure(ctx, vc, opts.Config.Agent.BootTimeout.Duration()); err != nil {
 		return nil, nil, err
 	}
+	built := t.built()
 	vm, agent, err := t.clone(ctx, vc, opts.Config.Agent.BootTimeout.Duration(), logf)
 	if err != nil {
 		// Whatever broke it would break the next clone too: the next container rebuilds it.
 		// Not when this container was cancelled (docker kill while starting): the template
 		// is not at fault.
 		if ctx.Err() == nil {
-			t.discard(ctx, err)
+			t.discard(ctx, err, built)
 		}
 		return nil, nil, err
 	}
@@ -437,14 +438,32 @@ func (t templateStore) clone(ctx context.Context, vc hypervisor.Config, timeout 
 	return vm, agent, nil
 }
 
-// discard removes a template that failed to give a clone, unless it was rebuilt meanwhile.
-func (t templateStore) discard(ctx context.Context, why error) {
+// built is when the template in place was built (its ready file's record), zero when there is
+// none or the record is not this template's: it tells one build of the key from the next.
+func (t templateStore) built() time.Time {
+	b, err := os.ReadFile(t.path(runtimecache.TemplateReady))
+	if err != nil {
+		return time.Time{}
+	}
+	var m runtimecache.ReadyFile
+	if json.Unmarshal(b, &m) != nil || m.Key != t.key {
+		return time.Time{}
+	}
+	return m.Created
+}
+
+// discard removes a template that failed to give a clone, the build of it that was there before
+// the clone (built), unless another container rebuilt it meanwhile: that one is not at fault.
+func (t templateStore) discard(ctx context.Context, why error, built time.Time) {
 	unlock, err := t.lock(ctx)
 	if err != nil {
 		return
 	}
 	defer unlock()
 	if _, err := os.Stat(t.dir()); errors.Is(err, fs.ErrNotExist) {
+		return
+	}
+	if now := t.built(); !now.IsZero() && !now.Equal(built) {
 		return
 	}
 	trash := filepath.Join(t.root, runtimecache.TemplateBuildPrefix+"discarded-"+strconv.FormatInt(time.Now().UnixNano(), 36))

@@ -1,6 +1,8 @@
 package sandbox
 
 import (
+	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -156,4 +158,45 @@ func TestRemoveUnusedTemplates(t *testing.T) {
 	if strings.Join(left, " ") != runtimecache.TemplateLock+" in-use" {
 		t.Errorf("left %v, want the lock and the template in use", left)
 	}
+}
+
+// TestDiscardSparesARebuild: a clone that failed removes the template it was given, but not one
+// another container rebuilt meanwhile, and a template whose record is unreadable goes too.
+func TestDiscardSparesARebuild(t *testing.T) {
+	first := time.Date(2026, 1, 2, 3, 4, 5, 6, time.UTC)
+	tests := []struct {
+		name    string
+		ready   string // the ready file in place at the discard
+		removed bool
+	}{
+		{"the build the clone had", readyJSON(t, "k", first), true},
+		{"a rebuild", readyJSON(t, "k", first.Add(time.Second)), false},
+		{"an unreadable record", "{", true},
+		{"another key's record", readyJSON(t, "other", first.Add(time.Second)), true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ts := templateStore{root: t.TempDir(), key: "k", logf: t.Logf}
+			if err := os.MkdirAll(ts.dir(), 0o700); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(ts.path(runtimecache.TemplateReady), []byte(tt.ready), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			ts.discard(t.Context(), errors.New("the clone failed"), first)
+			_, err := os.Stat(ts.dir())
+			if gone := os.IsNotExist(err); gone != tt.removed {
+				t.Errorf("template removed = %v, want %v", gone, tt.removed)
+			}
+		})
+	}
+}
+
+func readyJSON(t *testing.T, key string, created time.Time) string {
+	t.Helper()
+	b, err := json.Marshal(runtimecache.ReadyFile{Key: key, Created: created})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }

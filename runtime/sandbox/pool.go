@@ -396,10 +396,11 @@ func (p poolStore) add(ctx context.Context, t templateStore, vc hypervisor.Confi
 	}
 	cfg := slotConfig(vc, slot)
 	cfg.Nice = waitingNice
+	built := t.built()
 	vm, agent, err := t.clone(ctx, cfg, timeout, p.logf)
 	if err != nil {
 		if ctx.Err() == nil && !errors.Is(err, errCloneNotStopped) {
-			t.discard(ctx, err)
+			t.discard(ctx, err, built)
 		}
 		return "", err
 	}
