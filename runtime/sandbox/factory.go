@@ -247,15 +247,23 @@ func (t templateStore) present() bool {
 	return err == nil
 }
 
-// ready checks that the template's files are all there.
-func (t templateStore) ready() error {
+// readyRecord reads the template's ready file: its key, size and build time.
+func (t templateStore) readyRecord() (runtimecache.ReadyFile, error) {
+	var m runtimecache.ReadyFile
 	b, err := os.ReadFile(t.path(runtimecache.TemplateReady))
 	if err != nil {
-		return err
+		return m, err
 	}
-	var m runtimecache.ReadyFile
 	if err := json.Unmarshal(b, &m); err != nil || m.Key != t.key {
-		return fmt.Errorf("%s is not this template's", t.path(runtimecache.TemplateReady))
+		return m, fmt.Errorf("%s is not this template's", t.path(runtimecache.TemplateReady))
+	}
+	return m, nil
+}
+
+// ready checks that the template's files are all there.
+func (t templateStore) ready() error {
+	if _, err := t.readyRecord(); err != nil {
+		return err
 	}
 	for _, name := range []string{runtimecache.TemplateMemory, runtimecache.TemplateState} {
 		if fi, err := os.Lstat(t.path(name)); err != nil || !fi.Mode().IsRegular() {
@@ -441,12 +449,8 @@ func (t templateStore) clone(ctx context.Context, vc hypervisor.Config, timeout 
 // built is when the template in place was built (its ready file's record), zero when there is
 // none or the record is not this template's: it tells one build of the key from the next.
 func (t templateStore) built() time.Time {
-	b, err := os.ReadFile(t.path(runtimecache.TemplateReady))
+	m, err := t.readyRecord()
 	if err != nil {
-		return time.Time{}
-	}
-	var m runtimecache.ReadyFile
-	if json.Unmarshal(b, &m) != nil || m.Key != t.key {
 		return time.Time{}
 	}
 	return m.Created

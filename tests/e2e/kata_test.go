@@ -67,12 +67,7 @@ func logShimsOnFailure(t *testing.T) {
 		if !t.Failed() {
 			return
 		}
-		data, err := os.ReadFile(path)
-		if err != nil || off > int64(len(data)) {
-			t.Logf("the shims' log %s: unreadable since the test began (%v)", path, err)
-			return
-		}
-		if lines := shimWarnings(string(data[off:])); len(lines) > 0 {
+		if lines := shimWarnings(logSince(t, path, off)); len(lines) > 0 {
 			t.Logf("the kata shims warned, while this test ran (%s):\n%s", path, strings.Join(lines, "\n"))
 		}
 	})
