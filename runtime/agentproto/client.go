@@ -224,6 +224,14 @@ func (c *Client) Done() <-chan struct{} {
 	return c.done
 }
 
+// Ready returns once the handshake is done: the agent read the host's hello and answered with
+// ReadyMagic, so it runs and serves this session. It costs no round trip of its own, unlike Ping:
+// the first request can follow at once.
+func (c *Client) Ready(ctx context.Context) error {
+	_, err := c.sessionFor(ctx)
+	return err
+}
+
 // Ping returns once the agent answers. Because QEMU buffers the host's
 // bytes until the guest opens its port, one Ping with the boot deadline is
 // enough; retrying after a short per-try deadline is harmless too.

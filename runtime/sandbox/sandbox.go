@@ -270,8 +270,10 @@ func accelerator(requested string, logf func(string, ...any)) (string, error) {
 	return name, nil
 }
 
-// connectAgent dials the agent's virtio-serial socket and waits until the agent answers, the VM
-// dies, or the boot timeout passes.
+// connectAgent dials the agent's virtio-serial socket and waits until the agent has answered the
+// session's handshake, the VM dies, or the boot timeout passes. The handshake is the agent's
+// answer: no request round trip follows it (a cold guest runs each new code path slowly), the
+// caller's first request goes out at once.
 func connectAgent(ctx context.Context, vm *hypervisor.VM, timeout time.Duration, logf func(string, ...any)) (*agentproto.Client, error) {
 	if timeout <= 0 {
 		timeout = 60 * time.Second
@@ -287,23 +289,30 @@ func connectAgent(ctx context.Context, vm *hypervisor.VM, timeout time.Duration,
 		conn.Close()
 		return nil, fmt.Errorf("starting the agent session: %w", err)
 	}
-	for {
-		attempt, cancelAttempt := context.WithTimeout(ctx, 2*time.Second)
-		_, err = client.Ping(attempt)
-		cancelAttempt()
-		if err == nil {
-			return client, nil
-		}
+	// A VM that exits ends the wait at once (its socket may stay open until QEMU is reaped).
+	wait, stop := context.WithCancel(ctx)
+	defer stop()
+	go func() {
 		select {
 		case <-vm.Done():
-			client.Close()
-			return nil, fmt.Errorf("the VM exited during boot (see %s): %w", filepath.Join(vm.StateDir, "console.log"), err)
-		case <-ctx.Done():
-			client.Close()
-			return nil, fmt.Errorf("the guest agent did not answer within %s (see %s): %w", timeout, filepath.Join(vm.StateDir, "console.log"), err)
-		case <-time.After(50 * time.Millisecond):
+			stop()
+		case <-wait.Done():
 		}
+	}()
+	err = client.Ready(wait)
+	if err == nil {
+		return client, nil
 	}
+	client.Close()
+	select {
+	case <-vm.Done():
+		return nil, fmt.Errorf("the VM exited during boot (see %s): %w", filepath.Join(vm.StateDir, "console.log"), err)
+	default:
+	}
+	if ctx.Err() != nil {
+		return nil, fmt.Errorf("the guest agent did not answer within %s (see %s): %w", timeout, filepath.Join(vm.StateDir, "console.log"), err)
+	}
+	return nil, fmt.Errorf("the guest agent's session failed (see %s): %w", filepath.Join(vm.StateDir, "console.log"), err)
 }
 
 // Destroy powers the VM off and removes everything the sandbox created on the host, and returns
