@@ -16,7 +16,7 @@ type Executor interface {
 	MountShare(ctx context.Context, s agentproto.Share) error
 	// CreateInit prepares a container's first process in new namespaces. It
 	// must not execute the user's program before Process.Start.
-	CreateInit(ctx context.Context, id string, spec *specs.Spec) (Process, error)
+	CreateInit(ctx context.Context, id string, spec *specs.Spec, seccomp *agentproto.Seccomp) (Process, error)
 	// CreateExec prepares another process in init's container.
 	CreateExec(ctx context.Context, init Process, p *specs.Process) (Process, error)
 	// Stats reports guest-wide usage.

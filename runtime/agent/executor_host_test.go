@@ -138,6 +138,25 @@ func TestRealExecutorOnHost(t *testing.T) {
 	}
 	wcancel()
 
+	// A filter compiled by the host (as the shim sends it): mkdir is refused with EPERM. A
+	// program that is not whole instructions is refused at create, naming the host's filter.
+	f, _, err := containerinit.CompileSeccomp(&specs.LinuxSeccomp{DefaultAction: specs.ActAllow,
+		Syscalls: []specs.LinuxSyscall{{Names: []string{"mkdir", "mkdirat"}, Action: specs.ActErrno}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	filtered := dockerSpecAt(root, "sh", "-c", "mkdir /tmp/refused 2>&1; echo $?")
+	r = run(ctx, t, c, agentproto.CreateContainerRequest{ID: "host6", Spec: filtered,
+		Seccomp: &agentproto.Seccomp{Program: f.Program, Flags: uint64(f.Flags)}}, nil)
+	if r.status != 0 || !strings.Contains(r.stdout, "Operation not permitted") || !strings.HasSuffix(r.stdout, "1\n") {
+		t.Errorf("mkdir under the host's filter: %+v, want EPERM", r)
+	}
+	err = c.CreateContainer(ctx, agentproto.CreateContainerRequest{ID: "host7", Spec: dockerSpecAt(root, "true"),
+		Seccomp: &agentproto.Seccomp{Program: f.Program[:len(f.Program)-1]}})
+	if err == nil || !strings.Contains(err.Error(), "the host's seccomp filter") {
+		t.Errorf("create with a cut program: %v, want a refusal naming the host's filter", err)
+	}
+
 	// A terminal, resized after start.
 	tty := dockerSpecAt(root, "sh", "-c", "read line; stty size")
 	tty.Process.Terminal = true

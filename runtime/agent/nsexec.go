@@ -139,7 +139,7 @@ func mountFS(ctx context.Context, s agentproto.Share, dir string) error {
 // CreateInit starts containerinit as the first process of new mount, pid,
 // uts and ipc namespaces. The network namespace is the VM's own: the VM is
 // the container's network sandbox.
-func (e *NSExecutor) CreateInit(ctx context.Context, id string, spec *specs.Spec) (Process, error) {
+func (e *NSExecutor) CreateInit(ctx context.Context, id string, spec *specs.Spec, seccomp *agentproto.Seccomp) (Process, error) {
 	if e.opts.SetGuestHostname && spec.Hostname != "" {
 		// The VM carries the container's name too (visible in its logs).
 		if err := unix.Sethostname([]byte(spec.Hostname)); err != nil {
@@ -147,7 +147,7 @@ func (e *NSExecutor) CreateInit(ctx context.Context, id string, spec *specs.Spec
 		}
 	}
 	cfg := &containerinit.Config{Mode: containerinit.ModeInit, Spec: spec, Process: spec.Process}
-	if err := e.compileSeccomp(id, cfg); err != nil {
+	if err := e.seccompFilter(id, cfg, seccomp); err != nil {
 		return nil, err
 	}
 	var confine func(pid int) error
@@ -206,9 +206,17 @@ func (e *NSExecutor) CreateInit(ctx context.Context, id string, spec *specs.Spec
 	return p, nil
 }
 
-// compileSeccomp compiles the spec's seccomp profile into cfg, and leaves the profile out of the
-// spec the child decodes.
-func (e *NSExecutor) compileSeccomp(id string, cfg *containerinit.Config) error {
+// seccompFilter gives cfg the container's seccomp filter: the host's compiled one, else the
+// spec's profile compiled here (and left out of the spec the child decodes).
+func (e *NSExecutor) seccompFilter(id string, cfg *containerinit.Config, compiled *agentproto.Seccomp) error {
+	if compiled != nil {
+		f := &containerinit.Filter{Program: compiled.Program, Flags: uintptr(compiled.Flags)}
+		if err := f.Check(); err != nil {
+			return fmt.Errorf("container %s: the host's seccomp filter: %w", id, err)
+		}
+		cfg.Seccomp = f
+		return nil
+	}
 	spec := cfg.Spec
 	if spec.Linux == nil || spec.Linux.Seccomp == nil {
 		return nil

@@ -239,7 +239,7 @@ func (s *Server) dispatch(ctx context.Context, req agentproto.Request) (resp age
 	case agentproto.OpRestored:
 		err = s.restored(req)
 	case agentproto.OpWarm:
-		err = s.warm(ctx, req.Shares, req.Spec)
+		err = s.warm(ctx, req.Shares, req.Spec, req.Seccomp)
 	case agentproto.OpShutdown:
 		err = s.shutdownAll(ctx)
 		if err == nil && s.cfg.PowerOff != nil {
@@ -281,7 +281,7 @@ func (s *Server) create(ctx context.Context, req agentproto.Request) error {
 	if err := mapGuestDevices(ctx, req.Spec, req.Devices); err != nil {
 		return err
 	}
-	p, err := s.cfg.Executor.CreateInit(ctx, req.Container, req.Spec)
+	p, err := s.cfg.Executor.CreateInit(ctx, req.Container, req.Spec, req.Seccomp)
 	if err != nil {
 		return fmt.Errorf("create container %q: %w", req.Container, err)
 	}
@@ -315,6 +315,9 @@ func validateCreate(req agentproto.Request) error {
 	}
 	if len(sp.Process.Args) == 0 {
 		return errors.New("the spec's process has no args")
+	}
+	if req.Seccomp != nil && sp.Linux != nil && sp.Linux.Seccomp != nil {
+		return errors.New("the request carries a compiled seccomp filter and the spec a seccomp profile: send one of them")
 	}
 	for _, sh := range req.Shares {
 		if err := sh.Validate(); err != nil {

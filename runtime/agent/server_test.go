@@ -36,8 +36,9 @@ type fakeExecutor struct {
 	// warmRootfs counts the throwaway containers' rootfs made and not cleaned up.
 	warmRootfs  int
 	warmNetwork int
-	syncs       int           // SyncFS calls
-	inits       []*specs.Spec // the specs of the containers created
+	syncs       int                   // SyncFS calls
+	inits       []*specs.Spec         // the specs of the containers created
+	seccomps    []*agentproto.Seccomp // their compiled filters, as received
 }
 
 func (f *fakeExecutor) MountShare(ctx context.Context, s agentproto.Share) error {
@@ -47,9 +48,10 @@ func (f *fakeExecutor) MountShare(ctx context.Context, s agentproto.Share) error
 	return nil
 }
 
-func (f *fakeExecutor) CreateInit(ctx context.Context, id string, spec *specs.Spec) (agent.Process, error) {
+func (f *fakeExecutor) CreateInit(ctx context.Context, id string, spec *specs.Spec, seccomp *agentproto.Seccomp) (agent.Process, error) {
 	f.mu.Lock()
 	f.inits = append(f.inits, spec)
+	f.seccomps = append(f.seccomps, seccomp)
 	f.mu.Unlock()
 	return f.create(spec.Process)
 }
@@ -785,19 +787,22 @@ func TestWarm(t *testing.T) {
 	share := createReq("x", "echo").Shares[0]
 	like := &specs.Spec{
 		Process: &specs.Process{Args: []string{"/bin/sh"}, Capabilities: &specs.LinuxCapabilities{Bounding: []string{"CAP_CHOWN"}}},
-		Linux: &specs.Linux{Seccomp: &specs.LinuxSeccomp{DefaultAction: specs.ActErrno}, MaskedPaths: []string{"/proc/kcore"},
-			ReadonlyPaths: []string{"/proc/sys"}},
-		Mounts: []specs.Mount{{Destination: "/x", Type: "bind", Source: "/"}},
+		Linux:   &specs.Linux{MaskedPaths: []string{"/proc/kcore"}, ReadonlyPaths: []string{"/proc/sys"}},
+		Mounts:  []specs.Mount{{Destination: "/x", Type: "bind", Source: "/"}},
 	}
-	if err := h.client.Warm(ctx, like, share); err != nil {
+	filter := &agentproto.Seccomp{Program: make([]byte, 8)}
+	if err := h.client.Warm(ctx, like, filter, share); err != nil {
 		t.Fatal(err)
 	}
 	if len(h.exec.inits) != 1 {
 		t.Fatalf("warming created %d containers, want 1", len(h.exec.inits))
 	}
-	if w := h.exec.inits[0]; w.Process.Args[0] != "/w" || w.Process.Capabilities == nil || w.Linux.Seccomp == nil ||
+	if w := h.exec.inits[0]; w.Process.Args[0] != "/w" || w.Process.Capabilities == nil ||
 		len(w.Linux.MaskedPaths) != 1 || len(w.Linux.ReadonlyPaths) != 1 || slices.ContainsFunc(w.Mounts, func(m specs.Mount) bool { return m.Destination == "/x" }) {
 		t.Errorf("the throwaway container is not confined like the spec given, or took more of it: %+v %+v", w.Process, w.Linux)
+	}
+	if got := h.exec.seccomps[0]; got == nil || len(got.Program) != 8 {
+		t.Errorf("the throwaway container's compiled filter: %+v, want the one given", got)
 	}
 	if len(h.exec.mounts) != 1 {
 		t.Errorf("warming with a share mounted %d shares, want 1", len(h.exec.mounts))
@@ -828,7 +833,34 @@ func TestWarm(t *testing.T) {
 	if len(h.exec.mounts) != 1 {
 		t.Errorf("the container's create mounted the share warming mounted again (%d mounts)", len(h.exec.mounts))
 	}
-	if err := c.Warm(ctx, nil); err == nil || !strings.Contains(err.Error(), "run containers already") {
+	if err := c.Warm(ctx, nil, nil); err == nil || !strings.Contains(err.Error(), "run containers already") {
 		t.Errorf("warming after a container: %v", err)
+	}
+}
+
+// TestCreateWithCompiledSeccomp: the host's compiled filter reaches the executor with the spec;
+// a request with both a compiled filter and a profile in the spec is refused before anything is
+// mounted.
+func TestCreateWithCompiledSeccomp(t *testing.T) {
+	h := newHarness(t, 0)
+	ctx := testCtx(t)
+	req := createReq("a", "echo")
+	req.Seccomp = &agentproto.Seccomp{Program: make([]byte, 16), Flags: 2}
+	if err := h.client.CreateContainer(ctx, req); err != nil {
+		t.Fatal(err)
+	}
+	if got := h.exec.seccomps[0]; got == nil || len(got.Program) != 16 || got.Flags != 2 {
+		t.Errorf("the executor received the filter %+v, want the host's", got)
+	}
+	both := createReq("b", "echo")
+	both.Shares = []agentproto.Share{{Type: agentproto.Share9P, Tag: "other", GuestPath: "/run/other"}}
+	both.Seccomp = req.Seccomp
+	both.Spec.Linux = &specs.Linux{Seccomp: &specs.LinuxSeccomp{DefaultAction: specs.ActAllow}}
+	err := h.client.CreateContainer(ctx, both)
+	if err == nil || !strings.Contains(err.Error(), "one of them") {
+		t.Fatalf("create with a filter and a profile: %v, want a refusal", err)
+	}
+	if len(h.exec.inits) != 1 || len(h.exec.mounts) != 1 {
+		t.Errorf("the refused create made %d containers and %d mounts, want 1 and 1", len(h.exec.inits), len(h.exec.mounts))
 	}
 }

@@ -29,7 +29,7 @@ const warmTimeout = 30 * time.Second
 // (create, start, wait, remove: namespaces, cgroups, mounts, the re-executed agent, a Go
 // program's start, confined like `like`), in a VM that has run none yet, and removes every trace
 // of it (OpWarm). Then it warms the network configuration (Executor.WarmNetwork).
-func (s *Server) warm(ctx context.Context, shares []agentproto.Share, like *specs.Spec) (err error) {
+func (s *Server) warm(ctx context.Context, shares []agentproto.Share, like *specs.Spec, seccomp *agentproto.Seccomp) (err error) {
 	s.mu.Lock()
 	ran := s.ranAny
 	s.mu.Unlock()
@@ -51,7 +51,7 @@ func (s *Server) warm(ctx context.Context, shares []agentproto.Share, like *spec
 		return fmt.Errorf("warm: %w", err)
 	}
 	defer cleanup()
-	req := agentproto.Request{Container: agentproto.WarmContainerID, Spec: warmSpec(rootfs, like)}
+	req := agentproto.Request{Container: agentproto.WarmContainerID, Spec: warmSpec(rootfs, like), Seccomp: seccomp}
 	defer func() {
 		// Not a container of the host's: the VM must still count as one that ran none (an
 		// idle VM that ran containers powers off).

@@ -253,7 +253,8 @@ func (c *Client) CreateContainer(ctx context.Context, req CreateContainerRequest
 	if req.Spec == nil || req.Spec.Process == nil || req.Spec.Root == nil {
 		return errors.New("create container: the spec needs process and root")
 	}
-	_, err := c.call(ctx, Request{Op: OpCreateContainer, Container: req.ID, Spec: req.Spec, Shares: req.Shares, Devices: req.Devices})
+	_, err := c.call(ctx, Request{Op: OpCreateContainer, Container: req.ID, Spec: req.Spec, Shares: req.Shares, Devices: req.Devices,
+		Seccomp: req.Seccomp})
 	return err
 }
 

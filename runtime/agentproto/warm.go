@@ -20,10 +20,11 @@ const WarmContainerID = "kata-warm"
 // Warm runs the agent's throwaway container (OpWarm). The shares given are mounted first, and
 // stay: a container's create that names the same share finds it mounted (a pooled clone mounts
 // its export while it waits, the container's files appear below it later).
-// The throwaway container is confined like `like` (its capabilities, no_new_privs, seccomp
-// profile, masked and read-only paths; nothing else of it is used), so that the code confining a
-// host's container is warm too; nil: no confinement.
-func (c *Client) Warm(ctx context.Context, like *specs.Spec, shares ...Share) error {
-	_, err := c.call(ctx, Request{Op: OpWarm, Shares: shares, Spec: like})
+// The throwaway container is confined like `like` (its capabilities, no_new_privs, masked and
+// read-only paths; nothing else of it is used) and by the compiled filter seccomp, as a host's
+// container is (CreateContainerRequest.Seccomp), so that the code confining a host's container
+// is warm too; nil: no confinement.
+func (c *Client) Warm(ctx context.Context, like *specs.Spec, seccomp *Seccomp, shares ...Share) error {
+	_, err := c.call(ctx, Request{Op: OpWarm, Shares: shares, Spec: like, Seccomp: seccomp})
 	return err
 }

@@ -493,7 +493,11 @@ func warm(ctx context.Context, agent *agentproto.Client, share agentproto.Share)
 	if err != nil {
 		return fmt.Errorf("warming the clone: Docker's default confinement: %w", err)
 	}
-	if err := agent.Warm(ctx, like, share); err != nil {
+	filter, err := compileSeccomp(like)
+	if err != nil {
+		return fmt.Errorf("warming the clone: Docker's default confinement: %w", err)
+	}
+	if err := agent.Warm(ctx, withoutSeccompProfile(like), filter, share); err != nil {
 		return fmt.Errorf("warming the clone: %w", err)
 	}
 	for range warmPings {

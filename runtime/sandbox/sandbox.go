@@ -104,6 +104,11 @@ func Create(ctx context.Context, opts Options) (_ *Sandbox, err error) {
 	if err != nil {
 		return nil, err
 	}
+	// A profile the runtime cannot apply fails the create before anything starts.
+	seccomp, err := compileSeccomp(opts.Spec)
+	if err != nil {
+		return nil, err
+	}
 	if devs.dropped > 0 {
 		logf("privileged container: %d host devices of its spec stay on the host (the VM has its own)", devs.dropped)
 	}
@@ -135,7 +140,7 @@ func Create(ctx context.Context, opts Options) (_ *Sandbox, err error) {
 	if s.shared, guestSpec, err = shareExcept(filepath.Join(stateDir, sharedDirName), filepath.Join(stateDir, sharedRecordName), opts.Spec, guestSources(vols)); err != nil {
 		return nil, err
 	}
-	guestSpec = guestWithDevices(guestSpec, guestDevices)
+	guestSpec = withoutSeccompProfile(guestWithDevices(guestSpec, guestDevices))
 	accel, err := accelerator(opts.Config.Hypervisor.Accelerator, logf)
 	if err != nil {
 		return nil, err
@@ -162,6 +167,7 @@ func Create(ctx context.Context, opts Options) (_ *Sandbox, err error) {
 		Spec:    guestSpec,
 		Shares:  append([]agentproto.Share{share}, s.direct.shares()...),
 		Devices: devs.devs,
+		Seccomp: seccomp,
 	}
 	if err := s.Agent.CreateContainer(ctx, req); err != nil {
 		logUnexplained(s.VM, err, logf)

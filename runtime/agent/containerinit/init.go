@@ -47,8 +47,8 @@ type Config struct {
 	Process *specs.Process `json:"process"`        // the program and its credentials
 	Root    string         `json:"root,omitempty"` // ModeExec: /proc/<init pid>/root
 	// Seccomp is the container's filter, applied to every process of the container (init and
-	// exec) as the last step before execve. The spec's own profile is not read here: the agent
-	// compiles it (CompileSeccomp).
+	// exec) as the last step before execve. The spec's own profile is not read here: the shim or
+	// the agent compiles it (CompileSeccomp).
 	Seccomp *Filter `json:"seccomp,omitempty"`
 	// Cgroup says the agent placed the process in a cgroup of the
 	// container's own: the spec's cgroup namespace and mounts show it.

@@ -171,9 +171,10 @@ func validOp(op specs.LinuxSeccompOperator) bool {
 	return false
 }
 
-// Filter is a compiled seccomp filter, as the agent sends it to the child. The agent compiles a
-// container's profile once, in its own warm process: a fresh child would decode the profile (most
-// of a Docker container's spec) and compile it again for the container's start and every exec.
+// Filter is a compiled seccomp filter, as the agent sends it to the child. A container's profile
+// is compiled once: by the shim on the host (agentproto.Seccomp), or by the agent in its own warm
+// process when the spec carries it; a fresh child would decode the profile (most of a Docker
+// container's spec) and compile it again for the container's start and every exec.
 type Filter struct {
 	// Program is the filter's struct sock_filter array, sockFilterSize bytes each, in the
 	// host's byte order.
@@ -201,6 +202,13 @@ func CompileSeccomp(s *specs.LinuxSeccomp) (f *Filter, unknown []string, err err
 		prog = binary.NativeEndian.AppendUint32(prog, in.K)
 	}
 	return &Filter{Program: prog, Flags: c.flags}, c.unknown, nil
+}
+
+// Check reports a program that is not 1 to BPF_MAXINSNS whole instructions (the kernel checks
+// the instructions themselves when it loads them).
+func (f *Filter) Check() error {
+	_, err := f.decode()
+	return err
 }
 
 // decode turns the program back into instructions to load.
