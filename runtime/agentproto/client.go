@@ -126,8 +126,8 @@ func (c *Client) handshake() {
 	}
 	// Discard what an earlier session left in the channel.
 	br := bufio.NewReaderSize(c.conn, 64<<10)
-	if err := skipPast(br, ReadyMagic); err != nil {
-		c.fail(fmt.Errorf("guest agent handshake: wait for the agent: %w", err))
+	if err := awaitReady(br); err != nil {
+		c.fail(fmt.Errorf("guest agent handshake: %w", err))
 		return
 	}
 	g := newGuardedConn(br, c.conn)

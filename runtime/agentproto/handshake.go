@@ -4,12 +4,17 @@ import (
 	"bufio"
 	"fmt"
 	"io"
+	"strconv"
 )
 
 // A session starts with a handshake below yamux:
 //
 //	host  -> agent: HelloMagic, then nothing until it has read ReadyMagic
 //	agent -> host:  ReadyMagic, then the yamux session starts on both sides
+//
+// ReadyMagic ends with the agent's ProtocolVersion: the host refuses an agent that speaks another
+// one before any request (an agent that ignored a field it does not know, a compiled seccomp filter
+// say, would run a container less confined than asked).
 //
 // The channel is a byte pipe that outlives host connections: after a host
 // goes away, the agent may still be writing frames of the old session, and
@@ -22,9 +27,12 @@ import (
 // read in full by the next session's AwaitHello (see HelloWatcher.Rest): it
 // may arrive in pieces, and its tail must not be taken for yamux frames.
 const (
-	HelloMagic = "\xffkata-deploy-agent:hello:1\n"
-	ReadyMagic = "\xffkata-deploy-agent:ready:1\n"
+	HelloMagic  = "\xffkata-deploy-agent:hello:1\n"
+	readyPrefix = "\xffkata-deploy-agent:ready:"
 )
+
+// ReadyMagic is the agent's answer to the hello: readyPrefix, its ProtocolVersion and a newline.
+var ReadyMagic = readyPrefix + strconv.Itoa(ProtocolVersion) + "\n"
 
 // AwaitHello reads r until the host's hello, discarding what precedes it
 // (left-overs of an earlier session). The host sends nothing after its
@@ -40,6 +48,35 @@ func SendReady(w io.Writer) error {
 	}
 	return nil
 }
+
+// awaitReady reads the agent's answer to the hello, discarding what precedes it, and checks the
+// protocol version it ends with.
+func awaitReady(br *bufio.Reader) error {
+	if err := skipPast(br, readyPrefix); err != nil {
+		return fmt.Errorf("wait for the agent: %w", err)
+	}
+	var version []byte
+	for {
+		b, err := br.ReadByte()
+		if err != nil {
+			return fmt.Errorf("read the agent's protocol version: %w", err)
+		}
+		if b == '\n' {
+			break
+		}
+		if len(version) == maxVersionDigits {
+			return fmt.Errorf("the agent's protocol version %q... is not a number", version)
+		}
+		version = append(version, b)
+	}
+	if string(version) != strconv.Itoa(ProtocolVersion) {
+		return fmt.Errorf("the guest agent speaks protocol version %q and this runtime %d: the guest image and the runtime come from different builds; install them together (kata-deploy install or upgrade)", version, ProtocolVersion)
+	}
+	return nil
+}
+
+// maxVersionDigits bounds the protocol version a guest can send.
+const maxVersionDigits = 6
 
 // skipPast consumes br up to and including magic.
 func skipPast(br *bufio.Reader, magic string) error {

@@ -19,8 +19,9 @@ import (
 )
 
 // ProtocolVersion changes whenever a host and an agent built from different
-// versions could misunderstand each other. Ping reports it.
-const ProtocolVersion = 1
+// versions could misunderstand each other. The agent's answer to the handshake carries it
+// (ReadyMagic), and Ping reports it. 2: the host compiles seccomp profiles (Request.Seccomp).
+const ProtocolVersion = 2
 
 // Operations carried in Request.Op.
 const (

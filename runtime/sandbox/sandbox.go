@@ -310,6 +310,13 @@ func connectAgent(ctx context.Context, vm *hypervisor.VM, timeout time.Duration,
 		return client, nil
 	}
 	client.Close()
+	if ctx.Err() == nil {
+		// The channel closed: QEMU closes it as it exits, and is reaped a moment later.
+		select {
+		case <-vm.Done():
+		case <-time.After(time.Second):
+		}
+	}
 	select {
 	case <-vm.Done():
 		return nil, fmt.Errorf("the VM exited during boot (see %s): %w", filepath.Join(vm.StateDir, "console.log"), err)
