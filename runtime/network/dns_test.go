@@ -23,11 +23,19 @@ type fakeDNS struct {
 
 func startFakeDNS(t *testing.T) *fakeDNS {
 	t.Helper()
-	udp, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
+	// UDP and TCP on one port: the UDP port the kernel picks may be taken on TCP, then try again.
+	var udp *net.UDPConn
+	var tcp net.Listener
+	var err error
+	for range 20 {
+		if udp, err = net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}); err != nil {
+			t.Fatal(err)
+		}
+		if tcp, err = net.Listen("tcp4", udp.LocalAddr().String()); err == nil {
+			break
+		}
+		udp.Close()
 	}
-	tcp, err := net.Listen("tcp4", udp.LocalAddr().String())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -101,7 +109,8 @@ func TestDNSRelay(t *testing.T) {
 	for _, q := range queries {
 		go send(q)
 	}
-	for range queries {
+	// len(queries) once: ranging over the map itself while answers delete from it can end early.
+	for range len(queries) {
 		agent.SetReadDeadline(time.Now().Add(10 * time.Second))
 		a, err := agentproto.ReadDNSFrame(agent)
 		if err != nil {
