@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"sync"
 	"unsafe"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -80,6 +81,13 @@ var x32Missing = map[string]bool{
 	"vserver": true, "uretprobe": true, "map_shadow_stack": true,
 }
 
+// syscallsX86_64 and syscallsX86 map syscall names to numbers, built on first use
+// (syscalls_x86.go says why).
+var (
+	syscallsX86_64 = sync.OnceValue(syscallTableX86_64)
+	syscallsX86    = sync.OnceValue(syscallTableX86)
+)
+
 // seccompABI is one syscall ABI the filter handles.
 type seccompABI int
 
@@ -92,7 +100,7 @@ const (
 func (a seccompABI) syscallNumber(name string) (uint32, bool) {
 	switch a {
 	case abiX86_64:
-		nr, ok := syscallsX86_64[name]
+		nr, ok := syscallsX86_64()[name]
 		return nr, ok
 	case abiX32:
 		if nr, ok := x32Specific[name]; ok {
@@ -101,10 +109,10 @@ func (a seccompABI) syscallNumber(name string) (uint32, bool) {
 		if x32Missing[name] {
 			return 0, false
 		}
-		nr, ok := syscallsX86_64[name]
+		nr, ok := syscallsX86_64()[name]
 		return nr | x32SyscallBit, ok
 	default:
-		nr, ok := syscallsX86[name]
+		nr, ok := syscallsX86()[name]
 		return nr, ok
 	}
 }

@@ -74,8 +74,8 @@ func uptr(v uint) *uint { return &v }
 func TestCompileSeccomp(t *testing.T) {
 	errno := func(e unix.Errno) uint32 { return retErrno | uint32(e) }
 	eperm := errno(unix.EPERM)
-	x := syscallsX86_64
-	i386 := syscallsX86
+	x := syscallsX86_64()
+	i386 := syscallsX86()
 	profile := &specs.LinuxSeccomp{
 		DefaultAction: specs.ActErrno,
 		Architectures: []specs.Arch{specs.ArchX86_64, specs.ArchX86, specs.ArchX32},
@@ -185,11 +185,11 @@ func TestCompileSeccompArchitectures(t *testing.T) {
 		arch, nr uint32
 		want     uint32
 	}{
-		{"native only: i386 killed", nil, auditArchI386, syscallsX86["getpid"], retKillThread},
-		{"native only: x32 killed", nil, auditArchX86_64, syscallsX86_64["getpid"] | x32SyscallBit, retKillThread},
-		{"native only: native allowed", nil, auditArchX86_64, syscallsX86_64["getpid"], retAllow},
-		{"x86_64 without x32", []specs.Arch{specs.ArchX86_64, specs.ArchX86}, auditArchX86_64, syscallsX86_64["getpid"] | x32SyscallBit, retKillThread},
-		{"foreign arch in profile", []specs.Arch{specs.ArchAARCH64}, auditArchX86_64, syscallsX86_64["getpid"], retAllow},
+		{"native only: i386 killed", nil, auditArchI386, syscallsX86()["getpid"], retKillThread},
+		{"native only: x32 killed", nil, auditArchX86_64, syscallsX86_64()["getpid"] | x32SyscallBit, retKillThread},
+		{"native only: native allowed", nil, auditArchX86_64, syscallsX86_64()["getpid"], retAllow},
+		{"x86_64 without x32", []specs.Arch{specs.ArchX86_64, specs.ArchX86}, auditArchX86_64, syscallsX86_64()["getpid"] | x32SyscallBit, retKillThread},
+		{"foreign arch in profile", []specs.Arch{specs.ArchAARCH64}, auditArchX86_64, syscallsX86_64()["getpid"], retAllow},
 		// runc's enosys stub covers only the architectures the profile names.
 		{"no enosys stub without architectures", nil, auditArchX86_64, 1000, retKillProcess},
 		{"enosys stub for a named architecture", []specs.Arch{specs.ArchX86_64}, auditArchX86_64, 1000, retErrno | uint32(unix.ENOSYS)},
@@ -218,7 +218,7 @@ func TestCompileSeccompDefaultAllow(t *testing.T) {
 	if got := runBPF(t, f.prog, seccompData(auditArchX86_64, 1000)); got != retAllow {
 		t.Errorf("a syscall newer than the profile: got %#x, want allow", got)
 	}
-	if got := runBPF(t, f.prog, seccompData(auditArchX86_64, syscallsX86_64["chown"])); got != retErrno|uint32(unix.EPERM) {
+	if got := runBPF(t, f.prog, seccompData(auditArchX86_64, syscallsX86_64()["chown"])); got != retErrno|uint32(unix.EPERM) {
 		t.Errorf("chown: got %#x, want EPERM (the default errno)", got)
 	}
 }
@@ -251,10 +251,10 @@ func TestCompileSeccompErrors(t *testing.T) {
 // (every syscall named, three ABIs) fits the kernel's instruction limit.
 func TestCompileSeccompLargeProfile(t *testing.T) {
 	var names []string
-	for n := range syscallsX86_64 {
+	for n := range syscallsX86_64() {
 		names = append(names, n)
 	}
-	for n := range syscallsX86 {
+	for n := range syscallsX86() {
 		names = append(names, n)
 	}
 	f, err := compileSeccomp(&specs.LinuxSeccomp{
