@@ -228,10 +228,7 @@ func (e *NSExecutor) seccompFilter(id string, cfg *containerinit.Config, compile
 	if len(unknown) > 0 {
 		e.log.Infof("container %s: seccomp: %d syscalls of the profile are unknown to this agent and were left out (%v)", id, len(unknown), unknown)
 	}
-	slim, linux := *spec, *spec.Linux
-	linux.Seccomp = nil
-	slim.Linux = &linux
-	cfg.Spec, cfg.Seccomp = &slim, f
+	cfg.Spec, cfg.Seccomp = containerinit.WithoutSeccomp(spec), f
 	return nil
 }
 

@@ -30,6 +30,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/kata-deploy/kata-deploy/internal/runtimecache"
+	"github.com/kata-deploy/kata-deploy/runtime/agent/containerinit"
 	"github.com/kata-deploy/kata-deploy/runtime/agentproto"
 	"github.com/kata-deploy/kata-deploy/runtime/config"
 	"github.com/kata-deploy/kata-deploy/runtime/hypervisor"
@@ -497,7 +498,7 @@ func warm(ctx context.Context, agent *agentproto.Client, share agentproto.Share)
 	if err != nil {
 		return fmt.Errorf("warming the clone: Docker's default confinement: %w", err)
 	}
-	if err := agent.Warm(ctx, withoutSeccompProfile(like), filter, share); err != nil {
+	if err := agent.Warm(ctx, containerinit.WithoutSeccomp(like), filter, share); err != nil {
 		return fmt.Errorf("warming the clone: %w", err)
 	}
 	for range warmPings {

@@ -20,6 +20,7 @@ import (
 	"github.com/kata-deploy/kata-deploy/internal/accel"
 	"github.com/kata-deploy/kata-deploy/internal/directvolume"
 	"github.com/kata-deploy/kata-deploy/internal/runtimecache"
+	"github.com/kata-deploy/kata-deploy/runtime/agent/containerinit"
 	"github.com/kata-deploy/kata-deploy/runtime/agentproto"
 	"github.com/kata-deploy/kata-deploy/runtime/config"
 	"github.com/kata-deploy/kata-deploy/runtime/hostcgroup"
@@ -140,7 +141,7 @@ func Create(ctx context.Context, opts Options) (_ *Sandbox, err error) {
 	if s.shared, guestSpec, err = shareExcept(filepath.Join(stateDir, sharedDirName), filepath.Join(stateDir, sharedRecordName), opts.Spec, guestSources(vols)); err != nil {
 		return nil, err
 	}
-	guestSpec = withoutSeccompProfile(guestWithDevices(guestSpec, guestDevices))
+	guestSpec = containerinit.WithoutSeccomp(guestWithDevices(guestSpec, guestDevices))
 	accel, err := accelerator(opts.Config.Hypervisor.Accelerator, logf)
 	if err != nil {
 		return nil, err

@@ -22,15 +22,3 @@ func compileSeccomp(spec *specs.Spec) (*agentproto.Seccomp, error) {
 	}
 	return &agentproto.Seccomp{Program: f.Program, Flags: uint64(f.Flags)}, nil
 }
-
-// withoutSeccompProfile returns a copy of spec without its seccomp profile, which the guest
-// receives compiled; spec itself is not changed.
-func withoutSeccompProfile(spec *specs.Spec) *specs.Spec {
-	if spec == nil || spec.Linux == nil || spec.Linux.Seccomp == nil {
-		return spec
-	}
-	slim, linux := *spec, *spec.Linux
-	linux.Seccomp = nil
-	slim.Linux = &linux
-	return &slim
-}

@@ -56,26 +56,3 @@ func TestCompileSeccomp(t *testing.T) {
 		})
 	}
 }
-
-// TestWithoutSeccompProfile: the guest's copy of the spec loses the profile, the spec given keeps
-// it, and a spec without one is returned as it is.
-func TestWithoutSeccompProfile(t *testing.T) {
-	spec, err := dockerLike()
-	if err != nil {
-		t.Fatal(err)
-	}
-	slim := withoutSeccompProfile(spec)
-	if slim.Linux.Seccomp != nil {
-		t.Error("the guest's copy still carries the profile")
-	}
-	if spec.Linux.Seccomp == nil {
-		t.Error("the spec given lost its profile")
-	}
-	if len(slim.Linux.MaskedPaths) != len(spec.Linux.MaskedPaths) || slim.Process != spec.Process {
-		t.Error("the copy lost more than the profile")
-	}
-	bare := &specs.Spec{}
-	if withoutSeccompProfile(bare) != bare {
-		t.Error("a spec without a profile was copied")
-	}
-}

@@ -212,6 +212,19 @@ func CompileSeccomp(s *specs.LinuxSeccomp) (f *Filter, unknown []string, err err
 	return &Filter{Program: prog, Flags: c.flags}, c.unknown, nil
 }
 
+// WithoutSeccomp returns a copy of spec without its seccomp profile, for whoever receives the
+// profile compiled (the agent, the child); spec itself is not changed, and a spec without a
+// profile comes back as it is.
+func WithoutSeccomp(spec *specs.Spec) *specs.Spec {
+	if spec == nil || spec.Linux == nil || spec.Linux.Seccomp == nil {
+		return spec
+	}
+	slim, linux := *spec, *spec.Linux
+	linux.Seccomp = nil
+	slim.Linux = &linux
+	return &slim
+}
+
 // Check reports a program that is not 1 to BPF_MAXINSNS whole instructions (the kernel checks
 // the instructions themselves when it loads them).
 func (f *Filter) Check() error {

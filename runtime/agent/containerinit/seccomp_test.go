@@ -389,3 +389,27 @@ func TestFilterWire(t *testing.T) {
 		}
 	}
 }
+
+// TestWithoutSeccomp: the copy for the receiver of a compiled filter loses the profile, the spec
+// given keeps it, and a spec without one is returned as it is.
+func TestWithoutSeccomp(t *testing.T) {
+	spec := &specs.Spec{
+		Process: &specs.Process{Args: []string{"true"}},
+		Linux: &specs.Linux{Seccomp: &specs.LinuxSeccomp{DefaultAction: specs.ActErrno},
+			MaskedPaths: []string{"/proc/kcore", "/proc/acpi"}},
+	}
+	slim := WithoutSeccomp(spec)
+	if slim.Linux.Seccomp != nil {
+		t.Error("the receiver's copy still carries the profile")
+	}
+	if spec.Linux.Seccomp == nil {
+		t.Error("the spec given lost its profile")
+	}
+	if len(slim.Linux.MaskedPaths) != len(spec.Linux.MaskedPaths) || slim.Process != spec.Process {
+		t.Error("the copy lost more than the profile")
+	}
+	bare := &specs.Spec{}
+	if WithoutSeccomp(bare) != bare {
+		t.Error("a spec without a profile was copied")
+	}
+}
