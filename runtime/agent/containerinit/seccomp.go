@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"sort"
 	"sync"
 	"unsafe"
@@ -443,45 +444,87 @@ func assembleABI(a *bpfAsm, rules map[uint32][]seccompRule, def uint32, wide, en
 		nrs = append(nrs, nr)
 	}
 	sort.Slice(nrs, func(i, j int) bool { return nrs[i] < nrs[j] })
+	// runc's enosys stub: a syscall newer than the profile is unknown to it, and ENOSYS lets
+	// libc fall back to an older one.
+	beyond := def
 	if enosysStub && len(nrs) > 0 && def != retAllow && def != retLog && def != retErrno|uint32(unix.ENOSYS) {
-		// runc's enosys stub: a syscall newer than the profile is unknown
-		// to it, and ENOSYS lets libc fall back to an older one.
-		a.emit(unix.BPF_JMP|unix.BPF_JGT|unix.BPF_K, 0, 1, nrs[len(nrs)-1])
-		a.ret(retErrno | uint32(unix.ENOSYS))
+		beyond = retErrno | uint32(unix.ENOSYS)
 	}
-	assembleSyscalls(a, nrs, rules, def, wide)
+	assemblePieces(a, syscallPieces(nrs, rules, def, beyond), def, wide)
 }
 
-// linearSyscalls is how many syscalls a leaf of the search tree tests one
-// after the other.
-const linearSyscalls = 8
+// A piece is a run of syscall numbers that ends at hi and starts after the previous piece: one
+// action for all of them, or the rules of a single syscall whose arguments decide.
+type piece struct {
+	hi     uint32
+	action uint32
+	rules  []seccompRule // conditional rules first (orderRules); nil: action
+}
 
-// assembleSyscalls dispatches on the syscall number (sorted nrs) with a
-// binary search, so that a syscall costs a few comparisons rather than one
-// per syscall of the profile.
-func assembleSyscalls(a *bpfAsm, nrs []uint32, rules map[uint32][]seccompRule, def uint32, wide bool) {
-	if len(nrs) > linearSyscalls {
-		mid := len(nrs) / 2
+// syscallPieces cuts the whole range of syscall numbers into pieces: the syscalls of the profile
+// (sorted nrs), the gaps between them (def) and what lies beyond the last one (beyond).
+// Neighbours with the same action are one piece: Docker's default profile allows long runs of
+// consecutive syscalls, so its program is a fraction of one test per syscall. That matters under
+// emulation: the program travels to the guest and into every container process, and the guest
+// checks and translates it at each container's start and exec.
+func syscallPieces(nrs []uint32, rules map[uint32][]seccompRule, def, beyond uint32) []piece {
+	var ps []piece
+	add := func(p piece) {
+		if n := len(ps); n > 0 && p.rules == nil && ps[n-1].rules == nil && ps[n-1].action == p.action {
+			ps[n-1].hi = p.hi
+			return
+		}
+		ps = append(ps, p)
+	}
+	next := uint32(0) // the first number no piece covers yet
+	for _, nr := range nrs {
+		if nr > next {
+			add(piece{hi: nr - 1, action: def})
+		}
+		if rs := orderRules(rules[nr]); len(rs[0].any) == 0 {
+			add(piece{hi: nr, action: rs[0].action})
+		} else {
+			add(piece{hi: nr, rules: rs})
+		}
+		next = nr + 1
+	}
+	add(piece{hi: math.MaxUint32, action: beyond})
+	return ps
+}
+
+// linearPieces is how many pieces a leaf of the search tree tests one after the other.
+const linearPieces = 8
+
+// assemblePieces dispatches on the syscall number (A) with a binary search over the pieces, which
+// cover every number from the search's lower bound up to the last piece's hi: a syscall costs a
+// few comparisons rather than one per syscall of the profile.
+func assemblePieces(a *bpfAsm, ps []piece, def uint32, wide bool) {
+	if len(ps) > linearPieces {
+		mid := len(ps) / 2
 		upper := a.label()
-		a.jumpIf(unix.BPF_JGE, nrs[mid], upper)
-		assembleSyscalls(a, nrs[:mid], rules, def, wide)
+		a.jumpIf(unix.BPF_JGT, ps[mid-1].hi, upper)
+		assemblePieces(a, ps[:mid], def, wide)
 		a.bind(upper)
-		assembleSyscalls(a, nrs[mid:], rules, def, wide)
+		assemblePieces(a, ps[mid:], def, wide)
 		return
 	}
-	for _, nr := range nrs {
-		rs := orderRules(rules[nr])
-		if len(rs[0].any) == 0 {
-			a.emit(unix.BPF_JMP|unix.BPF_JEQ|unix.BPF_K, 0, 1, nr)
-			a.ret(rs[0].action)
+	// Each piece starts after the one tested before it: A is in it unless A is above its hi.
+	for i, p := range ps {
+		last := i == len(ps)-1
+		if p.rules == nil {
+			if !last {
+				a.emit(unix.BPF_JMP|unix.BPF_JGT|unix.BPF_K, 1, 0, p.hi)
+			}
+			a.ret(p.action)
 			continue
 		}
 		next := a.label()
-		a.jumpUnless(unix.BPF_JEQ, nr, next)
-		assembleRules(a, rs, def, wide)
+		if !last {
+			a.jumpIf(unix.BPF_JGT, p.hi, next)
+		}
+		assembleRules(a, p.rules, def, wide)
 		a.bind(next)
 	}
-	a.ret(def)
 }
 
 // orderRules puts conditional rules first, in profile order, then the
