@@ -181,8 +181,13 @@ func bindMount(source, target, dest string, opts mountOptions) error {
 	return propagate(target, dest, opts.propagation)
 }
 
-// ensureMountPoint creates a directory, or an empty file to bind a file on.
+// ensureMountPoint creates a directory, or an empty file to bind a file on. One that exists
+// already (Docker's init layer makes /etc/hostname, /etc/hosts and /etc/resolv.conf) is checked
+// with a single lookup: on a 9p rootfs each lookup, creation and close is a round trip to QEMU.
 func ensureMountPoint(target string, dir bool) error {
+	if fi, err := os.Lstat(target); err == nil && (dir && fi.IsDir() || !dir && fi.Mode().IsRegular()) {
+		return nil
+	}
 	if dir {
 		return os.MkdirAll(target, 0o755)
 	}

@@ -1,6 +1,8 @@
 package containerinit
 
 import (
+	"os"
+	"path/filepath"
 	"reflect"
 	"testing"
 
@@ -84,5 +86,57 @@ func TestWithin(t *testing.T) {
 		if got := within(tt.dir, tt.p); got != tt.want {
 			t.Errorf("within(%q, %q) = %v", tt.dir, tt.p, got)
 		}
+	}
+}
+
+// TestEnsureMountPoint: a mount point that exists as what the mount needs is kept; a missing one
+// is made (with its parents); a link, or one of the other kind, is refused rather than followed
+// or replaced.
+func TestEnsureMountPoint(t *testing.T) {
+	tests := []struct {
+		name    string
+		target  string
+		dir     bool
+		wantErr bool
+		want    os.FileMode // the type target has afterwards
+	}{
+		{name: "existing file", target: "etc/hostname", want: 0},
+		{name: "existing directory", target: "proc", dir: true, want: os.ModeDir},
+		{name: "missing file", target: "new/sub/file", want: 0},
+		{name: "missing directory", target: "new/sub/dir", dir: true, want: os.ModeDir},
+		{name: "link to a file", target: "etc/link", wantErr: true, want: os.ModeSymlink},
+		{name: "directory for a file", target: "proc", wantErr: true, want: os.ModeDir},
+		{name: "file for a directory", target: "etc/hostname", dir: true, wantErr: true, want: 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			root := t.TempDir()
+			for _, d := range []string{"etc", "proc"} {
+				if err := os.Mkdir(filepath.Join(root, d), 0o755); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := os.WriteFile(filepath.Join(root, "etc/hostname"), []byte("box\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Symlink("/etc/passwd", filepath.Join(root, "etc/link")); err != nil {
+				t.Fatal(err)
+			}
+			target := filepath.Join(root, tt.target)
+			err := ensureMountPoint(target, tt.dir)
+			if (err != nil) != tt.wantErr {
+				t.Fatalf("err = %v, want an error: %v", err, tt.wantErr)
+			}
+			fi, err := os.Lstat(target)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := fi.Mode().Type(); got != tt.want {
+				t.Errorf("%s is %v afterwards, want %v", tt.target, got, tt.want)
+			}
+			if b, err := os.ReadFile(filepath.Join(root, "etc/hostname")); err != nil || string(b) != "box\n" {
+				t.Errorf("etc/hostname = %q, %v: an existing mount point must be left as it is", b, err)
+			}
+		})
 	}
 }
