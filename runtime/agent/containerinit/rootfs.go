@@ -184,8 +184,10 @@ func bindMount(source, target, dest string, opts mountOptions) error {
 // ensureMountPoint creates a directory, or an empty file to bind a file on. One that exists
 // already (Docker's init layer makes /etc/hostname, /etc/hosts and /etc/resolv.conf) is checked
 // with a single lookup: on a 9p rootfs each lookup, creation and close is a round trip to QEMU.
+// A file is bound on any non-directory but a link, as runc does, and never opened: the image
+// decides what is there, and opening a FIFO or a device node could block or act.
 func ensureMountPoint(target string, dir bool) error {
-	if fi, err := os.Lstat(target); err == nil && (dir && fi.IsDir() || !dir && fi.Mode().IsRegular()) {
+	if fi, err := os.Lstat(target); err == nil && dir == fi.IsDir() && fi.Mode()&os.ModeSymlink == 0 {
 		return nil
 	}
 	if dir {

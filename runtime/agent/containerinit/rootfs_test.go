@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 )
 
 func TestParseMountPoints(t *testing.T) {
@@ -89,9 +90,9 @@ func TestWithin(t *testing.T) {
 	}
 }
 
-// TestEnsureMountPoint: a mount point that exists as what the mount needs is kept; a missing one
-// is made (with its parents); a link, or one of the other kind, is refused rather than followed
-// or replaced.
+// TestEnsureMountPoint: a mount point that exists as what the mount needs is kept (for a file, any
+// non-directory, never opened); a missing one is made (with its parents); a link, or one of the
+// other kind, is refused rather than followed or replaced.
 func TestEnsureMountPoint(t *testing.T) {
 	tests := []struct {
 		name    string
@@ -105,6 +106,7 @@ func TestEnsureMountPoint(t *testing.T) {
 		{name: "missing file", target: "new/sub/file", want: 0},
 		{name: "missing directory", target: "new/sub/dir", dir: true, want: os.ModeDir},
 		{name: "link to a file", target: "etc/link", wantErr: true, want: os.ModeSymlink},
+		{name: "FIFO for a file", target: "etc/fifo", want: os.ModeNamedPipe},
 		{name: "directory for a file", target: "proc", wantErr: true, want: os.ModeDir},
 		{name: "file for a directory", target: "etc/hostname", dir: true, wantErr: true, want: 0},
 	}
@@ -120,6 +122,10 @@ func TestEnsureMountPoint(t *testing.T) {
 				t.Fatal(err)
 			}
 			if err := os.Symlink("/etc/passwd", filepath.Join(root, "etc/link")); err != nil {
+				t.Fatal(err)
+			}
+			// Opened, it would block the test until a writer came.
+			if err := unix.Mkfifo(filepath.Join(root, "etc/fifo"), 0o644); err != nil {
 				t.Fatal(err)
 			}
 			target := filepath.Join(root, tt.target)
