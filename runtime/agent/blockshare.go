@@ -67,6 +67,7 @@ func (e *NSExecutor) mountBlockShare(ctx context.Context, s agentproto.Share) er
 	e.mu.Lock()
 	e.mounted = append(e.mounted, s.GuestPath)
 	e.blocks = append(e.blocks, s.GuestPath)
+	e.mountChanges++
 	e.mu.Unlock()
 	e.log.Debugf("mounted %s disk %q at %s", s.FSType, s.Tag, s.GuestPath)
 	return nil
@@ -86,6 +87,7 @@ func (e *NSExecutor) unmountBlocks() {
 		}
 		e.mu.Lock()
 		e.mounted = slices.DeleteFunc(e.mounted, func(m string) bool { return m == p })
+		e.mountChanges++
 		e.mu.Unlock()
 	}
 }

@@ -31,6 +31,9 @@ type Executor interface {
 	// WarmNetwork runs the guest's network configuration once, with nothing to configure, and
 	// brings the cards up and down (OpWarm).
 	WarmNetwork() error
+	// PrepareInit starts the next container's init ahead, for CreateInit to use if it still
+	// fits then (OpWarm, spareinit.go).
+	PrepareInit() error
 }
 
 // Process is one prepared or running process.

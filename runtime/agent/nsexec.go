@@ -32,6 +32,10 @@ type NSExecutor struct {
 	blocks  []string // those of them that are disks (blockshare.go)
 	devices *devicesCgroup
 	res     containerCgroups
+	// spare is a containerinit started ahead (spareinit.go); mountChanges counts the changes of
+	// the mount table, which make it unfit.
+	spare        *spareInit
+	mountChanges uint64
 }
 
 // ExecutorOptions tune an NSExecutor; the zero value is for the guest.
@@ -102,6 +106,7 @@ func (e *NSExecutor) MountShare(ctx context.Context, s agentproto.Share) error {
 	}
 	e.mu.Lock()
 	e.mounted = append(e.mounted, at)
+	e.mountChanges++
 	e.mu.Unlock()
 	if s.Subdir != "" {
 		sub := filepath.Join(at, s.Subdir)
@@ -110,6 +115,7 @@ func (e *NSExecutor) MountShare(ctx context.Context, s agentproto.Share) error {
 		}
 		e.mu.Lock()
 		e.mounted = append(e.mounted, s.GuestPath)
+		e.mountChanges++
 		e.mu.Unlock()
 	}
 	e.log.Debugf("mounted %s share %q at %s", s.Type, s.Tag, s.GuestPath)
@@ -173,7 +179,7 @@ func (e *NSExecutor) CreateInit(ctx context.Context, id string, spec *specs.Spec
 	if err != nil {
 		return nil, err
 	}
-	p, err := e.spawn(ctx, cfg, 0, confine)
+	p, err := e.spawnInit(ctx, cfg, confine)
 	if err != nil {
 		if dc != nil {
 			_ = dc.remove(id) // a failed create leaves no rules behind for the id
@@ -273,10 +279,12 @@ func (e *NSExecutor) Stats() (agentproto.Stats, error) {
 // Shutdown unmounts the shares (lazily: a stuck 9p server must not block
 // the power-off) and syncs.
 func (e *NSExecutor) Shutdown(ctx context.Context) error {
+	e.dropSpare()
 	e.unmountBlocks()
 	e.mu.Lock()
 	mounted := append([]string(nil), e.mounted...)
 	e.mounted = nil
+	e.mountChanges++
 	e.mu.Unlock()
 	for i := len(mounted) - 1; i >= 0; i-- {
 		if err := unix.Unmount(mounted[i], unix.MNT_DETACH); err != nil {
@@ -296,7 +304,26 @@ func (e *NSExecutor) SyncFS() error {
 // spawn starts containerinit and hands it cfg. confine, if set, runs on the
 // new pid before the child gets its config (it waits for it, doing nothing).
 func (e *NSExecutor) spawn(ctx context.Context, cfg *containerinit.Config, joinPid int, confine func(pid int) error) (*nsProcess, error) {
-	sio, err := newStdio(cfg.Process)
+	s, err := e.startInit(cfg.Process.Terminal, joinPid)
+	if err != nil {
+		return nil, err
+	}
+	return e.setUp(ctx, s, cfg, joinPid == 0, confine)
+}
+
+// startedInit is containerinit started, waiting for its config on the setup socket.
+type startedInit struct {
+	pid  int
+	exit <-chan int // from the reaper
+	sync *os.File   // the agent's end of the setup socket
+	sio  *procStdio
+	gone bool // its exit was taken from exit: the pid is no longer its own
+}
+
+// startInit starts containerinit in new mount, pid, uts and ipc namespaces, or in those of
+// joinPid (an exec). terminal: its stdio are /dev/null, it opens a pty itself.
+func (e *NSExecutor) startInit(terminal bool, joinPid int) (*startedInit, error) {
+	sio, err := newStdio(terminal)
 	if err != nil {
 		return nil, err
 	}
@@ -331,26 +358,55 @@ func (e *NSExecutor) spawn(ctx context.Context, cfg *containerinit.Config, joinP
 		sio.closeParent()
 		return nil, fmt.Errorf("start the container process: %w", err)
 	}
-	p := &nsProcess{pid: pid, sync: parent, procDir: e.opts.ProcDir, exited: make(chan struct{}), seccomp: cfg.Seccomp,
-		nsInit: joinPid == 0}
-	go p.collect(exit)
+	return &startedInit{pid: pid, exit: exit, sync: parent, sio: sio}, nil
+}
+
+// reaped reports whether the process has exited and was reaped, without waiting.
+func (s *startedInit) reaped() bool {
+	if !s.gone {
+		select {
+		case <-s.exit:
+			s.gone = true
+		default:
+		}
+	}
+	return s.gone
+}
+
+// discard kills the process (its pid is its own until the reaper took its exit) and closes the
+// agent's ends of its sockets and pipes.
+func (s *startedInit) discard() {
+	if !s.reaped() {
+		_ = unix.Kill(s.pid, unix.SIGKILL)
+	}
+	s.sync.Close()
+	s.sio.closeParent()
+}
+
+// setUp confines a started containerinit (confine, if set, runs on its pid before it gets its
+// config), hands it cfg and waits for its setup report. On error the process is gone.
+func (e *NSExecutor) setUp(ctx context.Context, s *startedInit, cfg *containerinit.Config, nsInit bool, confine func(pid int) error) (*nsProcess, error) {
+	p := &nsProcess{pid: s.pid, sync: s.sync, procDir: e.opts.ProcDir, exited: make(chan struct{}), seccomp: cfg.Seccomp,
+		nsInit: nsInit}
+	go p.collect(s.exit)
 	// A setup that hangs (a stuck share) must not hold the request forever.
 	ctx, cancel := context.WithTimeout(ctx, setupTimeout)
 	defer cancel()
+	var err error
 	if confine != nil {
-		err = confine(pid)
+		err = confine(s.pid)
 	}
 	if err == nil {
-		err = p.handshake(ctx, cfg, sio, e.log)
+		err = p.handshake(ctx, cfg, s.sio, e.log)
 	}
 	if err != nil {
-		unix.Kill(pid, unix.SIGKILL)
+		unix.Kill(s.pid, unix.SIGKILL)
 		<-p.exited
-		parent.Close()
-		sio.closeParent()
+		s.sync.Close()
+		s.sio.closeParent()
 		return nil, err
 	}
-	p.stdio, p.pty = sio.parent, sio.pty
+	p.stdio, p.pty = s.sio.parent, s.sio.pty
 	return p, nil
 }
 

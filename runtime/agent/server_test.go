@@ -35,6 +35,7 @@ type fakeExecutor struct {
 	shutdown bool
 	// warmRootfs counts the throwaway containers' rootfs made and not cleaned up.
 	warmRootfs  int
+	prepareInit int
 	warmNetwork int
 	syncs       int                   // SyncFS calls
 	inits       []*specs.Spec         // the specs of the containers created
@@ -101,6 +102,13 @@ func (f *fakeExecutor) WarmNetwork() error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.warmNetwork++
+	return nil
+}
+
+func (f *fakeExecutor) PrepareInit() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.prepareInit++
 	return nil
 }
 
@@ -812,6 +820,9 @@ func TestWarm(t *testing.T) {
 	}
 	if h.exec.warmNetwork != 1 {
 		t.Errorf("the network configuration was warmed %d times, want 1", h.exec.warmNetwork)
+	}
+	if h.exec.prepareInit != 1 {
+		t.Errorf("warming started the next container's init ahead %d times, want 1", h.exec.prepareInit)
 	}
 	if _, err := h.client.Wait(ctx, agentproto.WarmContainerID, ""); err == nil || !strings.Contains(err.Error(), "not found") {
 		t.Errorf("the throwaway container is still there: %v", err)

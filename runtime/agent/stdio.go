@@ -19,9 +19,9 @@ type procStdio struct {
 // newStdio makes pipes. A process with a terminal gets /dev/null for now:
 // it opens its pty itself, in the container's devpts, and sends the master
 // back (see usePty).
-func newStdio(p *specs.Process) (*procStdio, error) {
+func newStdio(terminal bool) (*procStdio, error) {
 	s := &procStdio{}
-	if p.Terminal {
+	if terminal {
 		null, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
 		if err != nil {
 			return nil, fmt.Errorf("open /dev/null: %w", err)

@@ -28,8 +28,20 @@ const warmTimeout = 30 * time.Second
 // warm mounts shares, then runs a throwaway container through the same steps as a host's
 // (create, start, wait, remove: namespaces, cgroups, mounts, the re-executed agent, a Go
 // program's start, confined like `like`), in a VM that has run none yet, and removes every trace
-// of it (OpWarm). Then it warms the network configuration (Executor.WarmNetwork).
-func (s *Server) warm(ctx context.Context, shares []agentproto.Share, like *specs.Spec, seccomp *agentproto.Seccomp) (err error) {
+// of it (OpWarm). Then it warms the network configuration (Executor.WarmNetwork), and starts the
+// next container's init ahead (Executor.PrepareInit).
+func (s *Server) warm(ctx context.Context, shares []agentproto.Share, like *specs.Spec, seccomp *agentproto.Seccomp) error {
+	if err := s.runThrowaway(ctx, shares, like, seccomp); err != nil {
+		return err
+	}
+	if err := s.cfg.Executor.PrepareInit(); err != nil {
+		return fmt.Errorf("warm: starting the next container's init: %w", err)
+	}
+	return nil
+}
+
+// runThrowaway runs warm's throwaway container and the network configuration.
+func (s *Server) runThrowaway(ctx context.Context, shares []agentproto.Share, like *specs.Spec, seccomp *agentproto.Seccomp) (err error) {
 	s.mu.Lock()
 	ran := s.ranAny
 	s.mu.Unlock()
@@ -93,8 +105,10 @@ func (e *NSExecutor) WarmRootfs() (string, func(), error) {
 	if err := unix.Mount("tmpfs", rootfs, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "size=256k,mode=0755"); err != nil {
 		return "", nil, fmt.Errorf("mount the rootfs: %w", err)
 	}
+	e.mountChanged()
 	cleanup := func() {
 		_ = unix.Unmount(rootfs, unix.MNT_DETACH)
+		e.mountChanged()
 		_ = os.RemoveAll(warmDir)
 	}
 	exe := filepath.Join(rootfs, "w")
