@@ -26,6 +26,33 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
+// hostAgent serves the real executor on this machine to a client until the test ends. Its
+// reaper waits for every child of this test binary, so it stops with the test, before other
+// tests start processes of their own. The agent's log is printed when the test failed.
+func hostAgent(ctx context.Context, t *testing.T) (*agent.NSExecutor, *agentproto.Client) {
+	t.Helper()
+	reaperCtx, stopReaper := context.WithCancel(ctx)
+	t.Cleanup(stopReaper)
+	reaper := agent.NewReaper()
+	go reaper.Run(reaperCtx)
+	log := &syncBuffer{}
+	exec := agent.NewExecutor(agent.NewLogger(log, true), reaper, agent.ExecutorOptions{})
+	srv := agent.NewServer(agent.ServerConfig{Executor: exec, Log: agent.NewLogger(log, true)})
+	hostEnd, guestEnd := socketPair(t)
+	go srv.ServeConn(ctx, guestEnd)
+	c, err := agentproto.NewClient(hostEnd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		c.Close()
+		if t.Failed() || testing.Verbose() {
+			t.Logf("agent log:\n%s", log.String())
+		}
+	})
+	return exec, c
+}
+
 // TestRealExecutorOnHost runs containers with the real executor on this
 // machine, in fresh namespaces (the host's mounts are untouched). Unlike
 // the VM, the host's root is not an initramfs, so this covers pivot_root.
@@ -36,29 +63,7 @@ func TestRealExecutorOnHost(t *testing.T) {
 	buildRootfs(t, root)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	// The reaper waits for every child of this test binary: it must stop
-	// before other tests start processes of their own.
-	reaperCtx, stopReaper := context.WithCancel(ctx)
-	defer stopReaper()
-	reaper := agent.NewReaper()
-	go reaper.Run(reaperCtx)
-	log := &syncBuffer{}
-	srv := agent.NewServer(agent.ServerConfig{
-		Executor: agent.NewExecutor(agent.NewLogger(log, true), reaper, agent.ExecutorOptions{}),
-		Log:      agent.NewLogger(log, true),
-	})
-	hostEnd, guestEnd := socketPair(t)
-	go srv.ServeConn(ctx, guestEnd)
-	c, err := agentproto.NewClient(hostEnd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	defer func() {
-		if t.Failed() || testing.Verbose() {
-			t.Logf("agent log:\n%s", log.String())
-		}
-	}()
+	_, c := hostAgent(ctx, t)
 	hostname, _ := os.Hostname()
 
 	spec := dockerSpecAt(root, "sh", "-c", `echo $$; hostname; cat /etc/hosts; ls /proc/1/root >/dev/null && echo proc; grep -c . /proc/mounts >/dev/null && echo mounts; echo err >&2; exit 5`)

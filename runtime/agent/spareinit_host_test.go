@@ -27,25 +27,7 @@ func TestSpareInitOnHost(t *testing.T) {
 	buildRootfs(t, root)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	reaperCtx, stopReaper := context.WithCancel(ctx)
-	defer stopReaper()
-	reaper := agent.NewReaper()
-	go reaper.Run(reaperCtx)
-	log := &syncBuffer{}
-	exec := agent.NewExecutor(agent.NewLogger(log, true), reaper, agent.ExecutorOptions{})
-	srv := agent.NewServer(agent.ServerConfig{Executor: exec, Log: agent.NewLogger(log, true)})
-	hostEnd, guestEnd := socketPair(t)
-	go srv.ServeConn(ctx, guestEnd)
-	c, err := agentproto.NewClient(hostEnd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	defer func() {
-		if t.Failed() {
-			t.Logf("agent log:\n%s", log.String())
-		}
-	}()
+	exec, c := hostAgent(ctx, t)
 	// runInit runs a container to its exit and returns its init's pid.
 	runInit := func(id string, terminal bool) int {
 		t.Helper()
