@@ -23,11 +23,12 @@ import (
 
 // TestVMPool fills a pool of one clone from the real guest image and agent, hands it to a
 // container whose share has a read-only bind (the bind reaches the running QEMU, still
-// read-only), and checks that the container's end, a dead shim's cleanup and RemovePool leave
+// read-only) and whose init is the one the clone's agent started ahead, and checks that the container's end, a dead shim's cleanup and RemovePool leave
 // nothing: no QEMU, no slot, no mount.
 func TestVMPool(t *testing.T) {
 	cfg := templateTestConfig(t)
 	cfg.Factory.Pool = 1
+	cfg.Agent.Debug = true // the guest's console says which init the container got
 	base := filepath.Dir(cfg.Runtime.StateDir)
 	cache := runtimecache.Dir(cfg.Runtime.StateDir)
 	t.Cleanup(func() { RemovePool(context.Background(), cache) })
@@ -84,6 +85,11 @@ func TestVMPool(t *testing.T) {
 	}
 	if b, _ := os.ReadFile(filepath.Join(data, "f")); string(b) != "host data\n" {
 		t.Errorf("the guest wrote the host's read-only bind: %q", b)
+	}
+	// Its init is the one the clone's agent started ahead after the warm-up (agent/spareinit.go).
+	console, err := os.ReadFile(filepath.Join(s.VM.StateDir, "console.log"))
+	if err != nil || !strings.Contains(string(console), "the container's init is the one started ahead") {
+		t.Errorf("the container in the pooled clone did not get the init started ahead (%v); the guest's console:\n%s", err, console)
 	}
 	// A container's removal waits for Release only: nothing of the container's is mounted on the
 	// host any more by then. Destroy waits for the rest.
