@@ -179,7 +179,7 @@ func (e *NSExecutor) CreateInit(ctx context.Context, id string, spec *specs.Spec
 	if err != nil {
 		return nil, err
 	}
-	p, err := e.spawnInit(ctx, cfg, confine)
+	p, err := e.spawn(ctx, cfg, 0, confine)
 	if err != nil {
 		if dc != nil {
 			_ = dc.remove(id) // a failed create leaves no rules behind for the id
@@ -303,10 +303,17 @@ func (e *NSExecutor) SyncFS() error {
 
 // spawn starts containerinit and hands it cfg. confine, if set, runs on the
 // new pid before the child gets its config (it waits for it, doing nothing).
+// A container's first process (joinPid 0) is the spare init when one fits.
 func (e *NSExecutor) spawn(ctx context.Context, cfg *containerinit.Config, joinPid int, confine func(pid int) error) (*nsProcess, error) {
-	s, err := e.startInit(cfg.Process.Terminal, joinPid)
-	if err != nil {
-		return nil, err
+	var s *startedInit
+	if joinPid == 0 {
+		s = e.takeSpare(cfg.Process.Terminal)
+	}
+	if s == nil {
+		var err error
+		if s, err = e.startInit(cfg.Process.Terminal, joinPid); err != nil {
+			return nil, err
+		}
 	}
 	return e.setUp(ctx, s, cfg, joinPid == 0, confine)
 }

@@ -1,11 +1,5 @@
 package agent
 
-import (
-	"context"
-
-	"github.com/kata-deploy/kata-deploy/runtime/agent/containerinit"
-)
-
 // A spare init is containerinit started ahead of the container whose first process it becomes:
 // in a pooled clone, after the throwaway container (OpWarm), so that the exec of the agent's
 // binary and the start of its Go runtime (40-60 ms under emulation) are off the next container's
@@ -85,16 +79,4 @@ func (e *NSExecutor) mountChanged() {
 	e.mu.Lock()
 	e.mountChanges++
 	e.mu.Unlock()
-}
-
-// spawnInit starts a container's first process: the spare init when it fits, else a new one.
-func (e *NSExecutor) spawnInit(ctx context.Context, cfg *containerinit.Config, confine func(pid int) error) (*nsProcess, error) {
-	s := e.takeSpare(cfg.Process.Terminal)
-	if s == nil {
-		var err error
-		if s, err = e.startInit(cfg.Process.Terminal, 0); err != nil {
-			return nil, err
-		}
-	}
-	return e.setUp(ctx, s, cfg, true, confine)
 }
